@@ -1,0 +1,127 @@
+//! HTTP only: routing, auth, limits and JSON shapes. Handlers destructure and check the request,
+//! call one function of the layer below, and wrap its answer; the routes are declared in one
+//! place, [`router`], so another axum application can mount the whole API.
+
+pub mod auth;
+pub mod cards;
+pub mod error;
+pub mod ops;
+pub mod search;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+
+use crate::config::Config;
+use crate::knowledge::Knowledge;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub knowledge: Arc<Knowledge>,
+    pub config: Arc<Config>,
+    pub keys: Arc<auth::Keys>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("kefu_http_requests_total", "HTTP requests by route, method and status"),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("kefu_http_request_duration_seconds", "HTTP request latency by route")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(requests.clone())).expect("registered once");
+        registry.register(Box::new(latency.clone())).expect("registered once");
+        Metrics { registry, requests, latency }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The route template (`/v1/cards/{id}`), not the path, so ids do not explode the label set.
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let m = &state.metrics;
+    m.latency.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+    m.requests.with_label_values(&[&route, &method, res.status().as_str()]).inc();
+    res
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kefu", description = "Self-hosted inference and knowledge service for customer service."),
+    paths(
+        cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
+        cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
+        search::search, ops::healthz, ops::readyz, ops::metrics, ops::openapi
+    ),
+    components(schemas(error::ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let v1 = Router::new()
+        .route("/v1/cards", post(cards::create).get(cards::list))
+        .route("/v1/cards/import", post(cards::import).layer(DefaultBodyLimit::max(limits.max_import_bytes)))
+        .route("/v1/cards/{id}", get(cards::get_card).patch(cards::update))
+        .route("/v1/cards/{id}/versions", get(cards::versions))
+        .route("/v1/cards/{id}/submit", post(cards::submit))
+        .route("/v1/cards/{id}/publish", post(cards::publish))
+        .route("/v1/cards/{id}/archive", post(cards::archive))
+        .route("/v1/audit", get(cards::audit))
+        .route("/v1/index/status", get(cards::index_status))
+        .route("/v1/search", post(search::search))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .merge(v1)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .with_state(state)
+}

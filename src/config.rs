@@ -1,0 +1,320 @@
+//! One typed configuration, layered: built-in defaults < `kefu.toml` < `KEFU_*` environment <
+//! command-line flags. Every key has a default, so an empty file (or none) is a valid setup.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Loopback by default: exposing the service needs API keys.
+    pub addr: SocketAddr,
+    /// Where cards, conversations and the vector index live (one SQLite file plus its WAL).
+    pub data_dir: PathBuf,
+    /// Where model weights are cached. Outside the repository by default.
+    pub models_dir: PathBuf,
+    /// A manifest to use instead of the built-in `models/manifest.toml`.
+    pub manifest: Option<PathBuf>,
+    /// Never download: a missing model is an error instead of a fetch.
+    pub offline: bool,
+    pub models: ModelsConfig,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub compliance: ComplianceConfig,
+    pub search: SearchConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Manifest id of the sentence embedder used for retrieval.
+    pub embedder: String,
+    /// Worker threads for model maths (0: all cores).
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Chatbots and channel frontends: the answer endpoint.
+    Channel,
+    /// Agent-assist tools: search, suggestions.
+    Agent,
+    /// Knowledge curators: everything.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "admin" => Ok(Role::Admin),
+            "agent" => Ok(Role::Agent),
+            "channel" => Ok(Role::Channel),
+            other => Err(format!("unknown role {other:?} (expected admin, agent or channel)")),
+        }
+    }
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+            Role::Channel => "channel",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Who holds the key; recorded in the audit log. Defaults to `role-<key fingerprint>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub role: Role,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub keys: Vec<ApiKey>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest bulk import body, in bytes.
+    pub max_import_bytes: usize,
+    /// Largest card body, in bytes of UTF-8.
+    pub max_card_bytes: usize,
+    /// Embedding requests that may wait for the model; one more is refused with 503.
+    pub embed_queue: usize,
+    /// Most texts embedded in one forward pass.
+    pub embed_batch: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComplianceConfig {
+    /// Numbers and addresses that may appear in published cards although they look like personal
+    /// data: the company's own hotline or support address, for instance.
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    pub default_top_k: usize,
+    pub max_top_k: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            models_dir: default_models_dir(),
+            manifest: None,
+            offline: false,
+            models: ModelsConfig::default(),
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            compliance: ComplianceConfig::default(),
+            search: SearchConfig::default(),
+        }
+    }
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig { embedder: "e5-small".into(), threads: 0 }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_import_bytes: 32 << 20,
+            max_card_bytes: 64 << 10,
+            embed_queue: 256,
+            embed_batch: 32,
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig { default_top_k: 5, max_top_k: 50 }
+    }
+}
+
+/// `$XDG_CACHE_HOME/kefu/models`, else `~/.cache/kefu/models`, else `./models/cache`.
+fn default_models_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("kefu/models");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache/kefu/models");
+    }
+    PathBuf::from("models/cache")
+}
+
+/// Values given on the command line (clap also reads their `KEFU_*` variables); `None` keeps
+/// what the file and the other variables said.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub addr: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
+    pub manifest: Option<PathBuf>,
+    pub offline: bool,
+}
+
+impl Config {
+    /// Loads the layers. `file` is `--config`; without it `./kefu.toml` is read when present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new("kefu.toml").exists() => Self::from_file(Path::new("kefu.toml"))?,
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        if let Some(a) = overrides.addr {
+            cfg.addr = a;
+        }
+        if let Some(d) = &overrides.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(d) = &overrides.models_dir {
+            cfg.models_dir = d.clone();
+        }
+        if let Some(m) = &overrides.manifest {
+            cfg.manifest = Some(m.clone());
+        }
+        cfg.offline |= overrides.offline;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    /// The variables without a flag of their own. (`KEFU_ADDR`, `KEFU_DATA_DIR`,
+    /// `KEFU_MODELS_DIR`, `KEFU_MANIFEST` and `KEFU_OFFLINE` are read by clap with their flags.)
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn num(var: &'static str, v: &str) -> Result<usize, ConfigError> {
+            v.trim().parse().map_err(|_| ConfigError::Env { var, message: format!("{v:?} is not a whole number") })
+        }
+        if let Some(v) = get("KEFU_API_KEYS") {
+            self.auth.keys = parse_api_keys(&v)
+                .map_err(|message| ConfigError::Env { var: "KEFU_API_KEYS", message })?;
+        }
+        if let Some(v) = get("KEFU_EMBEDDER") {
+            self.models.embedder = v;
+        }
+        if let Some(v) = get("KEFU_THREADS") {
+            self.models.threads = num("KEFU_THREADS", &v)?;
+        }
+        if let Some(v) = get("KEFU_MAX_BODY_BYTES") {
+            self.limits.max_body_bytes = num("KEFU_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("KEFU_MAX_CARD_BYTES") {
+            self.limits.max_card_bytes = num("KEFU_MAX_CARD_BYTES", &v)?;
+        }
+        if let Some(v) = get("KEFU_EMBED_QUEUE") {
+            self.limits.embed_queue = num("KEFU_EMBED_QUEUE", &v)?;
+        }
+        if let Some(v) = get("KEFU_COMPLIANCE_ALLOW") {
+            self.compliance.allow = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.max_body_bytes == 0 || l.max_import_bytes == 0 || l.max_card_bytes == 0 {
+            return Err(ConfigError::Invalid("limits must be greater than zero".into()));
+        }
+        if l.embed_queue == 0 || l.embed_batch == 0 {
+            return Err(ConfigError::Invalid("limits.embed_queue and limits.embed_batch must be at least 1".into()));
+        }
+        if self.search.default_top_k == 0 || self.search.default_top_k > self.search.max_top_k {
+            return Err(ConfigError::Invalid("search.default_top_k must be between 1 and search.max_top_k".into()));
+        }
+        for k in &self.auth.keys {
+            if k.key.len() < 8 {
+                return Err(ConfigError::Invalid(format!(
+                    "the {} key {:?} is shorter than 8 characters: use a long random key",
+                    k.role.as_str(),
+                    k.name.as_deref().unwrap_or("")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `admin:KEY1,agent:KEY2,channel:KEY3`.
+pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (role, key) = pair
+                .split_once(':')
+                .ok_or_else(|| format!("{pair:?} is not ROLE:KEY (for example admin:s3cret-key)"))?;
+            Ok(ApiKey { name: None, role: role.parse()?, key: key.trim().to_string() })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_file_then_env() {
+        let mut cfg: Config = toml::from_str("addr = \"127.0.0.1:9000\"\n[limits]\nmax_card_bytes = 10\n").unwrap();
+        assert_eq!(cfg.addr.port(), 9000);
+        assert_eq!(cfg.limits.max_card_bytes, 10);
+        assert_eq!(cfg.limits.max_body_bytes, Limits::default().max_body_bytes);
+        cfg.apply_env(|k| match k {
+            "KEFU_MAX_CARD_BYTES" => Some("20".into()),
+            "KEFU_API_KEYS" => Some("admin:aaaaaaaaaa, channel:bbbbbbbbbb".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.limits.max_card_bytes, 20);
+        assert_eq!(cfg.auth.keys.len(), 2);
+        assert_eq!(cfg.auth.keys[1].role, Role::Channel);
+    }
+
+    #[test]
+    fn rejects_bad_keys_and_unknown_fields() {
+        assert!(parse_api_keys("root:abc").is_err());
+        assert!(parse_api_keys("adminabc").is_err());
+        assert!(toml::from_str::<Config>("adress = \"x\"").is_err());
+    }
+}

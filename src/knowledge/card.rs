@@ -1,0 +1,187 @@
+//! What an author may send for a card, and the checks that turn it into stored content.
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::store::CardContent;
+
+pub const CHANNELS: [&str; 4] = ["chat", "social", "email", "voice"];
+const MAX_TITLE_CHARS: usize = 200;
+const MAX_TAGS: usize = 32;
+const MAX_TAG_CHARS: usize = 64;
+
+/// A new card. Unknown fields are refused, so a typo (`"titel"`) is an error, not a silent drop.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardInput {
+    pub title: String,
+    pub body: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// BCP 47 language tag (`en`, `zh`, `zh-Hant`). Detected from the text when absent.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Channels the card may answer on (`chat`, `social`, `email`, `voice`); empty: all of them.
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+/// A change to a card: only the fields given change. `expected_version` guards against
+/// overwriting an edit made meanwhile (409 when the card moved on).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardPatch {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub language: Option<String>,
+    pub channels: Option<Vec<String>>,
+    pub expected_version: Option<i64>,
+}
+
+impl CardPatch {
+    pub fn apply(&self, c: &CardContent) -> CardInput {
+        CardInput {
+            title: self.title.clone().unwrap_or_else(|| c.title.clone()),
+            body: self.body.clone().unwrap_or_else(|| c.body.clone()),
+            tags: self.tags.clone().unwrap_or_else(|| c.tags.clone()),
+            language: Some(self.language.clone().unwrap_or_else(|| c.language.clone())),
+            channels: self.channels.clone().unwrap_or_else(|| c.channels.clone()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.body.is_none() && self.tags.is_none() && self.language.is_none() && self.channels.is_none()
+    }
+}
+
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff | 0x20000..=0x2fa1f)
+}
+
+/// `zh` when a fifth or more of the letters are CJK, else `en`: enough to pick the prompt and
+/// filters for the two languages customers write here; anything else should be given explicitly.
+pub fn detect_language(text: &str) -> &'static str {
+    let (mut cjk, mut letters) = (0usize, 0usize);
+    for c in text.chars() {
+        if is_cjk(c) {
+            cjk += 1;
+            letters += 1;
+        } else if c.is_alphabetic() {
+            letters += 1;
+        }
+    }
+    if letters > 0 && cjk * 5 >= letters { "zh" } else { "en" }
+}
+
+fn valid_language(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let first = parts.next().unwrap_or("");
+    (2..=3).contains(&first.len())
+        && first.chars().all(|c| c.is_ascii_lowercase())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+impl CardInput {
+    /// Checks and normalises the input. `max_body_bytes` is the configured card size limit.
+    pub fn validate(self, max_body_bytes: usize) -> Result<CardContent, Error> {
+        let title = self.title.trim().to_string();
+        if title.is_empty() {
+            return Err(Error::invalid("invalid_card", "title must not be empty"));
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(Error::invalid("invalid_card", format!("title is longer than {MAX_TITLE_CHARS} characters")));
+        }
+        if title.contains('\n') {
+            return Err(Error::invalid("invalid_card", "title must be a single line"));
+        }
+        let body = self.body.trim().to_string();
+        if body.is_empty() {
+            return Err(Error::invalid("invalid_card", "body must not be empty"));
+        }
+        if body.len() > max_body_bytes {
+            return Err(Error::invalid(
+                "card_too_large",
+                format!("body is {} bytes, over the limit of {max_body_bytes}: split the card into smaller ones", body.len()),
+            ));
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(Error::invalid("invalid_card", format!("at most {MAX_TAGS} tags")));
+        }
+        let mut tags = Vec::new();
+        for t in self.tags {
+            let t = t.trim().to_lowercase();
+            if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.chars().any(char::is_control) {
+                return Err(Error::invalid("invalid_card", format!("tag {t:?} must be 1 to {MAX_TAG_CHARS} printable characters")));
+            }
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        let language = match self.language {
+            Some(l) => {
+                let l = l.trim().to_string();
+                let (head, tail) = l.split_once('-').map_or((l.as_str(), None), |(h, t)| (h, Some(t)));
+                let l = match tail {
+                    Some(t) => format!("{}-{t}", head.to_ascii_lowercase()),
+                    None => head.to_ascii_lowercase(),
+                };
+                if !valid_language(&l) {
+                    return Err(Error::invalid("invalid_card", format!("language {l:?} is not a language tag such as \"en\" or \"zh\"")));
+                }
+                l
+            }
+            None => detect_language(&format!("{title}\n{body}")).to_string(),
+        };
+        let mut channels = Vec::new();
+        for c in self.channels {
+            let c = c.trim().to_lowercase();
+            if !CHANNELS.contains(&c.as_str()) {
+                return Err(Error::invalid("invalid_card", format!("channel {c:?} is not one of {}", CHANNELS.join(", "))));
+            }
+            if !channels.contains(&c) {
+                channels.push(c);
+            }
+        }
+        channels.sort();
+        Ok(CardContent { title, body, tags, language, channels })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(title: &str, body: &str) -> CardInput {
+        CardInput { title: title.into(), body: body.into(), tags: vec![], language: None, channels: vec![] }
+    }
+
+    #[test]
+    fn normalises_and_detects() {
+        let mut i = input("  退款政策 ", "商品签收后七天内可以申请无理由退货。");
+        i.tags = vec!["Refund".into(), "refund".into()];
+        i.channels = vec!["email".into(), "chat".into()];
+        let c = i.validate(1000).unwrap();
+        assert_eq!(c.title, "退款政策");
+        assert_eq!(c.language, "zh");
+        assert_eq!(c.tags, vec!["refund"]);
+        assert_eq!(c.channels, vec!["chat", "email"]);
+        assert_eq!(input("Reset", "Open settings").validate(1000).unwrap().language, "en");
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_stored() {
+        assert!(input(" ", "b").validate(100).is_err());
+        assert!(input("t", "").validate(100).is_err());
+        assert!(input("t", &"x".repeat(101)).validate(100).is_err());
+        let mut bad = input("t", "b");
+        bad.channels = vec!["fax".into()];
+        assert!(bad.validate(100).is_err());
+        let mut lang = input("t", "b");
+        lang.language = Some("english!".into());
+        assert!(lang.validate(100).is_err());
+        lang.language = Some("zh-Hant".into());
+        assert_eq!(lang.validate(100).unwrap().language, "zh-Hant");
+    }
+}

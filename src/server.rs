@@ -1,0 +1,97 @@
+//! Start-up and shutdown in one visible place: open the store, make sure the models are there
+//! (fetching them on first start), load them onto the device, rebuild the index, bind, serve,
+//! and stop cleanly on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+
+use crate::api::{self, AppState, auth::Keys};
+use crate::config::Config;
+use crate::knowledge::Knowledge;
+use crate::runtime::embed::{EmbedPool, Embedder};
+use crate::runtime::registry::Registry;
+use crate::runtime::{ModelError, device};
+use crate::store::vector::embedded::EmbeddedIndex;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("refusing to listen on {0} without API keys: anyone who can reach it could change the knowledge base. Set KEFU_API_KEYS (e.g. admin:LONG-RANDOM-KEY) or [auth] keys in kefu.toml, or listen on 127.0.0.1")]
+    OpenWithoutKeys(std::net::SocketAddr),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("start-up failed: {0}")]
+    Other(String),
+}
+
+/// Everything the API needs, built and ready.
+pub async fn build(cfg: Config) -> Result<AppState, StartError> {
+    if !cfg.addr.ip().is_loopback() && cfg.auth.keys.is_empty() {
+        return Err(StartError::OpenWithoutKeys(cfg.addr));
+    }
+    let store = Arc::new(Store::open(&cfg.data_dir)?);
+    let registry = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
+    let embedder_id = cfg.models.embedder.clone();
+    let dev = device::select();
+    tracing::info!(device = %device::describe(&dev), "{}", device::simd_report());
+    // Fetching and loading read hundreds of megabytes: off the async reactor.
+    let embedder = tokio::task::spawn_blocking(move || -> Result<Embedder, ModelError> {
+        let files = registry.ensure(&embedder_id)?;
+        let started = std::time::Instant::now();
+        let e = Embedder::load(&files, &dev)?;
+        tracing::info!(model = %embedder_id, dim = e.dim(), max_tokens = e.max_tokens(), secs = started.elapsed().as_secs_f32(), "embedder loaded");
+        Ok(e)
+    })
+    .await
+    .map_err(|e| StartError::Other(e.to_string()))??;
+    let pool = EmbedPool::start(embedder, cfg.limits.embed_queue, cfg.limits.embed_batch);
+    let index = Arc::new(EmbeddedIndex::new(pool.dim()));
+    let knowledge = Arc::new(Knowledge::new(store, pool, index.clone(), &cfg.compliance.allow, cfg.limits.max_card_bytes));
+    knowledge.prepare_index().await.map_err(|e| StartError::Other(format!("loading the vector index: {e}")))?;
+    tracing::info!(vectors = index.len(), backend = "embedded", "vector index ready");
+    Ok(AppState {
+        knowledge,
+        keys: Arc::new(Keys::new(&cfg.auth.keys)),
+        config: Arc::new(cfg),
+        metrics: Arc::new(api::Metrics::new()),
+    })
+}
+
+/// Builds, binds and serves until SIGINT or SIGTERM. Prints `kefu listening on http://ADDR` on
+/// stdout once it accepts connections (scripts and tests wait for that line).
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    let addr = cfg.addr;
+    let state = build(cfg).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    if !state.keys.enabled() {
+        tracing::warn!("no API keys configured: every local caller is an admin (set KEFU_API_KEYS to require keys)");
+    }
+    println!("kefu listening on http://{local}");
+    tracing::info!(%local, "listening");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}

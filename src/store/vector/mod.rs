@@ -1,0 +1,46 @@
+//! Vector backends behind one trait: the in-process index (default) and, at scale, an external
+//! engine. The `chunks` table in SQLite is the source of truth; a backend indexes it.
+
+pub mod embedded;
+
+use async_trait::async_trait;
+
+use super::{ChunkMeta, SearchFilter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError {
+    /// The caller's vector does not fit the index (another embedding model).
+    #[error("vector has {got} dimensions, the index holds {expected}")]
+    Dimension { expected: usize, got: usize },
+    /// The backend cannot be reached or failed; the system's fault, usually transient.
+    #[error("vector backend {backend} unavailable: {message}")]
+    Unavailable { backend: &'static str, message: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub chunk_id: i64,
+    pub vector: Vec<f32>,
+    pub meta: ChunkMeta,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorHit {
+    pub chunk_id: i64,
+    pub card_id: String,
+    /// Cosine similarity (vectors are unit length).
+    pub score: f32,
+}
+
+#[async_trait]
+pub trait VectorIndex: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// True when the index keeps nothing itself and is loaded from the store at start.
+    fn is_ephemeral(&self) -> bool;
+    /// Replaces every point of `card_id` with `points` (none: removes the card).
+    async fn upsert_card(&self, card_id: &str, points: Vec<Point>) -> Result<(), VectorError>;
+    /// The `k` nearest chunks that pass `filter`, best first.
+    async fn search(&self, query: Vec<f32>, k: usize, filter: SearchFilter) -> Result<Vec<VectorHit>, VectorError>;
+    /// Points held per card, for checking that the index agrees with the store.
+    async fn card_counts(&self) -> Result<std::collections::HashMap<String, usize>, VectorError>;
+}
