@@ -180,7 +180,7 @@ mod tests {
         assert!(bad.validate(100).is_err());
         let mut lang = input("t", "b");
         lang.language = Some("english!".into());
-        assert!(lang.validate(100).is_err());
+        assert!(lang.clone().validate(100).is_err());
         lang.language = Some("zh-Hant".into());
         assert_eq!(lang.validate(100).unwrap().language, "zh-Hant");
     }

@@ -78,6 +78,9 @@ const STOPWORDS: &[&str] = &[
     "you", "your",
 ];
 
+/// Chinese function-word bigrams: in almost every question, so they only add noise matches.
+const CJK_STOP: &[&str] = &["怎么", "如何", "什么", "可以", "需要", "我的", "一下", "为什么", "是否", "请问", "能不", "不能", "我们", "你们", "这个", "那个", "的话"];
+
 /// Keyword terms: lower-cased words (English stop words dropped), codes also in a compact form
 /// (`ORD-2024-77` gives `ord`, `2024`, `77` and `ord202477`), and Chinese as overlapping
 /// character bigrams (single characters when alone), the standard segmenter-free index for CJK.
@@ -98,7 +101,10 @@ pub fn terms(text: &str) -> Vec<String> {
                 out.push(run[0].to_string());
             }
             for w in run.windows(2) {
-                out.push(w.iter().collect());
+                let bigram: String = w.iter().collect();
+                if !CJK_STOP.contains(&bigram.as_str()) {
+                    out.push(bigram);
+                }
             }
         } else if c.is_alphanumeric() {
             // A code: alphanumeric parts joined by - _ . / without spaces.
@@ -158,7 +164,7 @@ mod tests {
 
     #[test]
     fn passages_respect_the_budget_and_keep_everything() {
-        let para = "The router restarts itself when the firmware updates. ".repeat(12);
+        let para = "The router restarts itself when the firmware updates. ".repeat(30);
         let body = format!("Short intro.\n\n{para}\n\n最后一段。");
         let ps = passages(&body);
         assert!(ps.len() > 1, "{ps:?}");

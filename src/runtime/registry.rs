@@ -74,8 +74,9 @@ pub struct ModelSpec {
     pub files: Vec<FileSpec>,
 }
 
+// No deny_unknown_fields here: serde cannot combine it with `flatten`. The source variants
+// below still refuse fields they do not know.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileSpec {
     /// The file's name in the model's cache folder (what the loader asks for).
     pub name: String,
@@ -86,7 +87,7 @@ pub struct FileSpec {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+#[serde(untagged)]
 pub enum Source {
     Pypi(WheelFile),
     Parts { parts: Vec<WheelFile> },

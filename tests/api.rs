@@ -1,0 +1,100 @@
+//! Auth, malformed input, and the operator endpoints.
+
+mod common;
+
+use common::{ADMIN, AGENT, CHANNEL, Server, error_code, kefu, parts};
+use serde_json::json;
+
+#[test]
+fn keys_and_roles() {
+    let s = Server::start();
+    let (st, r) = parts(s.req("GET", "/v1/cards", None).send().unwrap());
+    assert_eq!((st, error_code(&r).as_str()), (401, "unauthorized"));
+    let (st, r) = s.call_as("not-a-key-at-all", "GET", "/v1/cards", None);
+    assert_eq!((st, error_code(&r).as_str()), (401, "unauthorized"));
+    for key in [CHANNEL, AGENT] {
+        let (st, r) = s.call_as(key, "POST", "/v1/cards", Some(json!({ "title": "t", "body": "b" })));
+        assert_eq!((st, error_code(&r).as_str()), (403, "forbidden"), "{r}");
+        let (st, _) = s.call_as(key, "GET", "/v1/cards", None);
+        assert_eq!(st, 403);
+        let (st, _) = s.call_as(key, "GET", "/v1/audit", None);
+        assert_eq!(st, 403);
+    }
+    let (st, r) = s.call_as(CHANNEL, "POST", "/v1/search", Some(json!({ "query": "x" })));
+    assert_eq!((st, error_code(&r).as_str()), (403, "forbidden"));
+    let (st, _) = s.call_as(ADMIN, "GET", "/v1/cards", None);
+    assert_eq!(st, 200);
+    // Nothing a refused caller sent was stored.
+    let (_, r) = s.call("GET", "/v1/cards", None);
+    assert_eq!(r["total"], 0);
+}
+
+#[test]
+fn refuses_to_listen_openly_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kefu()
+        .args(["serve", "--addr", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("KEFU_API_KEYS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without API keys") && err.contains("KEFU_API_KEYS"), "{err}");
+}
+
+#[test]
+fn malformed_input_gets_a_clear_4xx_and_stores_nothing() {
+    let s = Server::start_with(&[("KEFU_API_KEYS", &format!("admin:{ADMIN}")), ("KEFU_MAX_BODY_BYTES", "4096"), ("KEFU_MAX_CARD_BYTES", "1000")]);
+    let raw = |body: Vec<u8>, ctype: &str| parts(s.req("POST", "/v1/cards", Some(ADMIN)).header("content-type", ctype).body(body).send().unwrap());
+    let cases: Vec<(u16, &str, (u16, serde_json::Value))> = vec![
+        (400, "invalid_json", raw(b"{\"title\": \"a\", ".to_vec(), "application/json")),
+        (400, "invalid_json", raw(b"{\"title\": \"\xff\xfe\", \"body\": \"b\"}".to_vec(), "application/json")),
+        (415, "unsupported_media_type", raw(b"title=a".to_vec(), "application/x-www-form-urlencoded")),
+        (413, "payload_too_large", raw(format!("{{\"title\":\"a\",\"body\":\"{}\"}}", "x".repeat(5000)).into_bytes(), "application/json")),
+        (422, "invalid_request", s.call("POST", "/v1/cards", Some(json!({ "title": "a", "body": "b", "colour": "red" })))),
+        (422, "invalid_request", s.call("POST", "/v1/cards", Some(json!({ "title": "a" })))),
+        (422, "invalid_request", s.call("POST", "/v1/cards", Some(json!({ "title": 5, "body": "b" })))),
+        (422, "invalid_card", s.call("POST", "/v1/cards", Some(json!({ "title": "   ", "body": "b" })))),
+        (422, "invalid_card", s.call("POST", "/v1/cards", Some(json!({ "title": "a", "body": "b", "channels": ["fax"] })))),
+        (422, "card_too_large", s.call("POST", "/v1/cards", Some(json!({ "title": "a", "body": "y".repeat(1500) })))),
+        (404, "not_found", s.call("GET", "/v1/cards/does-not-exist", None)),
+        (404, "not_found", s.call("POST", "/v1/cards/does-not-exist/publish", None)),
+        (404, "not_found", s.call("GET", "/v1/nothing-here", None)),
+        (405, "method_not_allowed", s.call("DELETE", "/v1/cards", None)),
+        (400, "invalid_query", s.call("GET", "/v1/cards?limit=lots", None)),
+        (422, "invalid_request", s.call("PATCH", "/v1/cards/x", Some(json!({})))),
+    ];
+    for (want_status, want_code, (status, body)) in cases {
+        assert_eq!((status, error_code(&body).as_str()), (want_status, want_code), "{body}");
+    }
+    let (_, r) = s.call("GET", "/v1/cards", None);
+    assert_eq!(r["total"], 0, "no malformed request stored anything");
+    // And the server is still fine.
+    s.create("Still alive", "The server answers after all of that.", json!({}));
+}
+
+#[test]
+fn ops_endpoints() {
+    let s = Server::start();
+    let (st, r) = parts(s.req("GET", "/healthz", None).send().unwrap());
+    assert_eq!((st, r["status"].as_str()), (200, Some("ok")));
+    let (st, r) = parts(s.req("GET", "/readyz", None).send().unwrap());
+    assert_eq!((st, r["ready"].as_bool()), (200, Some(true)), "{r}");
+    let id = s.card("Metrics card", "Counting requests.", json!({}));
+    s.search("counting", json!({}));
+    let (st, text) = parts(s.req("GET", "/metrics", None).send().unwrap());
+    let text = text.as_str().unwrap().to_string();
+    assert_eq!(st, 200);
+    assert!(text.contains(r#"kefu_http_requests_total{method="POST",route="/v1/cards/{id}/publish",status="200"} 1"#), "{text}");
+    assert!(text.contains("kefu_http_request_duration_seconds_bucket"));
+    assert!(text.contains("kefu_model_queue_depth{model=\"e5-small\",role=\"embedder\"} 0"));
+    assert!(text.contains("kefu_model_inference_seconds_total"));
+    assert!(text.contains("kefu_cards{status=\"published\"} 1"));
+    assert!(!text.contains(&id), "ids must not become labels");
+    let (st, doc) = parts(s.req("GET", "/openapi.json", None).send().unwrap());
+    assert_eq!(st, 200);
+    for path in ["/v1/cards", "/v1/cards/{id}", "/v1/cards/{id}/publish", "/v1/cards/import", "/v1/search", "/healthz", "/readyz", "/metrics"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+}

