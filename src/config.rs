@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
@@ -65,7 +68,9 @@ impl std::str::FromStr for Role {
             "admin" => Ok(Role::Admin),
             "agent" => Ok(Role::Agent),
             "channel" => Ok(Role::Channel),
-            other => Err(format!("unknown role {other:?} (expected admin, agent or channel)")),
+            other => Err(format!(
+                "unknown role {other:?} (expected admin, agent or channel)"
+            )),
         }
     }
 }
@@ -145,7 +150,10 @@ impl Default for Config {
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        ModelsConfig { embedder: "e5-small".into(), threads: 0 }
+        ModelsConfig {
+            embedder: "e5-small".into(),
+            threads: 0,
+        }
     }
 }
 
@@ -163,7 +171,10 @@ impl Default for Limits {
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        SearchConfig { default_top_k: 5, max_top_k: 50 }
+        SearchConfig {
+            default_top_k: 5,
+            max_top_k: 50,
+        }
     }
 }
 
@@ -216,20 +227,30 @@ impl Config {
     }
 
     fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
     }
 
     /// The variables without a flag of their own. (`KEFU_ADDR`, `KEFU_DATA_DIR`,
     /// `KEFU_MODELS_DIR`, `KEFU_MANIFEST` and `KEFU_OFFLINE` are read by clap with their flags.)
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn num(var: &'static str, v: &str) -> Result<usize, ConfigError> {
-            v.trim().parse().map_err(|_| ConfigError::Env { var, message: format!("{v:?} is not a whole number") })
+            v.trim().parse().map_err(|_| ConfigError::Env {
+                var,
+                message: format!("{v:?} is not a whole number"),
+            })
         }
         if let Some(v) = get("KEFU_API_KEYS") {
-            self.auth.keys = parse_api_keys(&v)
-                .map_err(|message| ConfigError::Env { var: "KEFU_API_KEYS", message })?;
+            self.auth.keys = parse_api_keys(&v).map_err(|message| ConfigError::Env {
+                var: "KEFU_API_KEYS",
+                message,
+            })?;
         }
         if let Some(v) = get("KEFU_EMBEDDER") {
             self.models.embedder = v;
@@ -247,7 +268,11 @@ impl Config {
             self.limits.embed_queue = num("KEFU_EMBED_QUEUE", &v)?;
         }
         if let Some(v) = get("KEFU_COMPLIANCE_ALLOW") {
-            self.compliance.allow = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            self.compliance.allow = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         Ok(())
     }
@@ -255,13 +280,19 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         if l.max_body_bytes == 0 || l.max_import_bytes == 0 || l.max_card_bytes == 0 {
-            return Err(ConfigError::Invalid("limits must be greater than zero".into()));
+            return Err(ConfigError::Invalid(
+                "limits must be greater than zero".into(),
+            ));
         }
         if l.embed_queue == 0 || l.embed_batch == 0 {
-            return Err(ConfigError::Invalid("limits.embed_queue and limits.embed_batch must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "limits.embed_queue and limits.embed_batch must be at least 1".into(),
+            ));
         }
         if self.search.default_top_k == 0 || self.search.default_top_k > self.search.max_top_k {
-            return Err(ConfigError::Invalid("search.default_top_k must be between 1 and search.max_top_k".into()));
+            return Err(ConfigError::Invalid(
+                "search.default_top_k must be between 1 and search.max_top_k".into(),
+            ));
         }
         for k in &self.auth.keys {
             if k.key.len() < 8 {
@@ -282,10 +313,14 @@ pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, String> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|pair| {
-            let (role, key) = pair
-                .split_once(':')
-                .ok_or_else(|| format!("{pair:?} is not ROLE:KEY (for example admin:s3cret-key)"))?;
-            Ok(ApiKey { name: None, role: role.parse()?, key: key.trim().to_string() })
+            let (role, key) = pair.split_once(':').ok_or_else(|| {
+                format!("{pair:?} is not ROLE:KEY (for example admin:s3cret-key)")
+            })?;
+            Ok(ApiKey {
+                name: None,
+                role: role.parse()?,
+                key: key.trim().to_string(),
+            })
         })
         .collect()
 }
@@ -296,7 +331,8 @@ mod tests {
 
     #[test]
     fn layers_file_then_env() {
-        let mut cfg: Config = toml::from_str("addr = \"127.0.0.1:9000\"\n[limits]\nmax_card_bytes = 10\n").unwrap();
+        let mut cfg: Config =
+            toml::from_str("addr = \"127.0.0.1:9000\"\n[limits]\nmax_card_bytes = 10\n").unwrap();
         assert_eq!(cfg.addr.port(), 9000);
         assert_eq!(cfg.limits.max_card_bytes, 10);
         assert_eq!(cfg.limits.max_body_bytes, Limits::default().max_body_bytes);

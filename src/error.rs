@@ -37,10 +37,6 @@ pub enum Error {
     #[error("the card fails {} compliance check(s): remove the personal data and publish again", .0.len())]
     Compliance(Vec<Finding>),
 
-    /// A model queue is full: the caller should retry shortly. Not the caller's fault.
-    #[error("{0}")]
-    Overloaded(String),
-
     /// A dependency (a model worker, a vector backend) is not available right now.
     #[error("{0}")]
     Unavailable(String),
@@ -60,6 +56,9 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Invalid { code, message: message.into() }
+        Error::Invalid {
+            code,
+            message: message.into(),
+        }
     }
 }

@@ -10,7 +10,11 @@ use kefu::config::{Config, Overrides};
 use kefu::runtime::registry::{Presence, Registry};
 
 #[derive(Parser)]
-#[command(name = "kefu", version, about = "Self-hosted inference and knowledge service for customer service")]
+#[command(
+    name = "kefu",
+    version,
+    about = "Self-hosted inference and knowledge service for customer service"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -52,6 +56,28 @@ enum Command {
     },
     /// Print the effective configuration (keys masked).
     Config,
+    /// Measure speed on this machine (see benches/README.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Embedding throughput, indexing throughput and search latency on synthetic cards, in a
+    /// temporary data directory with the configured embedder.
+    Retrieval {
+        #[arg(long, default_value_t = 10_000)]
+        cards: usize,
+        #[arg(long, default_value_t = 300)]
+        queries: usize,
+        #[arg(long, default_value_t = 1024)]
+        sentences: usize,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -72,9 +98,15 @@ enum ModelsCommand {
     Verify { ids: Vec<String> },
 }
 
+mod bench;
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn human(n: u64) -> String {
@@ -110,6 +142,18 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(kefu::server::run(cfg))?;
         }
+        Command::Bench {
+            command:
+                BenchCommand::Retrieval {
+                    cards,
+                    queries,
+                    sentences,
+                    json,
+                },
+        } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(bench::retrieval(cfg, cards, queries, sentences, json))?;
+        }
         Command::Config => {
             let mut shown = cfg.clone();
             for k in &mut shown.auth.keys {
@@ -123,16 +167,32 @@ fn main() -> anyhow::Result<()> {
                 ModelsCommand::List => {
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "models cache: {}", reg.models_dir().display())?;
-                    writeln!(out, "{:<18} {:<10} {:<8} {:>8}  {:<11} SOURCE", "ID", "ROLE", "DEFAULT", "SIZE", "PRESENT")?;
+                    writeln!(
+                        out,
+                        "{:<18} {:<10} {:<8} {:>8}  {:<11} SOURCE",
+                        "ID", "ROLE", "DEFAULT", "SIZE", "PRESENT"
+                    )?;
                     for s in reg.status() {
                         let presence = match s.presence {
                             Presence::Present => "yes",
                             Presence::Unverified => "unverified",
                             Presence::Missing => "no",
                         };
-                        let role = serde_json::to_value(s.role)?.as_str().unwrap_or("").to_string();
+                        let role = serde_json::to_value(s.role)?
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string();
                         let default = if s.default { "yes" } else { "" };
-                        writeln!(out, "{:<18} {:<10} {:<8} {:>8}  {:<11} {}", s.id, role, default, human(s.size), presence, s.source)?;
+                        writeln!(
+                            out,
+                            "{:<18} {:<10} {:<8} {:>8}  {:<11} {}",
+                            s.id,
+                            role,
+                            default,
+                            human(s.size),
+                            presence,
+                            s.source
+                        )?;
                     }
                 }
                 ModelsCommand::Fetch { ids, all, force } => {
@@ -144,12 +204,17 @@ fn main() -> anyhow::Result<()> {
                         ids
                     };
                     for id in &ids {
-                        reg.fetch(id, force).with_context(|| format!("fetching {id}"))?;
+                        reg.fetch(id, force)
+                            .with_context(|| format!("fetching {id}"))?;
                         eprintln!("{id}: ok");
                     }
                 }
                 ModelsCommand::Verify { ids } => {
-                    let ids: Vec<String> = if ids.is_empty() { reg.ids().cloned().collect() } else { ids };
+                    let ids: Vec<String> = if ids.is_empty() {
+                        reg.ids().cloned().collect()
+                    } else {
+                        ids
+                    };
                     let mut bad = 0;
                     for id in &ids {
                         match reg.verify(id) {

@@ -15,14 +15,19 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("refusing to listen on {0} without API keys: anyone who can reach it could change the knowledge base. Set KEFU_API_KEYS (e.g. admin:LONG-RANDOM-KEY) or [auth] keys in kefu.toml, or listen on 127.0.0.1")]
+    #[error(
+        "refusing to listen on {0} without API keys: anyone who can reach it could change the knowledge base. Set KEFU_API_KEYS (e.g. admin:LONG-RANDOM-KEY) or [auth] keys in kefu.toml, or listen on 127.0.0.1"
+    )]
     OpenWithoutKeys(std::net::SocketAddr),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("start-up failed: {0}")]
     Other(String),
 }
@@ -49,9 +54,22 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     .map_err(|e| StartError::Other(e.to_string()))??;
     let pool = EmbedPool::start(embedder, cfg.limits.embed_queue, cfg.limits.embed_batch);
     let index = Arc::new(EmbeddedIndex::new(pool.dim()));
-    let knowledge = Arc::new(Knowledge::new(store, pool, index.clone(), &cfg.compliance.allow, cfg.limits.max_card_bytes));
-    knowledge.prepare_index().await.map_err(|e| StartError::Other(format!("loading the vector index: {e}")))?;
-    tracing::info!(vectors = index.len(), backend = "embedded", "vector index ready");
+    let knowledge = Arc::new(Knowledge::new(
+        store,
+        pool,
+        index.clone(),
+        &cfg.compliance.allow,
+        cfg.limits.max_card_bytes,
+    ));
+    knowledge
+        .prepare_index()
+        .await
+        .map_err(|e| StartError::Other(format!("loading the vector index: {e}")))?;
+    tracing::info!(
+        vectors = index.len(),
+        backend = "embedded",
+        "vector index ready"
+    );
     Ok(AppState {
         knowledge,
         keys: Arc::new(Keys::new(&cfg.auth.keys)),
@@ -65,10 +83,16 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     let addr = cfg.addr;
     let state = build(cfg).await?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
     if !state.keys.enabled() {
-        tracing::warn!("no API keys configured: every local caller is an admin (set KEFU_API_KEYS to require keys)");
+        tracing::warn!(
+            "no API keys configured: every local caller is an admin (set KEFU_API_KEYS to require keys)"
+        );
     }
     println!("kefu listening on http://{local}");
     tracing::info!(%local, "listening");

@@ -13,7 +13,12 @@ fn keys_and_roles() {
     let (st, r) = s.call_as("not-a-key-at-all", "GET", "/v1/cards", None);
     assert_eq!((st, error_code(&r).as_str()), (401, "unauthorized"));
     for key in [CHANNEL, AGENT] {
-        let (st, r) = s.call_as(key, "POST", "/v1/cards", Some(json!({ "title": "t", "body": "b" })));
+        let (st, r) = s.call_as(
+            key,
+            "POST",
+            "/v1/cards",
+            Some(json!({ "title": "t", "body": "b" })),
+        );
         assert_eq!((st, error_code(&r).as_str()), (403, "forbidden"), "{r}");
         let (st, _) = s.call_as(key, "GET", "/v1/cards", None);
         assert_eq!(st, 403);
@@ -40,38 +45,147 @@ fn refuses_to_listen_openly_without_keys() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("without API keys") && err.contains("KEFU_API_KEYS"), "{err}");
+    assert!(
+        err.contains("without API keys") && err.contains("KEFU_API_KEYS"),
+        "{err}"
+    );
 }
 
 #[test]
 fn malformed_input_gets_a_clear_4xx_and_stores_nothing() {
-    let s = Server::start_with(&[("KEFU_API_KEYS", &format!("admin:{ADMIN}")), ("KEFU_MAX_BODY_BYTES", "4096"), ("KEFU_MAX_CARD_BYTES", "1000")]);
-    let raw = |body: Vec<u8>, ctype: &str| parts(s.req("POST", "/v1/cards", Some(ADMIN)).header("content-type", ctype).body(body).send().unwrap());
+    let s = Server::start_with(&[
+        ("KEFU_API_KEYS", &format!("admin:{ADMIN}")),
+        ("KEFU_MAX_BODY_BYTES", "4096"),
+        ("KEFU_MAX_CARD_BYTES", "1000"),
+    ]);
+    let raw = |body: Vec<u8>, ctype: &str| {
+        parts(
+            s.req("POST", "/v1/cards", Some(ADMIN))
+                .header("content-type", ctype)
+                .body(body)
+                .send()
+                .unwrap(),
+        )
+    };
     let cases: Vec<(u16, &str, (u16, serde_json::Value))> = vec![
-        (400, "invalid_json", raw(b"{\"title\": \"a\", ".to_vec(), "application/json")),
-        (400, "invalid_json", raw(b"{\"title\": \"\xff\xfe\", \"body\": \"b\"}".to_vec(), "application/json")),
-        (415, "unsupported_media_type", raw(b"title=a".to_vec(), "application/x-www-form-urlencoded")),
-        (413, "payload_too_large", raw(format!("{{\"title\":\"a\",\"body\":\"{}\"}}", "x".repeat(5000)).into_bytes(), "application/json")),
-        (422, "invalid_request", s.call("POST", "/v1/cards", Some(json!({ "title": "a", "body": "b", "colour": "red" })))),
-        (422, "invalid_request", s.call("POST", "/v1/cards", Some(json!({ "title": "a" })))),
-        (422, "invalid_request", s.call("POST", "/v1/cards", Some(json!({ "title": 5, "body": "b" })))),
-        (422, "invalid_card", s.call("POST", "/v1/cards", Some(json!({ "title": "   ", "body": "b" })))),
-        (422, "invalid_card", s.call("POST", "/v1/cards", Some(json!({ "title": "a", "body": "b", "channels": ["fax"] })))),
-        (422, "card_too_large", s.call("POST", "/v1/cards", Some(json!({ "title": "a", "body": "y".repeat(1500) })))),
-        (404, "not_found", s.call("GET", "/v1/cards/does-not-exist", None)),
-        (404, "not_found", s.call("POST", "/v1/cards/does-not-exist/publish", None)),
+        (
+            400,
+            "invalid_json",
+            raw(b"{\"title\": \"a\", ".to_vec(), "application/json"),
+        ),
+        (
+            400,
+            "invalid_json",
+            raw(
+                b"{\"title\": \"\xff\xfe\", \"body\": \"b\"}".to_vec(),
+                "application/json",
+            ),
+        ),
+        (
+            415,
+            "unsupported_media_type",
+            raw(b"title=a".to_vec(), "application/x-www-form-urlencoded"),
+        ),
+        (
+            413,
+            "payload_too_large",
+            raw(
+                format!("{{\"title\":\"a\",\"body\":\"{}\"}}", "x".repeat(5000)).into_bytes(),
+                "application/json",
+            ),
+        ),
+        (
+            422,
+            "invalid_request",
+            s.call(
+                "POST",
+                "/v1/cards",
+                Some(json!({ "title": "a", "body": "b", "colour": "red" })),
+            ),
+        ),
+        (
+            422,
+            "invalid_request",
+            s.call("POST", "/v1/cards", Some(json!({ "title": "a" }))),
+        ),
+        (
+            422,
+            "invalid_request",
+            s.call(
+                "POST",
+                "/v1/cards",
+                Some(json!({ "title": 5, "body": "b" })),
+            ),
+        ),
+        (
+            422,
+            "invalid_card",
+            s.call(
+                "POST",
+                "/v1/cards",
+                Some(json!({ "title": "   ", "body": "b" })),
+            ),
+        ),
+        (
+            422,
+            "invalid_card",
+            s.call(
+                "POST",
+                "/v1/cards",
+                Some(json!({ "title": "a", "body": "b", "channels": ["fax"] })),
+            ),
+        ),
+        (
+            422,
+            "card_too_large",
+            s.call(
+                "POST",
+                "/v1/cards",
+                Some(json!({ "title": "a", "body": "y".repeat(1500) })),
+            ),
+        ),
+        (
+            404,
+            "not_found",
+            s.call("GET", "/v1/cards/does-not-exist", None),
+        ),
+        (
+            404,
+            "not_found",
+            s.call("POST", "/v1/cards/does-not-exist/publish", None),
+        ),
         (404, "not_found", s.call("GET", "/v1/nothing-here", None)),
-        (405, "method_not_allowed", s.call("DELETE", "/v1/cards", None)),
-        (400, "invalid_query", s.call("GET", "/v1/cards?limit=lots", None)),
-        (422, "invalid_request", s.call("PATCH", "/v1/cards/x", Some(json!({})))),
+        (
+            405,
+            "method_not_allowed",
+            s.call("DELETE", "/v1/cards", None),
+        ),
+        (
+            400,
+            "invalid_query",
+            s.call("GET", "/v1/cards?limit=lots", None),
+        ),
+        (
+            422,
+            "invalid_request",
+            s.call("PATCH", "/v1/cards/x", Some(json!({}))),
+        ),
     ];
     for (want_status, want_code, (status, body)) in cases {
-        assert_eq!((status, error_code(&body).as_str()), (want_status, want_code), "{body}");
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (want_status, want_code),
+            "{body}"
+        );
     }
     let (_, r) = s.call("GET", "/v1/cards", None);
     assert_eq!(r["total"], 0, "no malformed request stored anything");
     // And the server is still fine.
-    s.create("Still alive", "The server answers after all of that.", json!({}));
+    s.create(
+        "Still alive",
+        "The server answers after all of that.",
+        json!({}),
+    );
 }
 
 #[test]
@@ -94,7 +208,68 @@ fn ops_endpoints() {
     assert!(!text.contains(&id), "ids must not become labels");
     let (st, doc) = parts(s.req("GET", "/openapi.json", None).send().unwrap());
     assert_eq!(st, 200);
-    for path in ["/v1/cards", "/v1/cards/{id}", "/v1/cards/{id}/publish", "/v1/cards/import", "/v1/search", "/healthz", "/readyz", "/metrics"] {
-        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    for path in [
+        "/v1/cards",
+        "/v1/cards/{id}",
+        "/v1/cards/{id}/publish",
+        "/v1/cards/import",
+        "/v1/search",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
     }
+}
+
+#[test]
+fn a_full_model_queue_answers_503_with_retry_after() {
+    let s = Server::start_with(&[
+        ("KEFU_API_KEYS", &format!("admin:{ADMIN}")),
+        ("KEFU_EMBED_QUEUE", "1"),
+    ]);
+    s.card(
+        "Queue",
+        "A card so that searches have something to rank.",
+        json!({}),
+    );
+    // One request runs, one waits in the queue of one, the rest are refused at once.
+    let results: Vec<(u16, Option<String>, serde_json::Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || {
+                    let res = s
+                        .req("POST", "/v1/search", Some(ADMIN))
+                        .json(&json!({ "query": format!("question number {i} about queues") }))
+                        .send()
+                        .unwrap();
+                    let retry = res
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    let (st, body) = parts(res);
+                    (st, retry, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert!(results.iter().any(|r| r.0 == 200), "some searches succeed");
+    assert!(!refused.is_empty(), "a queue of one cannot take 16 at once");
+    for (_, retry, body) in refused {
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(error_code(body), "overloaded");
+    }
+    assert!(
+        results.iter().all(|r| r.0 == 200 || r.0 == 503),
+        "nothing else: {results:?}"
+    );
+    // After the burst the service is healthy again.
+    let (st, _) = s.call("POST", "/v1/search", Some(json!({ "query": "queue" })));
+    assert_eq!(st, 200);
 }

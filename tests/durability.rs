@@ -44,7 +44,9 @@ fn sigkill_mid_import_loses_no_acknowledged_card() {
             if status != 200 {
                 break;
             }
-            ack.lock().unwrap().extend(report["items"].as_array().unwrap().iter().cloned());
+            ack.lock()
+                .unwrap()
+                .extend(report["items"].as_array().unwrap().iter().cloned());
         }
     });
     // Let a few imports complete, then kill while the next one is being written.
@@ -68,7 +70,11 @@ fn sigkill_mid_import_loses_no_acknowledged_card() {
     let (_, all) = s.call("GET", "/v1/cards?limit=200", None);
     let total = all["total"].as_u64().unwrap() as usize;
     assert!(total >= acked.len());
-    eprintln!("acknowledged {} cards; {} were in the store after the kill", acked.len(), total);
+    eprintln!(
+        "acknowledged {} cards; {} were in the store after the kill",
+        acked.len(),
+        total
+    );
 
     let (_, status) = s.call("GET", "/v1/index/status", None);
     assert_eq!(status["consistent"], true, "{status}");
@@ -79,6 +85,10 @@ fn sigkill_mid_import_loses_no_acknowledged_card() {
     // Acknowledged cards are searchable by their exact code after the restart.
     let last = acked.last().unwrap()["id"].as_str().unwrap();
     let (_, card) = s.call("GET", &format!("/v1/cards/{last}"), None);
-    let code = card["title"].as_str().unwrap().trim_start_matches("Spare part ").to_string();
+    let code = card["title"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("Spare part ")
+        .to_string();
     assert_eq!(s.top(&code).as_deref(), Some(last), "{code}");
 }

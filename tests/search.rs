@@ -8,14 +8,47 @@ use serde_json::json;
 /// A small knowledge base for two businesses, in both languages.
 fn seed(s: &Server) -> std::collections::HashMap<&'static str, String> {
     let cards = [
-        ("password", "Reset your account password", "Open Settings > Account > Security and choose Forgot password. We e-mail a reset link that is valid for 30 minutes.", json!({ "tags": ["account"] })),
-        ("refund", "Refund timeline", "After we receive the returned item, the refund goes back to your original payment method within 7 to 10 working days.", json!({ "tags": ["refund", "payments"], "channels": ["chat", "email"] })),
-        ("router", "RT-AX58U router keeps rebooting", "If the RT-AX58U restarts every few minutes, update the firmware to 3.0.0.4 and check that the 19 V power adapter is the original one.", json!({ "tags": ["hardware"] })),
-        ("delivery", "配送时间", "普通快递一般3到5个工作日送达，偏远地区可能需要7天。下单后可在“我的订单”中查看物流。", json!({ "tags": ["shipping"] })),
-        ("roaming", "国际漫游怎么开通", "在手机营业厅App中选择“国际漫游”并开通即可，出国前24小时内生效，资费按目的地计算。", json!({ "tags": ["mobile"], "channels": ["voice"] })),
-        ("invoice", "Invoice for business customers", "Business customers can download a VAT invoice from Orders > Invoice within 90 days of purchase.", json!({ "tags": ["payments"] })),
+        (
+            "password",
+            "Reset your account password",
+            "Open Settings > Account > Security and choose Forgot password. We e-mail a reset link that is valid for 30 minutes.",
+            json!({ "tags": ["account"] }),
+        ),
+        (
+            "refund",
+            "Refund timeline",
+            "After we receive the returned item, the refund goes back to your original payment method within 7 to 10 working days.",
+            json!({ "tags": ["refund", "payments"], "channels": ["chat", "email"] }),
+        ),
+        (
+            "router",
+            "RT-AX58U router keeps rebooting",
+            "If the RT-AX58U restarts every few minutes, update the firmware to 3.0.0.4 and check that the 19 V power adapter is the original one.",
+            json!({ "tags": ["hardware"] }),
+        ),
+        (
+            "delivery",
+            "配送时间",
+            "普通快递一般3到5个工作日送达，偏远地区可能需要7天。下单后可在“我的订单”中查看物流。",
+            json!({ "tags": ["shipping"] }),
+        ),
+        (
+            "roaming",
+            "国际漫游怎么开通",
+            "在手机营业厅App中选择“国际漫游”并开通即可，出国前24小时内生效，资费按目的地计算。",
+            json!({ "tags": ["mobile"], "channels": ["voice"] }),
+        ),
+        (
+            "invoice",
+            "Invoice for business customers",
+            "Business customers can download a VAT invoice from Orders > Invoice within 90 days of purchase.",
+            json!({ "tags": ["payments"] }),
+        ),
     ];
-    cards.into_iter().map(|(k, t, b, extra)| (k, s.card(t, b, extra))).collect()
+    cards
+        .into_iter()
+        .map(|(k, t, b, extra)| (k, s.card(t, b, extra)))
+        .collect()
 }
 
 #[test]
@@ -23,22 +56,40 @@ fn finds_by_paraphrase_code_and_language() {
     let s = Server::start();
     let ids = seed(&s);
     // Paraphrases that share few words with the card.
-    assert_eq!(s.top("I forgot my login, how do I get back in?"), Some(ids["password"].clone()));
-    assert_eq!(s.top("when will I get my money back"), Some(ids["refund"].clone()));
+    assert_eq!(
+        s.top("I forgot my login, how do I get back in?"),
+        Some(ids["password"].clone())
+    );
+    assert_eq!(
+        s.top("when will I get my money back"),
+        Some(ids["refund"].clone())
+    );
     // An exact product code, in a question that is mostly about something else.
     assert_eq!(s.top("RT-AX58U"), Some(ids["router"].clone()));
-    assert_eq!(s.top("does the rtax58u need new software"), Some(ids["router"].clone()));
+    assert_eq!(
+        s.top("does the rtax58u need new software"),
+        Some(ids["router"].clone())
+    );
     // Chinese questions find Chinese cards; a Chinese question finds an English card too.
     assert_eq!(s.top("快递几天能到"), Some(ids["delivery"].clone()));
     assert_eq!(s.top("出国了手机怎么用"), Some(ids["roaming"].clone()));
     assert_eq!(s.top("怎么重置密码"), Some(ids["password"].clone()));
-    assert_eq!(s.top("我要下载增值税发票 invoice"), Some(ids["invoice"].clone()), "mixed-language question");
+    assert_eq!(
+        s.top("我要下载增值税发票 invoice"),
+        Some(ids["invoice"].clone()),
+        "mixed-language question"
+    );
 
     let hits = s.search("refund time", json!({ "top_k": 2 }));
     assert_eq!(hits.len(), 2);
     let h = &hits[0];
     assert_eq!(h["title"], "Refund timeline");
-    assert!(h["passage"].as_str().unwrap().contains("7 to 10 working days"));
+    assert!(
+        h["passage"]
+            .as_str()
+            .unwrap()
+            .contains("7 to 10 working days")
+    );
     assert!(h["score"].as_f64().unwrap() > hits[1]["score"].as_f64().unwrap());
     assert!(h["similarity"].as_f64().unwrap() > 0.8);
 }
@@ -48,54 +99,120 @@ fn filters_and_roles() {
     let s = Server::start();
     let ids = seed(&s);
     let only = |q: &str, filters: serde_json::Value| -> Vec<String> {
-        s.search(q, json!({ "filters": filters, "top_k": 10 })).iter().map(|h| h["card_id"].as_str().unwrap().to_string()).collect()
+        s.search(q, json!({ "filters": filters, "top_k": 10 }))
+            .iter()
+            .map(|h| h["card_id"].as_str().unwrap().to_string())
+            .collect()
     };
     let payments = only("how do I pay", json!({ "tags": ["payments"] }));
     assert_eq!(payments.len(), 2);
     assert!(payments.contains(&ids["refund"]) && payments.contains(&ids["invoice"]));
-    assert_eq!(only("refund", json!({ "tags": ["payments", "refund"] })), vec![ids["refund"].clone()]);
+    assert_eq!(
+        only("refund", json!({ "tags": ["payments", "refund"] })),
+        vec![ids["refund"].clone()]
+    );
     let zh = only("delivery", json!({ "language": "zh" }));
-    assert!(zh.iter().all(|id| *id == ids["delivery"] || *id == ids["roaming"]), "{zh:?}");
+    assert!(
+        zh.iter()
+            .all(|id| *id == ids["delivery"] || *id == ids["roaming"]),
+        "{zh:?}"
+    );
     // Cards without channels serve every channel; the refund card is chat/email only.
     let voice = only("refund", json!({ "channel": "voice" }));
     assert!(!voice.contains(&ids["refund"]) && voice.contains(&ids["roaming"]));
 
     // Agents may search; the answer is the same.
-    let (st, r) = s.call_as(AGENT, "POST", "/v1/search", Some(json!({ "query": "RT-AX58U" })));
-    assert_eq!((st, r["hits"][0]["card_id"].as_str()), (200, Some(ids["router"].as_str())));
-    let (st, r) = s.call("POST", "/v1/search", Some(json!({ "query": "x", "top_k": 0 })));
+    let (st, r) = s.call_as(
+        AGENT,
+        "POST",
+        "/v1/search",
+        Some(json!({ "query": "RT-AX58U" })),
+    );
+    assert_eq!(
+        (st, r["hits"][0]["card_id"].as_str()),
+        (200, Some(ids["router"].as_str()))
+    );
+    let (st, r) = s.call(
+        "POST",
+        "/v1/search",
+        Some(json!({ "query": "x", "top_k": 0 })),
+    );
     assert_eq!((st, error_code(&r).as_str()), (422, "invalid_request"));
     let (st, r) = s.call("POST", "/v1/search", Some(json!({ "query": "   " })));
     assert_eq!(st, 422, "{r}");
-    let (st, r) = s.call("POST", "/v1/search", Some(json!({ "query": "x", "filters": { "tag": "a" } })));
-    assert_eq!((st, error_code(&r).as_str()), (422, "invalid_request"), "unknown filter field");
+    let (st, r) = s.call(
+        "POST",
+        "/v1/search",
+        Some(json!({ "query": "x", "filters": { "tag": "a" } })),
+    );
+    assert_eq!(
+        (st, error_code(&r).as_str()),
+        (422, "invalid_request"),
+        "unknown filter field"
+    );
 }
 
 #[test]
 fn only_published_cards_are_found_and_edits_reindex_at_once() {
     let s = Server::start();
     let ids = seed(&s);
-    let draft = s.create("Loyalty points ZX-9001", "Members earn one loyalty point per dollar with code ZX-9001.", json!({}))["id"].as_str().unwrap().to_string();
-    let in_review = s.create("Loyalty points ZX-9002", "Members earn two loyalty points per dollar with code ZX-9002.", json!({}))["id"].as_str().unwrap().to_string();
+    let draft = s.create(
+        "Loyalty points ZX-9001",
+        "Members earn one loyalty point per dollar with code ZX-9001.",
+        json!({}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let in_review = s.create(
+        "Loyalty points ZX-9002",
+        "Members earn two loyalty points per dollar with code ZX-9002.",
+        json!({}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     s.call("POST", &format!("/v1/cards/{in_review}/submit"), None);
     for q in ["ZX-9001", "ZX-9002", "loyalty points per dollar"] {
-        let found: Vec<String> = s.search(q, json!({ "top_k": 10 })).iter().map(|h| h["card_id"].as_str().unwrap().to_string()).collect();
-        assert!(!found.contains(&draft) && !found.contains(&in_review), "{q}: unpublished card returned");
+        let found: Vec<String> = s
+            .search(q, json!({ "top_k": 10 }))
+            .iter()
+            .map(|h| h["card_id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            !found.contains(&draft) && !found.contains(&in_review),
+            "{q}: unpublished card returned"
+        );
     }
 
     // Archive: gone from search at once.
     let router = &ids["router"];
     s.call("POST", &format!("/v1/cards/{router}/archive"), None);
-    assert!(s.search("RT-AX58U rebooting", json!({ "top_k": 10 })).iter().all(|h| h["card_id"] != json!(router)));
+    assert!(
+        s.search("RT-AX58U rebooting", json!({ "top_k": 10 }))
+            .iter()
+            .all(|h| h["card_id"] != json!(router))
+    );
 
     // Edit a published card: the new text is found, the old one no longer.
     let refund = &ids["refund"];
-    let (st, _) = s.call("PATCH", &format!("/v1/cards/{refund}"), Some(json!({ "body": "Refunds are credited as store voucher code VX-7788 within 3 days." })));
+    let (st, _) = s.call(
+        "PATCH",
+        &format!("/v1/cards/{refund}"),
+        Some(
+            json!({ "body": "Refunds are credited as store voucher code VX-7788 within 3 days." }),
+        ),
+    );
     assert_eq!(st, 200);
     let hits = s.search("VX-7788", json!({}));
     assert_eq!(hits[0]["card_id"], json!(refund));
     assert!(hits[0]["passage"].as_str().unwrap().contains("VX-7788"));
-    assert!(s.search("refund", json!({ "top_k": 10 })).iter().all(|h| !h["passage"].as_str().unwrap().contains("7 to 10 working days")));
+    assert!(s.search("refund", json!({ "top_k": 10 })).iter().all(|h| {
+        !h["passage"]
+            .as_str()
+            .unwrap()
+            .contains("7 to 10 working days")
+    }));
 
     // Re-publishing the archived card brings it back.
     s.publish(router);
@@ -109,7 +226,15 @@ fn only_published_cards_are_found_and_edits_reindex_at_once() {
 fn long_cards_are_chunked_and_the_matching_passage_is_cited() {
     let s = Server::start();
     let mut body = String::new();
-    for (i, topic) in ["billing address changes", "paper invoices", "direct debit setup", "late payment fees"].iter().enumerate() {
+    for (i, topic) in [
+        "billing address changes",
+        "paper invoices",
+        "direct debit setup",
+        "late payment fees",
+    ]
+    .iter()
+    .enumerate()
+    {
         body.push_str(&format!("Section {}: {topic}. ", i + 1));
         body.push_str(&"This section explains the policy in detail, including exceptions for business accounts and students. ".repeat(6));
         if *topic == "late payment fees" {
@@ -122,7 +247,10 @@ fn long_cards_are_chunked_and_the_matching_passage_is_cited() {
     assert_eq!(hits[0]["card_id"], json!(id));
     let passage = hits[0]["passage"].as_str().unwrap();
     assert!(passage.contains("15 dollars"), "cited passage: {passage}");
-    assert!(passage.len() < body.len() / 2, "the passage is a part of the card, not all of it");
+    assert!(
+        passage.len() < body.len() / 2,
+        "the passage is a part of the card, not all of it"
+    );
     let (_, st) = s.call("GET", "/v1/index/status", None);
     assert!(st["vectors"].as_u64().unwrap() >= 4, "{st}");
 }

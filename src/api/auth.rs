@@ -45,7 +45,10 @@ impl Keys {
             .iter()
             .map(|k| {
                 let d = digest(&k.key);
-                let name = k.name.clone().unwrap_or_else(|| format!("{}-{}", k.role.as_str(), &hex::encode(d)[..8]));
+                let name = k
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{}", k.role.as_str(), &hex::encode(d)[..8]));
                 (d, Caller { role: k.role, name })
             })
             .collect();
@@ -58,21 +61,31 @@ impl Keys {
 
     fn resolve(&self, header: Option<&str>) -> Result<Caller, ApiError> {
         if !self.enabled() {
-            return Ok(Caller { role: Role::Admin, name: "anonymous".into() });
+            return Ok(Caller {
+                role: Role::Admin,
+                name: "anonymous".into(),
+            });
         }
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let h = header.ok_or_else(|| unauthorized("missing API key: send `Authorization: Bearer <key>`"))?;
+        let h = header
+            .ok_or_else(|| unauthorized("missing API key: send `Authorization: Bearer <key>`"))?;
         let key = h
             .strip_prefix("Bearer ")
             .or_else(|| h.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        self.by_digest.get(&digest(key.trim())).cloned().ok_or_else(|| unauthorized("unknown API key"))
+        self.by_digest
+            .get(&digest(key.trim()))
+            .cloned()
+            .ok_or_else(|| unauthorized("unknown API key"))
     }
 }
 
 /// Resolves the caller of every `/v1` request, or answers 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     match state.keys.resolve(header) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
@@ -83,15 +96,24 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 }
 
 fn caller(parts: &Parts) -> Result<Caller, ApiError> {
-    parts
-        .extensions
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "route is missing the auth layer"))
+    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "route is missing the auth layer",
+        )
+    })
 }
 
 fn forbidden(c: &Caller, need: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this route needs {need}; the key presented has the {} role", c.role.as_str()))
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "this route needs {need}; the key presented has the {} role",
+            c.role.as_str()
+        ),
+    )
 }
 
 /// The caller holds the admin role.
@@ -101,7 +123,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let c = caller(parts)?;
-        if c.role == Role::Admin { Ok(Admin(c)) } else { Err(forbidden(&c, "the admin role")) }
+        if c.role == Role::Admin {
+            Ok(Admin(c))
+        } else {
+            Err(forbidden(&c, "the admin role"))
+        }
     }
 }
 
@@ -112,6 +138,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Staff {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let c = caller(parts)?;
-        if c.role >= Role::Agent { Ok(Staff(c)) } else { Err(forbidden(&c, "the agent or admin role")) }
+        if c.role >= Role::Agent {
+            Ok(Staff(c))
+        } else {
+            Err(forbidden(&c, "the agent or admin role"))
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! Admins: knowledge cards, their lifecycle, bulk import, the audit log and index health.
 
+use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -18,10 +18,18 @@ use crate::store::{AuditEntry, Card, CardStatus, CardVersion, ListFilter};
     responses((status = 201, description = "Created as a draft", body = Card),
               (status = 422, description = "Invalid card", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(s): State<AppState>, Admin(c): Admin, ApiJson(input): ApiJson<CardInput>) -> ApiResult<impl IntoResponse> {
+pub async fn create(
+    State(s): State<AppState>,
+    Admin(c): Admin,
+    ApiJson(input): ApiJson<CardInput>,
+) -> ApiResult<impl IntoResponse> {
     let card = s.knowledge.create(input, &c.actor()).await?;
     let location = format!("/v1/cards/{}", card.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(card)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(card),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -47,26 +55,53 @@ pub struct CardList {
 
 #[utoipa::path(get, path = "/v1/cards", tag = "cards", params(ListParams),
     responses((status = 200, body = CardList)), security(("bearer" = [])))]
-pub async fn list(State(s): State<AppState>, Admin(_admin): Admin, ApiQuery(p): ApiQuery<ListParams>) -> ApiResult<Json<CardList>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Admin(_admin): Admin,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Json<CardList>> {
     let status = match p.status.as_deref() {
         None | Some("") => None,
         Some(v) => Some(CardStatus::parse(v).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("status {v:?} is not one of draft, in_review, published, archived"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("status {v:?} is not one of draft, in_review, published, archived"),
+            )
         })?),
     };
     let limit = p.limit.unwrap_or(50);
     if limit == 0 || limit > 200 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit must be between 1 and 200"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be between 1 and 200",
+        ));
     }
     let offset = p.offset.unwrap_or(0);
-    let filter = ListFilter { status, tag: p.tag.map(|t| t.trim().to_lowercase()), text: p.q.filter(|q| !q.trim().is_empty()), limit, offset };
+    let filter = ListFilter {
+        status,
+        tag: p.tag.map(|t| t.trim().to_lowercase()),
+        text: p.q.filter(|q| !q.trim().is_empty()),
+        limit,
+        offset,
+    };
     let (cards, total) = s.knowledge.list(filter).await?;
-    Ok(Json(CardList { cards, total, limit, offset }))
+    Ok(Json(CardList {
+        cards,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/cards/{id}", tag = "cards",
     responses((status = 200, body = Card), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get_card(State(s): State<AppState>, Admin(_admin): Admin, Path(id): Path<String>) -> ApiResult<Json<Card>> {
+pub async fn get_card(
+    State(s): State<AppState>,
+    Admin(_admin): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Card>> {
     Ok(Json(s.knowledge.get(&id).await?))
 }
 
@@ -75,7 +110,12 @@ pub async fn get_card(State(s): State<AppState>, Admin(_admin): Admin, Path(id):
               (status = 409, description = "expected_version is stale", body = ErrorBody),
               (status = 422, description = "Invalid, or a published card's edit fails compliance", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn update(State(s): State<AppState>, Admin(c): Admin, Path(id): Path<String>, ApiJson(patch): ApiJson<CardPatch>) -> ApiResult<Json<Card>> {
+pub async fn update(
+    State(s): State<AppState>,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<CardPatch>,
+) -> ApiResult<Json<Card>> {
     Ok(Json(s.knowledge.update(&id, patch, &c.actor()).await?))
 }
 
@@ -86,13 +126,23 @@ pub struct VersionList {
 
 #[utoipa::path(get, path = "/v1/cards/{id}/versions", tag = "cards",
     responses((status = 200, body = VersionList), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn versions(State(s): State<AppState>, Admin(_admin): Admin, Path(id): Path<String>) -> ApiResult<Json<VersionList>> {
-    Ok(Json(VersionList { versions: s.knowledge.versions(&id).await? }))
+pub async fn versions(
+    State(s): State<AppState>,
+    Admin(_admin): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<VersionList>> {
+    Ok(Json(VersionList {
+        versions: s.knowledge.versions(&id).await?,
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/cards/{id}/submit", tag = "cards",
     responses((status = 200, description = "Now in review", body = Card), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn submit(State(s): State<AppState>, Admin(c): Admin, Path(id): Path<String>) -> ApiResult<Json<Card>> {
+pub async fn submit(
+    State(s): State<AppState>,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Card>> {
     Ok(Json(s.knowledge.submit(&id, &c.actor()).await?))
 }
 
@@ -100,13 +150,21 @@ pub async fn submit(State(s): State<AppState>, Admin(c): Admin, Path(id): Path<S
     responses((status = 200, description = "Published and searchable", body = Card),
               (status = 422, description = "Fails compliance; `details` lists each finding", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn publish(State(s): State<AppState>, Admin(c): Admin, Path(id): Path<String>) -> ApiResult<Json<Card>> {
+pub async fn publish(
+    State(s): State<AppState>,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Card>> {
     Ok(Json(s.knowledge.publish(&id, &c.actor()).await?))
 }
 
 #[utoipa::path(post, path = "/v1/cards/{id}/archive", tag = "cards",
     responses((status = 200, description = "Archived and removed from search", body = Card)), security(("bearer" = [])))]
-pub async fn archive(State(s): State<AppState>, Admin(c): Admin, Path(id): Path<String>) -> ApiResult<Json<Card>> {
+pub async fn archive(
+    State(s): State<AppState>,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Card>> {
     Ok(Json(s.knowledge.archive(&id, &c.actor()).await?))
 }
 
@@ -119,14 +177,22 @@ pub struct ImportParams {
 }
 
 fn utf8(name: &str, bytes: &[u8]) -> Result<String, String> {
-    String::from_utf8(bytes.to_vec()).map_err(|e| format!("{name} is not UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        format!(
+            "{name} is not UTF-8 (first bad byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn items_of(name: &str, bytes: &[u8], markdown: bool) -> Vec<Item> {
     match utf8(name, bytes) {
         Ok(text) if markdown => vec![import::parse_markdown(name, &text)],
         Ok(text) => import::parse_jsonl(name, &text),
-        Err(m) => vec![Item { source: name.to_string(), card: Err(m) }],
+        Err(m) => vec![Item {
+            source: name.to_string(),
+            card: Err(m),
+        }],
     }
 }
 
@@ -137,29 +203,57 @@ fn items_of(name: &str, bytes: &[u8], markdown: bool) -> Vec<Item> {
     responses((status = 200, description = "Per-item results; good items are kept even when others fail", body = ImportReport),
               (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn import(State(s): State<AppState>, Admin(c): Admin, ApiQuery(p): ApiQuery<ImportParams>, req: Request) -> ApiResult<Json<ImportReport>> {
-    let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+pub async fn import(
+    State(s): State<AppState>,
+    Admin(c): Admin,
+    ApiQuery(p): ApiQuery<ImportParams>,
+    req: Request,
+) -> ApiResult<Json<ImportReport>> {
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let mime = ctype.split(';').next().unwrap_or("").trim().to_string();
     let items = match mime.as_str() {
-        "application/x-ndjson" | "application/jsonl" | "application/json-lines" | "application/jsonlines" => {
-            items_of("body", &read_body(req, &s).await?, false)
-        }
+        "application/x-ndjson"
+        | "application/jsonl"
+        | "application/json-lines"
+        | "application/jsonlines" => items_of("body", &read_body(req, &s).await?, false),
         "text/markdown" | "text/x-markdown" => items_of("body", &read_body(req, &s).await?, true),
         "multipart/form-data" => {
-            let mut form = Multipart::from_request(req, &s)
-                .await
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+            let mut form = Multipart::from_request(req, &s).await.map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+            })?;
             let mut items = Vec::new();
-            while let Some(field) = form.next_field().await.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))? {
-                let name = field.file_name().or(field.name()).unwrap_or("file").to_string();
+            while let Some(field) = form
+                .next_field()
+                .await
+                .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?
+            {
+                let name = field
+                    .file_name()
+                    .or(field.name())
+                    .unwrap_or("file")
+                    .to_string();
                 let lower = name.to_ascii_lowercase();
                 let markdown = lower.ends_with(".md") || lower.ends_with(".markdown");
                 let jsonl = lower.ends_with(".jsonl") || lower.ends_with(".ndjson");
-                let bytes = field.bytes().await.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
                 if markdown || jsonl {
                     items.extend(items_of(&name, &bytes, markdown));
                 } else {
-                    items.push(Item { source: name, card: Err("unknown file type: name files *.md, *.markdown, *.jsonl or *.ndjson".into()) });
+                    items.push(Item {
+                        source: name,
+                        card: Err(
+                            "unknown file type: name files *.md, *.markdown, *.jsonl or *.ndjson"
+                                .into(),
+                        ),
+                    });
                 }
             }
             items
@@ -168,12 +262,18 @@ pub async fn import(State(s): State<AppState>, Admin(c): Admin, ApiQuery(p): Api
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!("content type {other:?} is not importable: use application/x-ndjson, text/markdown or multipart/form-data"),
+                format!(
+                    "content type {other:?} is not importable: use application/x-ndjson, text/markdown or multipart/form-data"
+                ),
             ));
         }
     };
     if items.is_empty() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_import", "the import holds no cards"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_import",
+            "the import holds no cards",
+        ));
     }
     Ok(Json(s.knowledge.import(items, p.publish, &c.actor()).await))
 }
@@ -194,14 +294,23 @@ pub struct AuditList {
 /// The audit log, newest first: who changed what, when.
 #[utoipa::path(get, path = "/v1/audit", tag = "cards", params(AuditParams),
     responses((status = 200, body = AuditList)), security(("bearer" = [])))]
-pub async fn audit(State(s): State<AppState>, Admin(_admin): Admin, ApiQuery(p): ApiQuery<AuditParams>) -> ApiResult<Json<AuditList>> {
+pub async fn audit(
+    State(s): State<AppState>,
+    Admin(_admin): Admin,
+    ApiQuery(p): ApiQuery<AuditParams>,
+) -> ApiResult<Json<AuditList>> {
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(AuditList { entries: s.knowledge.audit(p.card_id, limit).await? }))
+    Ok(Json(AuditList {
+        entries: s.knowledge.audit(p.card_id, limit).await?,
+    }))
 }
 
 /// Whether the vector index holds exactly the published cards.
 #[utoipa::path(get, path = "/v1/index/status", tag = "cards",
     responses((status = 200, body = IndexStatus)), security(("bearer" = [])))]
-pub async fn index_status(State(s): State<AppState>, Admin(_admin): Admin) -> ApiResult<Json<IndexStatus>> {
+pub async fn index_status(
+    State(s): State<AppState>,
+    Admin(_admin): Admin,
+) -> ApiResult<Json<IndexStatus>> {
     Ok(Json(s.knowledge.index_status().await?))
 }

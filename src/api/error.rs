@@ -38,7 +38,12 @@ pub struct ErrorObject {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 }
 
@@ -47,7 +52,11 @@ impl From<Error> for ApiError {
         use StatusCode as S;
         match e {
             Error::Invalid { code, message } => {
-                let status = if matches!(code, "invalid_json" | "invalid_utf8" | "bad_request") { S::BAD_REQUEST } else { S::UNPROCESSABLE_ENTITY };
+                let status = if matches!(code, "invalid_json" | "invalid_utf8" | "bad_request") {
+                    S::BAD_REQUEST
+                } else {
+                    S::UNPROCESSABLE_ENTITY
+                };
                 ApiError::new(status, code, message)
             }
             Error::NotFound(m) => ApiError::new(S::NOT_FOUND, "not_found", m),
@@ -58,11 +67,16 @@ impl From<Error> for ApiError {
                 message: e.to_string(),
                 details: Some(serde_json::to_value(findings).unwrap_or_default()),
             },
-            Error::Overloaded(m) => ApiError::new(S::SERVICE_UNAVAILABLE, "overloaded", m),
-            Error::Model(m @ ModelError::Overloaded(_)) => ApiError::new(S::SERVICE_UNAVAILABLE, "overloaded", m.to_string()),
-            Error::Model(m @ ModelError::WorkerGone(_)) => ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", m.to_string()),
+            Error::Model(m @ ModelError::Overloaded(_)) => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "overloaded", m.to_string())
+            }
+            Error::Model(m @ ModelError::WorkerGone(_)) => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", m.to_string())
+            }
             Error::Unavailable(m) => ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", m),
-            Error::Vector(v @ VectorError::Unavailable { .. }) => ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", v.to_string()),
+            Error::Vector(v @ VectorError::Unavailable { .. }) => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", v.to_string())
+            }
             Error::Model(m) => {
                 tracing::error!(error = %m, "model error");
                 ApiError::new(S::INTERNAL_SERVER_ERROR, "model_error", m.to_string())
@@ -70,7 +84,11 @@ impl From<Error> for ApiError {
             Error::Store(s) => {
                 // The detail goes to the log; the caller learns only that it was not their fault.
                 tracing::error!(error = %s, "store error");
-                ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", "the store failed; nothing was changed. Retry, and see the server log if it persists")
+                ApiError::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the store failed; nothing was changed. Retry, and see the server log if it persists",
+                )
             }
             Error::Vector(v) => {
                 tracing::error!(error = %v, "vector index error");
@@ -82,13 +100,21 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorObject { code: self.code.to_string(), message: self.message, details: self.details } };
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code.to_string(),
+                message: self.message,
+                details: self.details,
+            },
+        };
         let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }
@@ -98,7 +124,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 fn bytes_rejection(e: &BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body is too large: {}", e.body_text()))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is too large: {}", e.body_text()),
+        )
     } else {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
     }
@@ -114,15 +144,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", e.body_text())),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text())),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.body_text(),
+            )),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                e.body_text(),
+            )),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the body as JSON with `Content-Type: application/json`",
             )),
             Err(JsonRejection::BytesRejection(e)) => Err(bytes_rejection(&e)),
-            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                e.body_text(),
+            )),
         }
     }
 }
@@ -137,24 +179,41 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+            .map_err(|e: QueryRejection| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+            })
     }
 }
 
 /// A raw body, size-limited, with our error shape.
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> ApiResult<bytes::Bytes> {
-    bytes::Bytes::from_request(req, state).await.map_err(|e| bytes_rejection(&e))
+    bytes::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| bytes_rejection(&e))
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; GET /openapi.json lists them")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; GET /openapi.json lists them",
+    )
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; GET /openapi.json lists them")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; GET /openapi.json lists them",
+    )
 }
 
 /// A panic in a handler is a bug; the client still gets the error shape, and the server lives on.
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the server log",
+    )
+    .into_response()
 }

@@ -41,19 +41,35 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("kefu_http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "kefu_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("valid metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new("kefu_http_request_duration_seconds", "HTTP request latency by route")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "kefu_http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["route", "method"],
         )
         .expect("valid metric");
-        registry.register(Box::new(requests.clone())).expect("registered once");
-        registry.register(Box::new(latency.clone())).expect("registered once");
-        Metrics { registry, requests, latency }
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
+        Metrics {
+            registry,
+            requests,
+            latency,
+        }
     }
 }
 
@@ -65,13 +81,21 @@ impl Default for Metrics {
 
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // The route template (`/v1/cards/{id}`), not the path, so ids do not explode the label set.
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
     let method = req.method().to_string();
     let started = Instant::now();
     let res = next.run(req).await;
     let m = &state.metrics;
-    m.latency.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
-    m.requests.with_label_values(&[&route, &method, res.status().as_str()]).inc();
+    m.latency
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&route, &method, res.status().as_str()])
+        .inc();
     res
 }
 
@@ -93,7 +117,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -102,7 +129,10 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     let v1 = Router::new()
         .route("/v1/cards", post(cards::create).get(cards::list))
-        .route("/v1/cards/import", post(cards::import).layer(DefaultBodyLimit::max(limits.max_import_bytes)))
+        .route(
+            "/v1/cards/import",
+            post(cards::import).layer(DefaultBodyLimit::max(limits.max_import_bytes)),
+        )
         .route("/v1/cards/{id}", get(cards::get_card).patch(cards::update))
         .route("/v1/cards/{id}/versions", get(cards::versions))
         .route("/v1/cards/{id}/submit", post(cards::submit))
@@ -111,7 +141,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(cards::audit))
         .route("/v1/index/status", get(cards::index_status))
         .route("/v1/search", post(search::search))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

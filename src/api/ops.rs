@@ -22,7 +22,10 @@ pub struct Health {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -44,10 +47,26 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         Ok(Err(e)) => e.to_string(),
         Err(e) => e.to_string(),
     };
-    let embedder = if k.embedder().is_alive() { format!("ok ({})", k.embedder().id()) } else { "the embedding worker stopped".into() };
+    let embedder = if k.embedder().is_alive() {
+        format!("ok ({})", k.embedder().id())
+    } else {
+        "the embedding worker stopped".into()
+    };
     let ready = store == "ok" && k.embedder().is_alive();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { ready, store, embedder, index: k.index_backend().to_string() }))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            store,
+            embedder,
+            index: k.index_backend().to_string(),
+        }),
+    )
 }
 
 /// Prometheus text format: per-route request counts and latencies, the embedding queue and
@@ -64,19 +83,55 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let st = s.knowledge.embedder().stats();
     let model = s.knowledge.embedder().id().to_string();
     let gauges: [(&str, &str, &str, f64); 6] = [
-        ("kefu_model_queue_depth", "gauge", "Requests waiting for the model", st.queue_depth.load(Ordering::Relaxed) as f64),
-        ("kefu_model_batches_total", "counter", "Forward passes run", st.batches.load(Ordering::Relaxed) as f64),
-        ("kefu_model_inputs_total", "counter", "Texts processed", st.texts.load(Ordering::Relaxed) as f64),
-        ("kefu_model_tokens_total", "counter", "Tokens processed", st.tokens.load(Ordering::Relaxed) as f64),
-        ("kefu_model_inference_seconds_total", "counter", "Time spent in model inference", st.busy_micros.load(Ordering::Relaxed) as f64 / 1e6),
-        ("kefu_model_rejected_total", "counter", "Requests refused because the queue was full", st.rejected.load(Ordering::Relaxed) as f64),
+        (
+            "kefu_model_queue_depth",
+            "gauge",
+            "Requests waiting for the model",
+            st.queue_depth.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "kefu_model_batches_total",
+            "counter",
+            "Forward passes run",
+            st.batches.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "kefu_model_inputs_total",
+            "counter",
+            "Texts processed",
+            st.texts.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "kefu_model_tokens_total",
+            "counter",
+            "Tokens processed",
+            st.tokens.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "kefu_model_inference_seconds_total",
+            "counter",
+            "Time spent in model inference",
+            st.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        ),
+        (
+            "kefu_model_rejected_total",
+            "counter",
+            "Requests refused because the queue was full",
+            st.rejected.load(Ordering::Relaxed) as f64,
+        ),
     ];
     for (name, kind, help, v) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{model=\"{model}\",role=\"embedder\"}} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{model=\"{model}\",role=\"embedder\"}} {v}"
+        );
     }
     let store = s.knowledge.store().clone();
     if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || store.count_by_status()).await {
-        let _ = writeln!(out, "# HELP kefu_cards Knowledge cards by status\n# TYPE kefu_cards gauge");
+        let _ = writeln!(
+            out,
+            "# HELP kefu_cards Knowledge cards by status\n# TYPE kefu_cards gauge"
+        );
         for (status, n) in counts {
             let _ = writeln!(out, "kefu_cards{{status=\"{}\"}} {n}", status.as_str());
         }

@@ -36,16 +36,31 @@ pub struct SearchResponse {
     responses((status = 200, description = "Published cards, best first", body = SearchResponse),
               (status = 422, body = ErrorBody), (status = 503, description = "Model queue full; retry", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn search(State(s): State<AppState>, Staff(_staff): Staff, ApiJson(req): ApiJson<SearchRequest>) -> ApiResult<Json<SearchResponse>> {
+pub async fn search(
+    State(s): State<AppState>,
+    Staff(_staff): Staff,
+    ApiJson(req): ApiJson<SearchRequest>,
+) -> ApiResult<Json<SearchResponse>> {
     let cfg = &s.config.search;
     let top_k = req.top_k.unwrap_or(cfg.default_top_k);
     if top_k == 0 || top_k > cfg.max_top_k {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("top_k must be between 1 and {}", cfg.max_top_k)));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("top_k must be between 1 and {}", cfg.max_top_k),
+        ));
     }
     if req.query.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("query is longer than {MAX_QUERY_CHARS} characters")));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("query is longer than {MAX_QUERY_CHARS} characters"),
+        ));
     }
     let started = Instant::now();
     let hits = s.knowledge.search(&req.query, top_k, req.filters).await?;
-    Ok(Json(SearchResponse { hits, took_ms: started.elapsed().as_secs_f64() * 1e3 }))
+    Ok(Json(SearchResponse {
+        hits,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+    }))
 }

@@ -51,7 +51,11 @@ impl CardPatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.title.is_none() && self.body.is_none() && self.tags.is_none() && self.language.is_none() && self.channels.is_none()
+        self.title.is_none()
+            && self.body.is_none()
+            && self.tags.is_none()
+            && self.language.is_none()
+            && self.channels.is_none()
     }
 }
 
@@ -72,7 +76,11 @@ pub fn detect_language(text: &str) -> &'static str {
             letters += 1;
         }
     }
-    if letters > 0 && cjk * 5 >= letters { "zh" } else { "en" }
+    if letters > 0 && cjk * 5 >= letters {
+        "zh"
+    } else {
+        "en"
+    }
 }
 
 fn valid_language(tag: &str) -> bool {
@@ -91,10 +99,16 @@ impl CardInput {
             return Err(Error::invalid("invalid_card", "title must not be empty"));
         }
         if title.chars().count() > MAX_TITLE_CHARS {
-            return Err(Error::invalid("invalid_card", format!("title is longer than {MAX_TITLE_CHARS} characters")));
+            return Err(Error::invalid(
+                "invalid_card",
+                format!("title is longer than {MAX_TITLE_CHARS} characters"),
+            ));
         }
         if title.contains('\n') {
-            return Err(Error::invalid("invalid_card", "title must be a single line"));
+            return Err(Error::invalid(
+                "invalid_card",
+                "title must be a single line",
+            ));
         }
         let body = self.body.trim().to_string();
         if body.is_empty() {
@@ -103,17 +117,27 @@ impl CardInput {
         if body.len() > max_body_bytes {
             return Err(Error::invalid(
                 "card_too_large",
-                format!("body is {} bytes, over the limit of {max_body_bytes}: split the card into smaller ones", body.len()),
+                format!(
+                    "body is {} bytes, over the limit of {max_body_bytes}: split the card into smaller ones",
+                    body.len()
+                ),
             ));
         }
         if self.tags.len() > MAX_TAGS {
-            return Err(Error::invalid("invalid_card", format!("at most {MAX_TAGS} tags")));
+            return Err(Error::invalid(
+                "invalid_card",
+                format!("at most {MAX_TAGS} tags"),
+            ));
         }
         let mut tags = Vec::new();
         for t in self.tags {
             let t = t.trim().to_lowercase();
-            if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.chars().any(char::is_control) {
-                return Err(Error::invalid("invalid_card", format!("tag {t:?} must be 1 to {MAX_TAG_CHARS} printable characters")));
+            if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.chars().any(char::is_control)
+            {
+                return Err(Error::invalid(
+                    "invalid_card",
+                    format!("tag {t:?} must be 1 to {MAX_TAG_CHARS} printable characters"),
+                ));
             }
             if !tags.contains(&t) {
                 tags.push(t);
@@ -122,13 +146,18 @@ impl CardInput {
         let language = match self.language {
             Some(l) => {
                 let l = l.trim().to_string();
-                let (head, tail) = l.split_once('-').map_or((l.as_str(), None), |(h, t)| (h, Some(t)));
+                let (head, tail) = l
+                    .split_once('-')
+                    .map_or((l.as_str(), None), |(h, t)| (h, Some(t)));
                 let l = match tail {
                     Some(t) => format!("{}-{t}", head.to_ascii_lowercase()),
                     None => head.to_ascii_lowercase(),
                 };
                 if !valid_language(&l) {
-                    return Err(Error::invalid("invalid_card", format!("language {l:?} is not a language tag such as \"en\" or \"zh\"")));
+                    return Err(Error::invalid(
+                        "invalid_card",
+                        format!("language {l:?} is not a language tag such as \"en\" or \"zh\""),
+                    ));
                 }
                 l
             }
@@ -138,14 +167,23 @@ impl CardInput {
         for c in self.channels {
             let c = c.trim().to_lowercase();
             if !CHANNELS.contains(&c.as_str()) {
-                return Err(Error::invalid("invalid_card", format!("channel {c:?} is not one of {}", CHANNELS.join(", "))));
+                return Err(Error::invalid(
+                    "invalid_card",
+                    format!("channel {c:?} is not one of {}", CHANNELS.join(", ")),
+                ));
             }
             if !channels.contains(&c) {
                 channels.push(c);
             }
         }
         channels.sort();
-        Ok(CardContent { title, body, tags, language, channels })
+        Ok(CardContent {
+            title,
+            body,
+            tags,
+            language,
+            channels,
+        })
     }
 }
 
@@ -154,7 +192,13 @@ mod tests {
     use super::*;
 
     fn input(title: &str, body: &str) -> CardInput {
-        CardInput { title: title.into(), body: body.into(), tags: vec![], language: None, channels: vec![] }
+        CardInput {
+            title: title.into(),
+            body: body.into(),
+            tags: vec![],
+            language: None,
+            channels: vec![],
+        }
     }
 
     #[test]
@@ -167,7 +211,13 @@ mod tests {
         assert_eq!(c.language, "zh");
         assert_eq!(c.tags, vec!["refund"]);
         assert_eq!(c.channels, vec!["chat", "email"]);
-        assert_eq!(input("Reset", "Open settings").validate(1000).unwrap().language, "en");
+        assert_eq!(
+            input("Reset", "Open settings")
+                .validate(1000)
+                .unwrap()
+                .language,
+            "en"
+        );
     }
 
     #[test]

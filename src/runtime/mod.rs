@@ -18,18 +18,31 @@ pub enum ModelError {
     Unknown(String),
 
     /// A file is not on disk and may not be fetched (offline).
-    #[error("model {model}: file {file} is missing. Fix: run `kefu models fetch {model}` while online, or set KEFU_MODELS_DIR to a folder that has it")]
+    #[error(
+        "model {model}: file {file} is missing. Fix: run `kefu models fetch {model}` while online, or set KEFU_MODELS_DIR to a folder that has it"
+    )]
     Missing { model: String, file: PathBuf },
 
     /// A file is on disk but is not the file the manifest names.
-    #[error("model {model}: file {file} is corrupt (sha256 {actual}, expected {expected}). Fix: run `kefu models fetch --force {model}`")]
-    Corrupt { model: String, file: PathBuf, expected: String, actual: String },
+    #[error(
+        "model {model}: file {file} is corrupt (sha256 {actual}, expected {expected}). Fix: run `kefu models fetch --force {model}`"
+    )]
+    Corrupt {
+        model: String,
+        file: PathBuf,
+        expected: String,
+        actual: String,
+    },
 
     #[error("model {model}: fetch failed: {message}")]
     Fetch { model: String, message: String },
 
     #[error("model {model}: cannot load {file}: {message}")]
-    Load { model: String, file: PathBuf, message: String },
+    Load {
+        model: String,
+        file: PathBuf,
+        message: String,
+    },
 
     #[error("inference failed: {0}")]
     Inference(String),

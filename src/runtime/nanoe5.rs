@@ -18,7 +18,6 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
     pub version: u32,
@@ -49,7 +48,11 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("file is truncated")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or("file is truncated")?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -65,7 +68,8 @@ impl<'a> Cursor<'a> {
         usize::try_from(v).map_err(|_| format!("negative size {v} in header"))
     }
     fn u64(&mut self) -> Result<usize, String> {
-        usize::try_from(u64::from_le_bytes(self.take(8)?.try_into().unwrap())).map_err(|_| "offset too large".to_string())
+        usize::try_from(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+            .map_err(|_| "offset too large".to_string())
     }
     fn f32(&mut self) -> Result<f32, String> {
         Ok(f32::from_le_bytes(self.take(4)?.try_into().unwrap()))
@@ -90,7 +94,12 @@ pub fn parse(buf: &[u8]) -> Result<(Header, Vec<TensorEntry>), String> {
         eps: c.f32()?,
         group: c.i32()?,
     };
-    if h.group != 32 || h.hidden % 32 != 0 || h.ffn % 32 != 0 || h.heads == 0 || h.hidden % h.heads != 0 {
+    if h.group != 32
+        || !h.hidden.is_multiple_of(32)
+        || !h.ffn.is_multiple_of(32)
+        || h.heads == 0
+        || !h.hidden.is_multiple_of(h.heads)
+    {
         return Err(format!("unsupported shape in header: {h:?}"));
     }
     // Tokenizer section: skipped (tokenizer.json carries the same pieces).
@@ -106,7 +115,8 @@ pub fn parse(buf: &[u8]) -> Result<(Header, Vec<TensorEntry>), String> {
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         let len = c.u16()? as usize;
-        let name = String::from_utf8(c.take(len)?.to_vec()).map_err(|_| "tensor name is not UTF-8")?;
+        let name =
+            String::from_utf8(c.take(len)?.to_vec()).map_err(|_| "tensor name is not UTF-8")?;
         let dtype = c.take(1)?[0];
         let count = c.u32()? as usize;
         let offset = c.u64()?;
@@ -117,9 +127,17 @@ pub fn parse(buf: &[u8]) -> Result<(Header, Vec<TensorEntry>), String> {
             d => return Err(format!("tensor {name}: unknown dtype {d}")),
         };
         if bytes != expected || offset.checked_add(bytes).is_none_or(|e| e > buf.len()) {
-            return Err(format!("tensor {name}: {bytes} bytes at {offset} does not fit {count} values"));
+            return Err(format!(
+                "tensor {name}: {bytes} bytes at {offset} does not fit {count} values"
+            ));
         }
-        entries.push(TensorEntry { name, dtype, count, offset, bytes });
+        entries.push(TensorEntry {
+            name,
+            dtype,
+            count,
+            offset,
+            bytes,
+        });
     }
     Ok((h, entries))
 }
@@ -141,7 +159,10 @@ fn to_f32(buf: &[u8], e: &TensorEntry) -> Vec<f32> {
     let data = &buf[e.offset..e.offset + e.bytes];
     let mut out = Vec::with_capacity(e.count);
     match e.dtype {
-        0 => out.extend(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        0 => out.extend(
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
         _ => dequantize(data, &mut out),
     }
     out
@@ -162,21 +183,39 @@ pub fn bert_config(h: &Header) -> serde_json::Value {
 pub fn load(path: &Path, device: &Device) -> Result<(Header, HashMap<String, Tensor>), String> {
     let buf = std::fs::read(path).map_err(|e| e.to_string())?;
     let (h, entries) = parse(&buf)?;
-    let by_name: HashMap<&str, &TensorEntry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
+    let by_name: HashMap<&str, &TensorEntry> =
+        entries.iter().map(|e| (e.name.as_str(), e)).collect();
     let mut out = HashMap::new();
     let mut put = |src: &str, dst: String, shape: &[usize]| -> Result<(), String> {
-        let e = by_name.get(src).ok_or_else(|| format!("tensor {src} is missing"))?;
+        let e = by_name
+            .get(src)
+            .ok_or_else(|| format!("tensor {src} is missing"))?;
         if e.count != shape.iter().product::<usize>() {
-            return Err(format!("tensor {src} has {} values, expected shape {shape:?}", e.count));
+            return Err(format!(
+                "tensor {src} has {} values, expected shape {shape:?}",
+                e.count
+            ));
         }
         let t = Tensor::from_vec(to_f32(&buf, e), shape, device).map_err(|e| e.to_string())?;
         out.insert(dst, t);
         Ok(())
     };
     let (hd, ff) = (h.hidden, h.ffn);
-    put("emb.word", "embeddings.word_embeddings.weight".into(), &[h.vocab, hd])?;
-    put("emb.pos", "embeddings.position_embeddings.weight".into(), &[h.max_pos, hd])?;
-    put("emb.type", "embeddings.token_type_embeddings.weight".into(), &[h.type_vocab, hd])?;
+    put(
+        "emb.word",
+        "embeddings.word_embeddings.weight".into(),
+        &[h.vocab, hd],
+    )?;
+    put(
+        "emb.pos",
+        "embeddings.position_embeddings.weight".into(),
+        &[h.max_pos, hd],
+    )?;
+    put(
+        "emb.type",
+        "embeddings.token_type_embeddings.weight".into(),
+        &[h.type_vocab, hd],
+    )?;
     put("emb.ln.w", "embeddings.LayerNorm.weight".into(), &[hd])?;
     put("emb.ln.b", "embeddings.LayerNorm.bias".into(), &[hd])?;
     for l in 0..h.layers {

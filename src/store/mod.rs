@@ -12,6 +12,7 @@
 
 pub mod vector;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use parking_lot::Mutex;
@@ -113,6 +114,16 @@ pub struct NewChunk {
     pub vector: Vec<f32>,
 }
 
+/// A chunk as search presents it.
+#[derive(Debug, Clone)]
+pub struct ChunkRow {
+    pub chunk_id: i64,
+    pub card_id: String,
+    pub title: String,
+    pub text: String,
+    pub vector: Vec<f32>,
+}
+
 /// A stored chunk with what a vector index needs to filter it.
 #[derive(Debug, Clone)]
 pub struct StoredChunk {
@@ -131,7 +142,11 @@ pub struct ChunkMeta {
 
 impl From<&CardContent> for ChunkMeta {
     fn from(c: &CardContent) -> Self {
-        ChunkMeta { language: c.language.clone(), tags: c.tags.clone(), channels: c.channels.clone() }
+        ChunkMeta {
+            language: c.language.clone(),
+            tags: c.tags.clone(),
+            channels: c.channels.clone(),
+        }
     }
 }
 
@@ -149,7 +164,10 @@ impl SearchFilter {
     pub fn accepts(&self, m: &ChunkMeta) -> bool {
         self.language.as_ref().is_none_or(|l| &m.language == l)
             && self.tags.iter().all(|t| m.tags.contains(t))
-            && self.channel.as_ref().is_none_or(|c| m.channels.is_empty() || m.channels.contains(c))
+            && self
+                .channel
+                .as_ref()
+                .is_none_or(|c| m.channels.is_empty() || m.channels.contains(c))
     }
 }
 
@@ -209,6 +227,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_card ON chunks(card_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunk_terms USING fts5(terms, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_vocab USING fts5vocab(chunk_terms, 'row');
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -241,10 +260,13 @@ fn vector_blob(v: &[f32]) -> Vec<u8> {
 }
 
 fn blob_vector(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
-const CARD_COLUMNS: &str = "id, status, version, title, body, tags, language, channels, created_at, updated_at";
+const CARD_COLUMNS: &str =
+    "id, status, version, title, body, tags, language, channels, created_at, updated_at";
 
 fn card_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Card, String, String, String)> {
     let status: String = r.get(1)?;
@@ -253,7 +275,13 @@ fn card_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Card, String, Strin
             id: r.get(0)?,
             status: CardStatus::Draft,
             version: r.get(2)?,
-            content: CardContent { title: r.get(3)?, body: r.get(4)?, tags: vec![], language: r.get(6)?, channels: vec![] },
+            content: CardContent {
+                title: r.get(3)?,
+                body: r.get(4)?,
+                tags: vec![],
+                language: r.get(6)?,
+                channels: vec![],
+            },
             created_at: r.get(8)?,
             updated_at: r.get(9)?,
         },
@@ -263,8 +291,11 @@ fn card_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Card, String, Strin
     ))
 }
 
-fn finish_card((mut c, status, tags, channels): (Card, String, String, String)) -> Result<Card, StoreError> {
-    c.status = CardStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("card {} has status {status:?}", c.id)))?;
+fn finish_card(
+    (mut c, status, tags, channels): (Card, String, String, String),
+) -> Result<Card, StoreError> {
+    c.status = CardStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("card {} has status {status:?}", c.id)))?;
     c.content.tags = parse_list(&tags)?;
     c.content.channels = parse_list(&channels)?;
     Ok(c)
@@ -272,14 +303,18 @@ fn finish_card((mut c, status, tags, channels): (Card, String, String, String)) 
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Open { path: data_dir.display().to_string(), message: e.to_string() })?;
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+            path: data_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
         let conn = Connection::open(data_dir.join("kefu.sqlite3"))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// A cheap query, for readiness checks.
@@ -289,7 +324,11 @@ impl Store {
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.conn.lock().query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .lock()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -300,7 +339,14 @@ impl Store {
         Ok(())
     }
 
-    pub fn create_card(&self, id: &str, content: &CardContent, actor: &str, action: &str, detail: serde_json::Value) -> Result<Card, StoreError> {
+    pub fn create_card(
+        &self,
+        id: &str,
+        content: &CardContent,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<Card, StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let at = now();
@@ -335,7 +381,8 @@ impl Store {
     ) -> Result<Card, StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        let current = get_card(&tx, id)?.ok_or_else(|| StoreError::NotFound(format!("no card {id}")))?;
+        let current =
+            get_card(&tx, id)?.ok_or_else(|| StoreError::NotFound(format!("no card {id}")))?;
         if current.version != expected_version {
             return Err(StoreError::Conflict(format!(
                 "card {id} is at version {}, not {expected_version}: it changed meanwhile; read it again and retry",
@@ -344,7 +391,11 @@ impl Store {
         }
         let content = content.unwrap_or(&current.content);
         let changed = content != &current.content || status != current.status;
-        let version = if changed { current.version + 1 } else { current.version };
+        let version = if changed {
+            current.version + 1
+        } else {
+            current.version
+        };
         let at = now();
         if changed {
             tx.execute(
@@ -364,7 +415,10 @@ impl Store {
                         params![id, seq as i64, c.text, vector_blob(&c.vector)],
                     )?;
                     let rowid = tx.last_insert_rowid();
-                    tx.execute("INSERT INTO chunk_terms (rowid, terms) VALUES (?1, ?2)", params![rowid, c.terms])?;
+                    tx.execute(
+                        "INSERT INTO chunk_terms (rowid, terms) VALUES (?1, ?2)",
+                        params![rowid, c.terms],
+                    )?;
                 }
             }
         }
@@ -380,12 +434,22 @@ impl Store {
               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(cards.tags) WHERE value = ?2))
               AND (?3 IS NULL OR instr(lower(title), lower(?3)) > 0 OR instr(lower(body), lower(?3)) > 0)";
         let args = params![f.status.map(CardStatus::as_str), f.tag, f.text];
-        let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM cards {where_sql}"), args, |r| r.get(0))?;
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM cards {where_sql}"),
+            args,
+            |r| r.get(0),
+        )?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {CARD_COLUMNS} FROM cards {where_sql} ORDER BY updated_at DESC, id DESC LIMIT ?4 OFFSET ?5"
         ))?;
         let rows = stmt.query_map(
-            params![f.status.map(CardStatus::as_str), f.tag, f.text, f.limit as i64, f.offset as i64],
+            params![
+                f.status.map(CardStatus::as_str),
+                f.tag,
+                f.text,
+                f.limit as i64,
+                f.offset as i64
+            ],
             card_from_row,
         )?;
         let mut cards = Vec::new();
@@ -418,8 +482,15 @@ impl Store {
             let (version, status, title, body, tags, language, channels, actor, at) = r?;
             out.push(CardVersion {
                 version,
-                status: CardStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("version status {status:?}")))?,
-                content: CardContent { title, body, tags: parse_list(&tags)?, language, channels: parse_list(&channels)? },
+                status: CardStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("version status {status:?}")))?,
+                content: CardContent {
+                    title,
+                    body,
+                    tags: parse_list(&tags)?,
+                    language,
+                    channels: parse_list(&channels)?,
+                },
                 actor,
                 at,
             });
@@ -427,7 +498,11 @@ impl Store {
         Ok(out)
     }
 
-    pub fn audit_log(&self, card_id: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    pub fn audit_log(
+        &self,
+        card_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, at, actor, action, card_id, version, detail FROM audit WHERE (?1 IS NULL OR card_id = ?1) ORDER BY id DESC LIMIT ?2",
@@ -440,7 +515,8 @@ impl Store {
                 action: r.get(3)?,
                 card_id: r.get(4)?,
                 version: r.get(5)?,
-                detail: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or(serde_json::Value::Null),
+                detail: serde_json::from_str(&r.get::<_, String>(6)?)
+                    .unwrap_or(serde_json::Value::Null),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -453,7 +529,14 @@ impl Store {
             "SELECT c.id, c.card_id, c.vector, k.language, k.tags, k.channels FROM chunks c JOIN cards k ON k.id = c.card_id ORDER BY c.id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
         })?;
         let mut out = Vec::new();
         for r in rows {
@@ -462,7 +545,11 @@ impl Store {
                 chunk_id,
                 card_id,
                 vector: blob_vector(&blob),
-                meta: ChunkMeta { language, tags: parse_list(&tags)?, channels: parse_list(&channels)? },
+                meta: ChunkMeta {
+                    language,
+                    tags: parse_list(&tags)?,
+                    channels: parse_list(&channels)?,
+                },
             });
         }
         Ok(out)
@@ -475,7 +562,13 @@ impl Store {
             "SELECT c.id, c.vector, k.language, k.tags, k.channels FROM chunks c JOIN cards k ON k.id = c.card_id WHERE c.card_id = ?1 ORDER BY c.seq",
         )?;
         let rows = stmt.query_map([card_id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
         })?;
         let mut out = Vec::new();
         for r in rows {
@@ -484,33 +577,73 @@ impl Store {
                 chunk_id,
                 card_id: card_id.to_string(),
                 vector: blob_vector(&blob),
-                meta: ChunkMeta { language, tags: parse_list(&tags)?, channels: parse_list(&channels)? },
+                meta: ChunkMeta {
+                    language,
+                    tags: parse_list(&tags)?,
+                    channels: parse_list(&channels)?,
+                },
             });
         }
         Ok(out)
     }
 
-    /// Chunk ids and texts with their card titles, for presenting hits.
-    pub fn chunk_texts(&self, ids: &[i64]) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+    /// The chunks with these ids (those still stored), with their card's title and the vector.
+    pub fn chunk_rows(&self, ids: &[i64]) -> Result<Vec<ChunkRow>, StoreError> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached("SELECT c.id, c.card_id, k.title, c.text FROM chunks c JOIN cards k ON k.id = c.card_id WHERE c.id = ?1")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.id, c.card_id, k.title, c.text, c.vector FROM chunks c JOIN cards k ON k.id = c.card_id WHERE c.id = ?1",
+        )?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(row) = stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()? {
-                out.push(row);
-            }
+            let row = stmt
+                .query_row([id], |r| {
+                    Ok(ChunkRow {
+                        chunk_id: r.get(0)?,
+                        card_id: r.get(1)?,
+                        title: r.get(2)?,
+                        text: r.get(3)?,
+                        vector: blob_vector(&r.get::<_, Vec<u8>>(4)?),
+                    })
+                })
+                .optional()?;
+            out.extend(row);
         }
         Ok(out)
     }
 
+    /// How many chunks contain each term, and how many chunks there are: the inputs of IDF.
+    pub fn term_frequencies(
+        &self,
+        terms: &[String],
+    ) -> Result<(usize, HashMap<String, usize>), StoreError> {
+        let conn = self.conn.lock();
+        let total: i64 = conn.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?;
+        let mut stmt = conn.prepare_cached("SELECT doc FROM chunk_vocab WHERE term = ?1")?;
+        let mut df = HashMap::new();
+        for t in terms {
+            let n: Option<i64> = stmt.query_row([t], |r| r.get(0)).optional()?;
+            df.insert(t.clone(), n.unwrap_or(0) as usize);
+        }
+        Ok((total as usize, df))
+    }
+
     /// BM25 keyword search over chunk terms. `terms` are already normalised tokens; any of them
     /// may match. Returns (chunk id, card id, score) best first, the score positive.
-    pub fn keyword_search(&self, terms: &[String], filter: &SearchFilter, limit: usize) -> Result<Vec<(i64, String, f64)>, StoreError> {
+    pub fn keyword_search(
+        &self,
+        terms: &[String],
+        filter: &SearchFilter,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, f64)>, StoreError> {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
         // Quoted, so that FTS5 reads every term as a plain string, never as query syntax.
-        let expr = terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" OR ");
+        let expr = terms
+            .iter()
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT c.id, c.card_id, -bm25(chunk_terms) AS s, k.language, k.tags, k.channels
@@ -521,12 +654,23 @@ impl Store {
         // Filters are applied to a generous candidate list rather than in SQL, so that the
         // keyword and vector paths share one definition of what a filter accepts.
         let rows = stmt.query_map(params![expr, (limit * 8).max(64) as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, f64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
         })?;
         let mut out = Vec::new();
         for r in rows {
             let (chunk_id, card_id, score, language, tags, channels) = r?;
-            let meta = ChunkMeta { language, tags: parse_list(&tags)?, channels: parse_list(&channels)? };
+            let meta = ChunkMeta {
+                language,
+                tags: parse_list(&tags)?,
+                channels: parse_list(&channels)?,
+            };
             if filter.accepts(&meta) {
                 out.push((chunk_id, card_id, score));
                 if out.len() == limit {
@@ -543,7 +687,9 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT k.id, (SELECT COUNT(*) FROM chunks c WHERE c.card_id = k.id) FROM cards k WHERE k.status = 'published' ORDER BY k.id",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -559,7 +705,8 @@ impl Store {
 
     pub fn published_ids(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare("SELECT id FROM cards WHERE status = 'published' ORDER BY id")?;
+        let mut stmt =
+            conn.prepare("SELECT id FROM cards WHERE status = 'published' ORDER BY id")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -581,12 +728,24 @@ impl Store {
 
 fn get_card(conn: &Connection, id: &str) -> Result<Option<Card>, StoreError> {
     let row = conn
-        .query_row(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = ?1"), [id], card_from_row)
+        .query_row(
+            &format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = ?1"),
+            [id],
+            card_from_row,
+        )
         .optional()?;
     row.map(finish_card).transpose()
 }
 
-fn insert_version(tx: &Transaction<'_>, id: &str, version: i64, status: CardStatus, c: &CardContent, actor: &str, at: &str) -> Result<(), StoreError> {
+fn insert_version(
+    tx: &Transaction<'_>,
+    id: &str,
+    version: i64,
+    status: CardStatus,
+    c: &CardContent,
+    actor: &str,
+    at: &str,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO card_versions (card_id, version, status, title, body, tags, language, channels, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![id, version, status.as_str(), c.title, c.body, json_list(&c.tags), c.language, json_list(&c.channels), actor, at],
@@ -595,12 +754,22 @@ fn insert_version(tx: &Transaction<'_>, id: &str, version: i64, status: CardStat
 }
 
 fn remove_chunks(tx: &Transaction<'_>, card_id: &str) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM chunk_terms WHERE rowid IN (SELECT id FROM chunks WHERE card_id = ?1)", [card_id])?;
+    tx.execute(
+        "DELETE FROM chunk_terms WHERE rowid IN (SELECT id FROM chunks WHERE card_id = ?1)",
+        [card_id],
+    )?;
     tx.execute("DELETE FROM chunks WHERE card_id = ?1", [card_id])?;
     Ok(())
 }
 
-fn audit(tx: &Transaction<'_>, actor: &str, action: &str, card_id: Option<&str>, version: Option<i64>, detail: &serde_json::Value) -> Result<(), StoreError> {
+fn audit(
+    tx: &Transaction<'_>,
+    actor: &str,
+    action: &str,
+    card_id: Option<&str>,
+    version: Option<i64>,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit (at, actor, action, card_id, version, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![now(), actor, action, card_id, version, detail.to_string()],
@@ -613,19 +782,53 @@ mod tests {
     use super::*;
 
     fn content(title: &str) -> CardContent {
-        CardContent { title: title.into(), body: "body".into(), tags: vec!["a".into()], language: "en".into(), channels: vec![] }
+        CardContent {
+            title: title.into(),
+            body: "body".into(),
+            tags: vec!["a".into()],
+            language: "en".into(),
+            channels: vec![],
+        }
     }
 
     #[test]
     fn versions_and_compare_and_set() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let c = s.create_card("c1", &content("one"), "admin", "create", serde_json::json!({})).unwrap();
+        let c = s
+            .create_card(
+                "c1",
+                &content("one"),
+                "admin",
+                "create",
+                serde_json::json!({}),
+            )
+            .unwrap();
         assert_eq!((c.version, c.status), (1, CardStatus::Draft));
-        let c2 = s.update_card("c1", 1, Some(&content("two")), CardStatus::Draft, ChunkChange::Keep, "admin", "update", serde_json::json!({})).unwrap();
+        let c2 = s
+            .update_card(
+                "c1",
+                1,
+                Some(&content("two")),
+                CardStatus::Draft,
+                ChunkChange::Keep,
+                "admin",
+                "update",
+                serde_json::json!({}),
+            )
+            .unwrap();
         assert_eq!(c2.version, 2);
         // A writer that read version 1 must not overwrite version 2.
-        let stale = s.update_card("c1", 1, Some(&content("three")), CardStatus::Draft, ChunkChange::Keep, "admin", "update", serde_json::json!({}));
+        let stale = s.update_card(
+            "c1",
+            1,
+            Some(&content("three")),
+            CardStatus::Draft,
+            ChunkChange::Keep,
+            "admin",
+            "update",
+            serde_json::json!({}),
+        );
         assert!(matches!(stale, Err(StoreError::Conflict(_))));
         assert_eq!(s.versions("c1").unwrap().len(), 2);
         assert_eq!(s.audit_log(Some("c1"), 10).unwrap().len(), 2);
@@ -635,18 +838,58 @@ mod tests {
     fn chunks_follow_the_card_and_keyword_search_finds_them() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        s.create_card("c1", &content("one"), "admin", "create", serde_json::json!({})).unwrap();
-        let chunk = NewChunk { text: "reset code".into(), terms: "reset code sku4411".into(), vector: vec![1.0, 0.0] };
-        s.update_card("c1", 1, None, CardStatus::Published, ChunkChange::Replace(vec![chunk]), "admin", "publish", serde_json::json!({})).unwrap();
-        let hits = s.keyword_search(&["sku4411".into()], &SearchFilter::default(), 5).unwrap();
+        s.create_card(
+            "c1",
+            &content("one"),
+            "admin",
+            "create",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        let chunk = NewChunk {
+            text: "reset code".into(),
+            terms: "reset code sku4411".into(),
+            vector: vec![1.0, 0.0],
+        };
+        s.update_card(
+            "c1",
+            1,
+            None,
+            CardStatus::Published,
+            ChunkChange::Replace(vec![chunk]),
+            "admin",
+            "publish",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        let hits = s
+            .keyword_search(&["sku4411".into()], &SearchFilter::default(), 5)
+            .unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(s.all_chunks().unwrap()[0].vector, vec![1.0, 0.0]);
-        s.update_card("c1", 2, None, CardStatus::Archived, ChunkChange::Remove, "admin", "archive", serde_json::json!({})).unwrap();
-        assert!(s.keyword_search(&["sku4411".into()], &SearchFilter::default(), 5).unwrap().is_empty());
+        s.update_card(
+            "c1",
+            2,
+            None,
+            CardStatus::Archived,
+            ChunkChange::Remove,
+            "admin",
+            "archive",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert!(
+            s.keyword_search(&["sku4411".into()], &SearchFilter::default(), 5)
+                .unwrap()
+                .is_empty()
+        );
         assert!(s.all_chunks().unwrap().is_empty());
         // Reopening sees the same state.
         drop(s);
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.get_card("c1").unwrap().unwrap().status, CardStatus::Archived);
+        assert_eq!(
+            s.get_card("c1").unwrap().unwrap().status,
+            CardStatus::Archived
+        );
     }
 }

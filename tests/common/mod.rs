@@ -32,12 +32,17 @@ pub fn kefu() -> Command {
 /// exits or takes too long (the first run of a fresh machine fetches models).
 fn spawn(data: &Path, env: &[(String, String)]) -> (Child, String) {
     let mut cmd = kefu();
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"]).arg(data);
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data);
     cmd.env("KEFU_LOG", "warn").env_remove("KEFU_API_KEYS");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn kefu");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kefu");
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -70,15 +75,28 @@ fn spawn(data: &Path, env: &[(String, String)]) -> (Child, String) {
 impl Server {
     /// A server with the three test keys configured.
     pub fn start() -> Server {
-        Self::start_with(&[("KEFU_API_KEYS", &format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}"))])
+        Self::start_with(&[(
+            "KEFU_API_KEYS",
+            &format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}"),
+        )])
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let (child, base) = spawn(&data, &env);
-        Server { child: Some(child), base, data, _tmp: Some(tmp), env, client: Client::new() }
+        Server {
+            child: Some(child),
+            base,
+            data,
+            _tmp: Some(tmp),
+            env,
+            client: Client::new(),
+        }
     }
 
     /// SIGKILL: no shutdown handler runs, nothing is flushed.
@@ -99,7 +117,10 @@ impl Server {
 
     pub fn req(&self, method: &str, path: &str, key: Option<&str>) -> RequestBuilder {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut r = self.client.request(m, format!("{}{}", self.base, path)).timeout(Duration::from_secs(120));
+        let mut r = self
+            .client
+            .request(m, format!("{}{}", self.base, path))
+            .timeout(Duration::from_secs(120));
         if let Some(k) = key {
             r = r.bearer_auth(k);
         }
@@ -111,7 +132,13 @@ impl Server {
         self.call_as(ADMIN, method, path, body)
     }
 
-    pub fn call_as(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub fn call_as(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut r = self.req(method, path, Some(key));
         if let Some(b) = body {
             r = r.json(&b);
@@ -137,7 +164,10 @@ impl Server {
 
     /// Creates and publishes; returns the card id.
     pub fn card(&self, title: &str, body: &str, extra: Value) -> String {
-        let id = self.create(title, body, extra)["id"].as_str().unwrap().to_string();
+        let id = self.create(title, body, extra)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         self.publish(&id);
         id
     }
@@ -153,21 +183,32 @@ impl Server {
     }
 
     pub fn top(&self, query: &str) -> Option<String> {
-        self.search(query, json!({})).first().map(|h| h["card_id"].as_str().unwrap().to_string())
+        self.search(query, json!({}))
+            .first()
+            .map(|h| h["card_id"].as_str().unwrap().to_string())
     }
 }
 
 pub fn parts(res: Response) -> (u16, Value) {
     let status = res.status().as_u16();
     let text = res.text().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Asserts the error shape every failure must have, and returns its code.
 pub fn error_code(body: &Value) -> String {
     let e = &body["error"];
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "no error message in {body}");
-    e["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}")).to_string()
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no error message in {body}"
+    );
+    e["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+        .to_string()
 }
 
 impl Drop for Server {

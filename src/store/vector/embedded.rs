@@ -31,7 +31,12 @@ pub struct EmbeddedIndex {
 
 impl EmbeddedIndex {
     pub fn new(dim: usize) -> Self {
-        EmbeddedIndex { inner: Arc::new(RwLock::new(Inner { dim, ..Default::default() })) }
+        EmbeddedIndex {
+            inner: Arc::new(RwLock::new(Inner {
+                dim,
+                ..Default::default()
+            })),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -45,7 +50,9 @@ impl EmbeddedIndex {
 
 impl Inner {
     fn remove_card(&mut self, card: &str) {
-        let Some(mut rows) = self.rows_of_card.remove(card) else { return };
+        let Some(mut rows) = self.rows_of_card.remove(card) else {
+            return;
+        };
         // Highest first, so every swap_remove moves a row that is not itself being removed.
         rows.sort_unstable_by(|a, b| b.cmp(a));
         for row in rows {
@@ -83,9 +90,17 @@ impl Inner {
         }
         let mut hits: Vec<VectorHit> = heap
             .into_iter()
-            .map(|MinScore(score, row)| VectorHit { chunk_id: self.chunk_ids[row], card_id: self.cards[row].to_string(), score })
+            .map(|MinScore(score, row)| VectorHit {
+                chunk_id: self.chunk_ids[row],
+                card_id: self.cards[row].to_string(),
+                score,
+            })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_id.cmp(&b.chunk_id))
+        });
         hits
     }
 }
@@ -114,7 +129,12 @@ impl Ord for MinScore {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -136,7 +156,10 @@ impl VectorIndex for EmbeddedIndex {
     async fn upsert_card(&self, card_id: &str, points: Vec<Point>) -> Result<(), VectorError> {
         let mut g = self.inner.write();
         if let Some(p) = points.iter().find(|p| p.vector.len() != g.dim) {
-            return Err(VectorError::Dimension { expected: g.dim, got: p.vector.len() });
+            return Err(VectorError::Dimension {
+                expected: g.dim,
+                got: p.vector.len(),
+            });
         }
         g.remove_card(card_id);
         if points.is_empty() {
@@ -155,20 +178,37 @@ impl VectorIndex for EmbeddedIndex {
         Ok(())
     }
 
-    async fn search(&self, query: Vec<f32>, k: usize, filter: SearchFilter) -> Result<Vec<VectorHit>, VectorError> {
+    async fn search(
+        &self,
+        query: Vec<f32>,
+        k: usize,
+        filter: SearchFilter,
+    ) -> Result<Vec<VectorHit>, VectorError> {
         let dim = self.inner.read().dim;
         if query.len() != dim {
-            return Err(VectorError::Dimension { expected: dim, got: query.len() });
+            return Err(VectorError::Dimension {
+                expected: dim,
+                got: query.len(),
+            });
         }
         let inner = self.inner.clone();
         // A scan over a large index is milliseconds of CPU: keep it off the async reactor.
         tokio::task::spawn_blocking(move || inner.read().search(&query, k, &filter))
             .await
-            .map_err(|e| VectorError::Unavailable { backend: "embedded", message: e.to_string() })
+            .map_err(|e| VectorError::Unavailable {
+                backend: "embedded",
+                message: e.to_string(),
+            })
     }
 
     async fn card_counts(&self) -> Result<HashMap<String, usize>, VectorError> {
-        Ok(self.inner.read().rows_of_card.iter().map(|(k, v)| (k.to_string(), v.len())).collect())
+        Ok(self
+            .inner
+            .read()
+            .rows_of_card
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.len()))
+            .collect())
     }
 }
 
@@ -177,24 +217,57 @@ mod tests {
     use super::*;
 
     fn point(id: i64, v: [f32; 2], lang: &str) -> Point {
-        Point { chunk_id: id, vector: v.to_vec(), meta: ChunkMeta { language: lang.into(), ..Default::default() } }
+        Point {
+            chunk_id: id,
+            vector: v.to_vec(),
+            meta: ChunkMeta {
+                language: lang.into(),
+                ..Default::default()
+            },
+        }
     }
 
     #[tokio::test]
     async fn replaces_removes_and_filters() {
         let idx = EmbeddedIndex::new(2);
-        idx.upsert_card("a", vec![point(1, [1.0, 0.0], "en"), point(2, [0.0, 1.0], "en")]).await.unwrap();
-        idx.upsert_card("b", vec![point(3, [0.8, 0.6], "zh")]).await.unwrap();
-        let hits = idx.search(vec![1.0, 0.0], 2, SearchFilter::default()).await.unwrap();
-        assert_eq!(hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), vec![1, 3]);
+        idx.upsert_card(
+            "a",
+            vec![point(1, [1.0, 0.0], "en"), point(2, [0.0, 1.0], "en")],
+        )
+        .await
+        .unwrap();
+        idx.upsert_card("b", vec![point(3, [0.8, 0.6], "zh")])
+            .await
+            .unwrap();
+        let hits = idx
+            .search(vec![1.0, 0.0], 2, SearchFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
         // Removing "a" moves b's row; b must still be found and filtered correctly.
         idx.upsert_card("a", vec![]).await.unwrap();
         assert_eq!(idx.len(), 1);
-        let zh = SearchFilter { language: Some("zh".into()), ..Default::default() };
-        assert_eq!(idx.search(vec![1.0, 0.0], 5, zh).await.unwrap()[0].card_id, "b");
-        let en = SearchFilter { language: Some("en".into()), ..Default::default() };
+        let zh = SearchFilter {
+            language: Some("zh".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            idx.search(vec![1.0, 0.0], 5, zh).await.unwrap()[0].card_id,
+            "b"
+        );
+        let en = SearchFilter {
+            language: Some("en".into()),
+            ..Default::default()
+        };
         assert!(idx.search(vec![1.0, 0.0], 5, en).await.unwrap().is_empty());
-        assert!(idx.search(vec![1.0], 5, SearchFilter::default()).await.is_err());
+        assert!(
+            idx.search(vec![1.0], 5, SearchFilter::default())
+                .await
+                .is_err()
+        );
     }
 
     #[test]

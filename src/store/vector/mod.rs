@@ -14,7 +14,10 @@ pub enum VectorError {
     Dimension { expected: usize, got: usize },
     /// The backend cannot be reached or failed; the system's fault, usually transient.
     #[error("vector backend {backend} unavailable: {message}")]
-    Unavailable { backend: &'static str, message: String },
+    Unavailable {
+        backend: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -40,7 +43,12 @@ pub trait VectorIndex: Send + Sync {
     /// Replaces every point of `card_id` with `points` (none: removes the card).
     async fn upsert_card(&self, card_id: &str, points: Vec<Point>) -> Result<(), VectorError>;
     /// The `k` nearest chunks that pass `filter`, best first.
-    async fn search(&self, query: Vec<f32>, k: usize, filter: SearchFilter) -> Result<Vec<VectorHit>, VectorError>;
+    async fn search(
+        &self,
+        query: Vec<f32>,
+        k: usize,
+        filter: SearchFilter,
+    ) -> Result<Vec<VectorHit>, VectorError>;
     /// Points held per card, for checking that the index agrees with the store.
     async fn card_counts(&self) -> Result<std::collections::HashMap<String, usize>, VectorError>;
 }

@@ -1,0 +1,185 @@
+//! `kefu bench`: speed on this machine, measured through the same code paths the server runs.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use kefu::config::Config;
+use kefu::knowledge::Actor;
+use kefu::knowledge::card::CardInput;
+use kefu::knowledge::import::Item;
+use kefu::knowledge::retrieval::Filters;
+use kefu::runtime::embed::TextKind;
+
+const PRODUCTS: [&str; 8] = [
+    "RT-AX58U router",
+    "X200 laptop",
+    "Fibre 500 plan",
+    "Z9 phone",
+    "光猫 HG8145",
+    "5G 畅享套餐",
+    "智能音箱 S1",
+    "平板 P10",
+];
+const EN_TOPICS: [&str; 6] = [
+    "reset",
+    "warranty claim",
+    "slow connection",
+    "billing dispute",
+    "delivery delay",
+    "return and refund",
+];
+const ZH_TOPICS: [&str; 6] = [
+    "恢复出厂设置",
+    "保修申请",
+    "网速慢",
+    "账单有误",
+    "物流延迟",
+    "退货退款",
+];
+
+fn card(i: usize) -> CardInput {
+    let product = PRODUCTS[i % PRODUCTS.len()];
+    let code = format!("SKU-{i:05}");
+    if i.is_multiple_of(2) {
+        let topic = EN_TOPICS[(i / PRODUCTS.len()) % EN_TOPICS.len()];
+        CardInput {
+            title: format!("{product}: {topic} ({code})"),
+            body: format!(
+                "For the {product} (item {code}), a {topic} is handled in three steps. First check the order in My Orders and note the order number. \\
+                 Then follow the instructions on screen; most customers finish in under ten minutes. If it still fails after {n} attempts, \\
+                 contact support with the order number and a photo of the label.",
+                n = i % 5 + 2
+            ),
+            tags: vec!["bench".into()],
+            language: Some("en".into()),
+            channels: vec![],
+        }
+    } else {
+        let topic = ZH_TOPICS[(i / PRODUCTS.len()) % ZH_TOPICS.len()];
+        CardInput {
+            title: format!("{product}{topic}（{code}）"),
+            body: format!(
+                "{product}（编号{code}）的{topic}分三步处理：先在“我的订单”中找到订单号；然后按照页面提示操作，大多数客户十分钟内即可完成；如果尝试{n}次仍然失败，请携带订单号和标签照片联系客服。",
+                n = i % 5 + 2
+            ),
+            tags: vec!["bench".into()],
+            language: Some("zh".into()),
+            channels: vec![],
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub async fn retrieval(
+    mut cfg: Config,
+    cards: usize,
+    queries: usize,
+    sentences: usize,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    cfg.data_dir = tmp.path().join("data");
+    cfg.limits.embed_queue = cfg.limits.embed_queue.max(1024);
+    let state = kefu::server::build(cfg).await?;
+    let k = &state.knowledge;
+    let threads = candle_core::utils::get_num_threads();
+
+    // 1. Embedding throughput: passages of card length, batches of 32.
+    let texts: Vec<String> = (0..sentences).map(|i| card(i).body).collect();
+    let t = Instant::now();
+    for chunk in texts.chunks(32) {
+        k.embedder()
+            .embed(chunk.to_vec(), TextKind::Passage)
+            .await?;
+    }
+    let embed_per_s = sentences as f64 / t.elapsed().as_secs_f64();
+    eprintln!("embedding: {embed_per_s:.1} passages/s (batch 32, {threads} threads)");
+
+    // 2. Indexing: import and publish, through the same path as POST /v1/cards/import.
+    let items: Vec<Item> = (0..cards)
+        .map(|i| Item {
+            source: format!("bench:{i}"),
+            card: Ok(card(i)),
+        })
+        .collect();
+    let bar =
+        indicatif::ProgressBar::new_spinner().with_message(format!("importing {cards} cards"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let t = Instant::now();
+    let report = k.import(items, true, &Actor("system:bench".into())).await;
+    let index_secs = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    anyhow::ensure!(
+        report.failed == 0,
+        "{} cards failed to import",
+        report.failed
+    );
+    let status = k.index_status().await?;
+    eprintln!(
+        "indexing: {cards} cards, {} vectors in {index_secs:.1} s ({:.1} cards/s)",
+        status.vectors,
+        cards as f64 / index_secs
+    );
+
+    // 3. Search latency, one query at a time, end to end below HTTP.
+    let mut lat = Vec::with_capacity(queries);
+    let mut embed_lat = Vec::with_capacity(queries);
+    for i in 0..queries {
+        let q = match i % 3 {
+            0 => format!(
+                "how do I get a {} for my {}",
+                EN_TOPICS[i % EN_TOPICS.len()],
+                PRODUCTS[i % 4]
+            ),
+            1 => format!(
+                "{}怎么{}",
+                PRODUCTS[4 + i % 4],
+                ZH_TOPICS[i % ZH_TOPICS.len()]
+            ),
+            _ => format!("SKU-{:05}", (i * 37) % cards),
+        };
+        let t = Instant::now();
+        k.embedder().embed(vec![q.clone()], TextKind::Query).await?;
+        embed_lat.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let hits = k.search(&q, 5, Filters::default()).await?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        if i % 3 == 2 {
+            let want = format!("SKU-{:05}", (i * 37) % cards);
+            anyhow::ensure!(
+                hits.first().is_some_and(|h| h.title.contains(&want)),
+                "exact code {want} not ranked first"
+            );
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    embed_lat.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    let e50 = percentile(&embed_lat, 0.5);
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| embedder | {} ({} threads) |", k.embedder().id(), threads);
+    println!("| embedding throughput, batch 32 | {embed_per_s:.1} passages/s |");
+    println!(
+        "| indexing (import + publish) | {:.1} cards/s ({} cards, {} vectors) |",
+        cards as f64 / index_secs,
+        cards,
+        status.vectors
+    );
+    println!("| search latency p50 / p99 at {cards} cards | {p50:.1} ms / {p99:.1} ms |");
+    println!("| of which query embedding p50 | {e50:.1} ms |");
+    if let Some(path) = json {
+        let v = serde_json::json!({
+            "embedder": k.embedder().id(), "threads": threads, "embed_passages_per_s": embed_per_s,
+            "cards": cards, "vectors": status.vectors, "index_cards_per_s": cards as f64 / index_secs,
+            "search_p50_ms": p50, "search_p99_ms": p99, "query_embed_p50_ms": e50, "queries": queries,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&v)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
