@@ -80,9 +80,10 @@ pub async fn retrieval(
     queries: usize,
     sentences: usize,
     json: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    cfg.data_dir = tmp.path().join("data");
+    cfg.data_dir = data_dir.unwrap_or_else(|| tmp.path().join("data"));
     cfg.limits.embed_queue = cfg.limits.embed_queue.max(1024);
     let state = kefu::server::build(cfg).await?;
     let k = &state.knowledge;
@@ -100,7 +101,13 @@ pub async fn retrieval(
     eprintln!("embedding: {embed_per_s:.1} passages/s (batch 32, {threads} threads)");
 
     // 2. Indexing: import and publish, through the same path as POST /v1/cards/import.
-    let items: Vec<Item> = (0..cards)
+    // A kept data directory resumes where its last run stopped.
+    let already = k.index_status().await?.published_cards;
+    anyhow::ensure!(
+        already <= cards,
+        "the data directory holds {already} cards, more than --cards {cards}"
+    );
+    let items: Vec<Item> = (already..cards)
         .map(|i| Item {
             source: format!("bench:{i}"),
             card: Ok(card(i)),
@@ -119,10 +126,11 @@ pub async fn retrieval(
         report.failed
     );
     let status = k.index_status().await?;
+    let indexed = cards - already;
+    let index_rate = indexed as f64 / index_secs;
     eprintln!(
-        "indexing: {cards} cards, {} vectors in {index_secs:.1} s ({:.1} cards/s)",
-        status.vectors,
-        cards as f64 / index_secs
+        "indexing: {indexed} cards in {index_secs:.1} s ({index_rate:.1} cards/s); {} vectors",
+        status.vectors
     );
 
     // 3. Search latency, one query at a time, end to end below HTTP.
@@ -164,18 +172,15 @@ pub async fn retrieval(
     println!("|---|---|");
     println!("| embedder | {} ({} threads) |", k.embedder().id(), threads);
     println!("| embedding throughput, batch 32 | {embed_per_s:.1} passages/s |");
-    println!(
-        "| indexing (import + publish) | {:.1} cards/s ({} cards, {} vectors) |",
-        cards as f64 / index_secs,
-        cards,
-        status.vectors
-    );
+    if indexed > 0 {
+        println!("| indexing (import + publish) | {index_rate:.1} cards/s ({indexed} cards) |");
+    }
     println!("| search latency p50 / p99 at {cards} cards | {p50:.1} ms / {p99:.1} ms |");
     println!("| of which query embedding p50 | {e50:.1} ms |");
     if let Some(path) = json {
         let v = serde_json::json!({
             "embedder": k.embedder().id(), "threads": threads, "embed_passages_per_s": embed_per_s,
-            "cards": cards, "vectors": status.vectors, "index_cards_per_s": cards as f64 / index_secs,
+            "cards": cards, "vectors": status.vectors, "index_cards_per_s": index_rate, "cards_indexed_this_run": indexed,
             "search_p50_ms": p50, "search_p99_ms": p99, "query_embed_p50_ms": e50, "queries": queries,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&v)?)

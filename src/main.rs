@@ -77,6 +77,10 @@ enum BenchCommand {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Keep the indexed cards in this data directory and reuse them on the next run
+        /// (default: a temporary directory, indexed afresh).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -149,10 +153,13 @@ fn main() -> anyhow::Result<()> {
                     queries,
                     sentences,
                     json,
+                    data_dir,
                 },
         } => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(bench::retrieval(cfg, cards, queries, sentences, json))?;
+            rt.block_on(bench::retrieval(
+                cfg, cards, queries, sentences, json, data_dir,
+            ))?;
         }
         Command::Config => {
             let mut shown = cfg.clone();

@@ -84,24 +84,21 @@ impl Knowledge {
         let terms = text::query_terms(query);
         let store = self.store.clone();
         let mut ids: Vec<i64> = dense.iter().map(|h| h.chunk_id).collect();
-        let (rows, total, df) = blocking(move || {
-            let keyword = store.keyword_search(&terms, &filter, candidates)?;
+        let (rows, weights) = blocking(move || {
+            let (total, df) = store.term_frequencies(&terms)?;
+            let total = total.max(1);
+            // A term in more than half of all chunks carries almost no information but makes
+            // the OR query score most of the index: it counts for coverage, not for candidates.
+            let rare: Vec<String> = terms.iter().filter(|t| df[*t] * 2 <= total).cloned().collect();
+            let keyword = store.keyword_search(&rare, &filter, candidates)?;
             ids.extend(keyword.iter().map(|(id, ..)| *id));
             let mut seen = HashSet::new();
             ids.retain(|id| seen.insert(*id));
             let rows = store.chunk_rows(&ids)?;
-            let (total, df) = store.term_frequencies(&terms)?;
-            Ok((rows, total, df))
+            let weights: Vec<(String, f32)> = terms.iter().map(|t| (t.clone(), idf(total, df[t]))).collect();
+            Ok((rows, weights))
         })
         .await?;
-
-        let weights: Vec<(String, f32)> = df
-            .into_iter()
-            .map(|(t, n)| {
-                let w = idf(total.max(1), n);
-                (t, w)
-            })
-            .collect();
         let weight_sum: f32 = weights.iter().map(|(_, w)| w).sum();
         let mut best: HashMap<String, Hit> = HashMap::new();
         for row in rows {

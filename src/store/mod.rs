@@ -645,11 +645,13 @@ impl Store {
             .collect::<Vec<_>>()
             .join(" OR ");
         let conn = self.conn.lock();
+        // FTS5 ranks inside the subquery (its `ORDER BY rank LIMIT` path); only the best rows
+        // are joined. Only published cards have chunks, so no status check is needed.
         let mut stmt = conn.prepare_cached(
-            "SELECT c.id, c.card_id, -bm25(chunk_terms) AS s, k.language, k.tags, k.channels
-               FROM chunk_terms JOIN chunks c ON c.id = chunk_terms.rowid JOIN cards k ON k.id = c.card_id
-              WHERE chunk_terms MATCH ?1 AND k.status = 'published'
-              ORDER BY bm25(chunk_terms) LIMIT ?2",
+            "SELECT c.id, c.card_id, -f.rank, k.language, k.tags, k.channels
+               FROM (SELECT rowid, rank FROM chunk_terms WHERE chunk_terms MATCH ?1 ORDER BY rank LIMIT ?2) f
+               JOIN chunks c ON c.id = f.rowid JOIN cards k ON k.id = c.card_id
+              ORDER BY f.rank",
         )?;
         // Filters are applied to a generous candidate list rather than in SQL, so that the
         // keyword and vector paths share one definition of what a filter accepts.
