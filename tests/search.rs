@@ -80,6 +80,12 @@ fn finds_by_paraphrase_code_and_language() {
         "mixed-language question"
     );
 
+    // An exact code is covered fully; a paraphrase with no shared words not at all (and +0.0).
+    let code = &s.search("RT-AX58U", json!({}))[0];
+    assert!(code["keyword_coverage"].as_f64().unwrap() > 0.9, "{code}");
+    let para = s.search("when will I get my money back", json!({}));
+    assert!(para.iter().all(|h| h["keyword_coverage"].as_f64().unwrap().is_sign_positive()), "{para:?}");
+
     let hits = s.search("refund time", json!({ "top_k": 2 }));
     assert_eq!(hits.len(), 2);
     let h = &hits[0];

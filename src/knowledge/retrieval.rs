@@ -107,11 +107,11 @@ impl Knowledge {
             let chunk_terms: HashSet<String> = text::terms(&format!("{}\n{}", row.title, row.text))
                 .into_iter()
                 .collect();
-            let matched: f32 = weights
+            // fold from +0.0: `Sum` of no f32 values is -0.0, which would show in the JSON.
+            let matched = weights
                 .iter()
                 .filter(|(t, _)| chunk_terms.contains(t))
-                .map(|(_, w)| w)
-                .sum();
+                .fold(0.0f32, |acc, (_, w)| acc + w);
             let keyword_coverage = if weight_sum > 0.0 {
                 matched / weight_sum
             } else {
