@@ -107,6 +107,12 @@ impl Server {
         }
     }
 
+    /// Sets a variable for the next (re)start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// Starts again on the same data directory (a new port).
     pub fn restart(&mut self) {
         self.kill9();
