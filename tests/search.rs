@@ -84,7 +84,11 @@ fn finds_by_paraphrase_code_and_language() {
     let code = &s.search("RT-AX58U", json!({}))[0];
     assert!(code["keyword_coverage"].as_f64().unwrap() > 0.9, "{code}");
     let para = s.search("when will I get my money back", json!({}));
-    assert!(para.iter().all(|h| h["keyword_coverage"].as_f64().unwrap().is_sign_positive()), "{para:?}");
+    assert!(
+        para.iter()
+            .all(|h| h["keyword_coverage"].as_f64().unwrap().is_sign_positive()),
+        "{para:?}"
+    );
 
     let hits = s.search("refund time", json!({ "top_k": 2 }));
     assert_eq!(hits.len(), 2);
@@ -264,19 +268,47 @@ fn long_cards_are_chunked_and_the_matching_passage_is_cited() {
 #[test]
 fn switching_the_embedder_reembeds_published_cards() {
     let mut s = Server::start();
-    let id = s.card("Router reset", "Hold the reset button on the router for ten seconds until the light blinks.", json!({}));
-    let draft = s.create("Draft only", "This draft must stay out of the index.", json!({}))["id"].as_str().unwrap().to_string();
-    let before = s.search("how to reset the router", json!({}))[0]["similarity"].as_f64().unwrap();
+    let id = s.card(
+        "Router reset",
+        "Hold the reset button on the router for ten seconds until the light blinks.",
+        json!({}),
+    );
+    let draft = s.create(
+        "Draft only",
+        "This draft must stay out of the index.",
+        json!({}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = s.search("how to reset the router", json!({}))[0]["similarity"]
+        .as_f64()
+        .unwrap();
 
     s.set_env("KEFU_EMBEDDER", "minilm");
     s.restart();
     let hits = s.search("how to reset the router", json!({}));
     assert_eq!(hits[0]["card_id"], json!(id));
     let after = hits[0]["similarity"].as_f64().unwrap();
-    assert!((after - before).abs() > 1e-3, "the vectors come from the new model ({before} vs {after})");
+    assert!(
+        (after - before).abs() > 1e-3,
+        "the vectors come from the new model ({before} vs {after})"
+    );
     let (_, st) = s.call("GET", "/v1/index/status", None);
-    assert_eq!((st["embedder"].as_str(), st["consistent"].as_bool(), st["published_cards"].as_u64()), (Some("minilm"), Some(true), Some(1)), "{st}");
-    assert!(s.search("draft index", json!({ "top_k": 10 })).iter().all(|h| h["card_id"] != json!(draft)));
+    assert_eq!(
+        (
+            st["embedder"].as_str(),
+            st["consistent"].as_bool(),
+            st["published_cards"].as_u64()
+        ),
+        (Some("minilm"), Some(true), Some(1)),
+        "{st}"
+    );
+    assert!(
+        s.search("draft index", json!({ "top_k": 10 }))
+            .iter()
+            .all(|h| h["card_id"] != json!(draft))
+    );
     let (_, audit) = s.call("GET", &format!("/v1/audit?card_id={id}"), None);
     assert_eq!(audit["entries"][0]["action"], "reindex");
 }

@@ -89,13 +89,20 @@ impl Knowledge {
             let total = total.max(1);
             // A term in more than half of all chunks carries almost no information but makes
             // the OR query score most of the index: it counts for coverage, not for candidates.
-            let rare: Vec<String> = terms.iter().filter(|t| df[*t] * 2 <= total).cloned().collect();
+            let rare: Vec<String> = terms
+                .iter()
+                .filter(|t| df[*t] * 2 <= total)
+                .cloned()
+                .collect();
             let keyword = store.keyword_search(&rare, &filter, candidates)?;
             ids.extend(keyword.iter().map(|(id, ..)| *id));
             let mut seen = HashSet::new();
             ids.retain(|id| seen.insert(*id));
             let rows = store.chunk_rows(&ids)?;
-            let weights: Vec<(String, f32)> = terms.iter().map(|t| (t.clone(), idf(total, df[t]))).collect();
+            let weights: Vec<(String, f32)> = terms
+                .iter()
+                .map(|t| (t.clone(), idf(total, df[t])))
+                .collect();
             Ok((rows, weights))
         })
         .await?;

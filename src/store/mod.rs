@@ -524,64 +524,36 @@ impl Store {
 
     /// Every chunk with its vector and filter fields, for building an in-memory index.
     pub fn all_chunks(&self) -> Result<Vec<StoredChunk>, StoreError> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare(
-            "SELECT c.id, c.card_id, c.vector, k.language, k.tags, k.channels FROM chunks c JOIN cards k ON k.id = c.card_id ORDER BY c.id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (chunk_id, card_id, blob, language, tags, channels) = r?;
-            out.push(StoredChunk {
-                chunk_id,
-                card_id,
-                vector: blob_vector(&blob),
-                meta: ChunkMeta {
-                    language,
-                    tags: parse_list(&tags)?,
-                    channels: parse_list(&channels)?,
-                },
-            });
-        }
-        Ok(out)
+        self.chunks_of(None)
     }
 
     /// The stored chunks of one card, in order.
     pub fn card_chunks(&self, card_id: &str) -> Result<Vec<StoredChunk>, StoreError> {
+        self.chunks_of(Some(card_id))
+    }
+
+    fn chunks_of(&self, card_id: Option<&str>) -> Result<Vec<StoredChunk>, StoreError> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare(
-            "SELECT c.id, c.vector, k.language, k.tags, k.channels FROM chunks c JOIN cards k ON k.id = c.card_id WHERE c.card_id = ?1 ORDER BY c.seq",
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.id, c.card_id, c.vector, k.language, k.tags, k.channels FROM chunks c JOIN cards k ON k.id = c.card_id
+              WHERE (?1 IS NULL OR c.card_id = ?1) ORDER BY c.card_id, c.seq",
         )?;
         let rows = stmt.query_map([card_id], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                meta_columns(r, 3)?,
             ))
         })?;
         let mut out = Vec::new();
         for r in rows {
-            let (chunk_id, blob, language, tags, channels) = r?;
+            let (chunk_id, card_id, blob, meta) = r?;
             out.push(StoredChunk {
                 chunk_id,
-                card_id: card_id.to_string(),
+                card_id,
                 vector: blob_vector(&blob),
-                meta: ChunkMeta {
-                    language,
-                    tags: parse_list(&tags)?,
-                    channels: parse_list(&channels)?,
-                },
+                meta: meta.parse()?,
             });
         }
         Ok(out)
@@ -660,20 +632,13 @@ impl Store {
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, f64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
+                meta_columns(r, 3)?,
             ))
         })?;
         let mut out = Vec::new();
         for r in rows {
-            let (chunk_id, card_id, score, language, tags, channels) = r?;
-            let meta = ChunkMeta {
-                language,
-                tags: parse_list(&tags)?,
-                channels: parse_list(&channels)?,
-            };
-            if filter.accepts(&meta) {
+            let (chunk_id, card_id, score, meta) = r?;
+            if filter.accepts(&meta.parse()?) {
                 out.push((chunk_id, card_id, score));
                 if out.len() == limit {
                     break;
@@ -693,16 +658,6 @@ impl Store {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Chunks that belong to cards that are not published (must be none).
-    pub fn stray_chunks(&self) -> Result<usize, StoreError> {
-        let n: i64 = self.conn.lock().query_row(
-            "SELECT COUNT(*) FROM chunks c JOIN cards k ON k.id = c.card_id WHERE k.status != 'published'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n as usize)
     }
 
     pub fn published_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -725,6 +680,23 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// The language, tags and channels columns of a card, as read from a row at `at..at + 3`.
+struct MetaColumns(String, String, String);
+
+fn meta_columns(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MetaColumns> {
+    Ok(MetaColumns(r.get(at)?, r.get(at + 1)?, r.get(at + 2)?))
+}
+
+impl MetaColumns {
+    fn parse(self) -> Result<ChunkMeta, StoreError> {
+        Ok(ChunkMeta {
+            language: self.0,
+            tags: parse_list(&self.1)?,
+            channels: parse_list(&self.2)?,
+        })
     }
 }
 
