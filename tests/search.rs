@@ -312,3 +312,42 @@ fn switching_the_embedder_reembeds_published_cards() {
     let (_, audit) = s.call("GET", &format!("/v1/audit?card_id={id}"), None);
     assert_eq!(audit["entries"][0]["action"], "reindex");
 }
+
+/// Each card exists in one language only; questions come in both. Multilingual embeddings favour
+/// the question's own language, which language centering in retrieval corrects. Measured with
+/// e5-small: same language 12/12 first; other language 4/12 first, MRR 0.61 (0/12 and 0.27
+/// without centering). The floors sit below those figures.
+#[test]
+fn cross_language_questions_find_cards_of_the_other_language() {
+    let s = Server::start();
+    #[rustfmt::skip]
+    let topics = [
+        ("en", "Reset your password", "Open Settings > Account > Security and choose Forgot password; a reset link is e-mailed to you.", "我忘记密码了，怎么重置？", "I forgot my password, how do I reset it?"),
+        ("en", "Refund timeline", "Refunds go back to the original payment method within 7 to 10 working days after we receive the item.", "退款多久能到账？", "How long until I get my refund?"),
+        ("en", "Change delivery address", "You can change the delivery address in My Orders until the parcel has been handed to the courier.", "下单后还能改收货地址吗？", "Can I change the shipping address after ordering?"),
+        ("en", "Laptop warranty", "Every laptop comes with a two-year warranty covering hardware faults, not accidental damage.", "笔记本电脑保修多久？", "How long is the laptop warranty?"),
+        ("en", "Cancel an order", "Orders can be cancelled free of charge within one hour of payment from the order page.", "怎么取消订单？", "How do I cancel my order?"),
+        ("en", "Invoice download", "Business customers can download a VAT invoice from Orders > Invoice within 90 days of purchase.", "怎么下载发票？", "Where do I download my invoice?"),
+        ("zh", "国际漫游开通", "在手机营业厅App中选择“国际漫游”并开通即可，出国前24小时内生效，资费按目的地计算。", "How do I turn on international roaming?", "出国前怎么开通国际漫游？"),
+        ("zh", "宽带报修", "宽带断线请先重启光猫，仍无法上网请在App中提交报修，工程师24小时内上门。", "My broadband is down, how do I report it?", "宽带断网了怎么报修？"),
+        ("zh", "套餐变更", "套餐可以在每月1日至25日之间在线变更，新套餐次月生效。", "How can I switch to a different mobile plan?", "怎么更换手机套餐？"),
+        ("zh", "话费充值", "可以通过App、微信或营业厅充值话费，充值后五分钟内到账。", "How do I top up my phone credit?", "话费怎么充值？"),
+        ("zh", "配送时间", "普通快递一般3到5个工作日送达，偏远地区可能需要7天。", "How many days does delivery take?", "快递几天能到？"),
+        ("zh", "携号转网", "携号转网需要账户无欠费且入网满120天，可在营业厅办理。", "Can I keep my number when switching carrier?", "怎么办理携号转网？"),
+    ];
+    let ids: Vec<String> = topics.iter().map(|(lang, t, b, ..)| s.card(t, b, json!({ "language": lang }))).collect();
+    let rank = |q: &str, id: &str| -> usize {
+        let hits = s.search(q, json!({ "top_k": 12 }));
+        hits.iter().position(|h| h["card_id"] == json!(id)).map_or(100, |p| p + 1)
+    };
+    let (mut same_first, mut other_first, mut other_mrr) = (0, 0, 0.0);
+    for (t, id) in topics.iter().zip(&ids) {
+        same_first += usize::from(rank(t.4, id) == 1);
+        let r = rank(t.3, id);
+        other_first += usize::from(r == 1);
+        other_mrr += 1.0 / r as f64 / topics.len() as f64;
+    }
+    eprintln!("same language: {same_first}/12 first; other language: {other_first}/12 first, MRR {other_mrr:.2}");
+    assert_eq!(same_first, 12);
+    assert!(other_first >= 3 && other_mrr >= 0.5, "other language: {other_first}/12 first, MRR {other_mrr:.2}");
+}

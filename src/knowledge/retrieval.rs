@@ -23,6 +23,8 @@ use crate::store::vector::embedded::dot;
 
 /// Weight of exact-term coverage against cosine similarity.
 const KEYWORD_WEIGHT: f32 = 0.2;
+/// Pseudo-count of the shrinkage of language centroids (see [`language_offsets`]).
+const CENTROID_PRIOR: f32 = 1.0;
 /// Candidates taken from each source per requested hit.
 const FANOUT: usize = 4;
 
@@ -48,6 +50,39 @@ pub struct Hit {
     pub keyword_coverage: f32,
     /// The passage of the card that matched best.
     pub passage: String,
+}
+
+/// How much closer the query sits to each language's passages than to passages on average.
+///
+/// Multilingual encoders like e5 keep a language-identity direction in every vector: a Chinese
+/// question is closer to every Chinese passage than to any English one, whatever the topic (on
+/// a mixed knowledge base, cross-language questions found their card first 0 times in 12).
+/// Subtracting the query's similarity to the language's centroid removes that direction
+/// (mean-centering per language; Libovický et al., 2020, "On the Language Neutrality of
+/// Pre-trained Multilingual Representations"). A language with few passages has a noisy
+/// centroid, so its offset is shrunk towards zero by n / (n + CENTROID_PRIOR).
+fn language_offsets(
+    q: &[f32],
+    centroids: &HashMap<String, (Vec<f32>, usize)>,
+) -> HashMap<String, f32> {
+    let total: usize = centroids.values().map(|(_, n)| n).sum();
+    if centroids.len() < 2 || total == 0 {
+        return HashMap::new();
+    }
+    let to_lang: HashMap<&String, f32> =
+        centroids.iter().map(|(l, (c, _))| (l, dot(q, c))).collect();
+    let overall: f32 = centroids
+        .iter()
+        .map(|(l, (_, n))| to_lang[l] * *n as f32)
+        .sum::<f32>()
+        / total as f32;
+    centroids
+        .iter()
+        .map(|(l, (_, n))| {
+            let shrink = *n as f32 / (*n as f32 + CENTROID_PRIOR);
+            (l.clone(), shrink * (to_lang[l] - overall))
+        })
+        .collect()
 }
 
 /// Robertson–Spärck Jones IDF, as BM25 uses it; never negative.
@@ -77,10 +112,25 @@ impl Knowledge {
             .await?
             .pop()
             .unwrap_or_default();
-        let dense = self
-            .index
-            .search(qvec.clone(), candidates, filter.clone())
-            .await?;
+        let centroids = self.index.language_centroids().await?;
+        let offsets = language_offsets(&qvec, &centroids);
+        let dense = if filter.language.is_none() && centroids.len() > 1 {
+            // One search per language, so that each language's best passages are candidates
+            // even when the other language's passages all have a higher raw cosine.
+            let mut all = Vec::new();
+            for lang in centroids.keys() {
+                let f = SearchFilter {
+                    language: Some(lang.clone()),
+                    ..filter.clone()
+                };
+                all.extend(self.index.search(qvec.clone(), candidates, f).await?);
+            }
+            all
+        } else {
+            self.index
+                .search(qvec.clone(), candidates, filter.clone())
+                .await?
+        };
         let terms = text::query_terms(query);
         let store = self.store.clone();
         let mut ids: Vec<i64> = dense.iter().map(|h| h.chunk_id).collect();
@@ -124,7 +174,8 @@ impl Knowledge {
             } else {
                 0.0
             };
-            let score = ((similarity + KEYWORD_WEIGHT * keyword_coverage) / (1.0 + KEYWORD_WEIGHT))
+            let centered = similarity - offsets.get(&row.language).copied().unwrap_or(0.0);
+            let score = ((centered + KEYWORD_WEIGHT * keyword_coverage) / (1.0 + KEYWORD_WEIGHT))
                 .clamp(0.0, 1.0);
             let hit = Hit {
                 card_id: row.card_id.clone(),

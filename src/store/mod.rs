@@ -119,6 +119,7 @@ pub struct NewChunk {
 pub struct ChunkRow {
     pub chunk_id: i64,
     pub card_id: String,
+    pub language: String,
     pub title: String,
     pub text: String,
     pub vector: Vec<f32>,
@@ -563,7 +564,7 @@ impl Store {
     pub fn chunk_rows(&self, ids: &[i64]) -> Result<Vec<ChunkRow>, StoreError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT c.id, c.card_id, k.title, c.text, c.vector FROM chunks c JOIN cards k ON k.id = c.card_id WHERE c.id = ?1",
+            "SELECT c.id, c.card_id, k.language, k.title, c.text, c.vector FROM chunks c JOIN cards k ON k.id = c.card_id WHERE c.id = ?1",
         )?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -572,9 +573,10 @@ impl Store {
                     Ok(ChunkRow {
                         chunk_id: r.get(0)?,
                         card_id: r.get(1)?,
-                        title: r.get(2)?,
-                        text: r.get(3)?,
-                        vector: blob_vector(&r.get::<_, Vec<u8>>(4)?),
+                        language: r.get(2)?,
+                        title: r.get(3)?,
+                        text: r.get(4)?,
+                        vector: blob_vector(&r.get::<_, Vec<u8>>(5)?),
                     })
                 })
                 .optional()?;

@@ -23,6 +23,9 @@ struct Inner {
     cards: Vec<Arc<str>>,
     metas: Vec<Arc<ChunkMeta>>,
     rows_of_card: HashMap<Arc<str>, Vec<usize>>,
+    /// Per language: the sum of its vectors (f64, so that many adds and removes do not drift)
+    /// and their count, for the language centroids.
+    language_sums: HashMap<String, (Vec<f64>, usize)>,
 }
 
 pub struct EmbeddedIndex {
@@ -56,6 +59,8 @@ impl Inner {
         // Highest first, so every swap_remove moves a row that is not itself being removed.
         rows.sort_unstable_by(|a, b| b.cmp(a));
         for row in rows {
+            let d = self.dim;
+            self.account(row * d, -1.0);
             let last = self.chunk_ids.len() - 1;
             if row != last {
                 let moved_card = self.cards[last].clone();
@@ -64,13 +69,31 @@ impl Inner {
                         *r = row;
                     }
                 }
-                let d = self.dim;
                 self.data.copy_within(last * d..(last + 1) * d, row * d);
             }
             self.data.truncate(last * self.dim);
             self.chunk_ids.swap_remove(row);
             self.cards.swap_remove(row);
             self.metas.swap_remove(row);
+        }
+    }
+
+    /// Adds (`sign` 1) or subtracts (-1) the row starting at `offset` to its language's sum.
+    fn account(&mut self, offset: usize, sign: f64) {
+        let row = offset / self.dim;
+        let lang = self.metas[row].language.clone();
+        let dim = self.dim;
+        let entry = self
+            .language_sums
+            .entry(lang)
+            .or_insert_with(|| (vec![0.0; dim], 0));
+        for (acc, x) in entry.0.iter_mut().zip(&self.data[offset..offset + dim]) {
+            *acc += sign * f64::from(*x);
+        }
+        entry.1 = if sign > 0.0 { entry.1 + 1 } else { entry.1 - 1 };
+        if entry.1 == 0 {
+            let lang = self.metas[row].language.clone();
+            self.language_sums.remove(&lang);
         }
     }
 
@@ -168,11 +191,14 @@ impl VectorIndex for EmbeddedIndex {
         let card: Arc<str> = card_id.into();
         let mut rows = Vec::with_capacity(points.len());
         for p in points {
-            rows.push(g.chunk_ids.len());
+            let row = g.chunk_ids.len();
+            rows.push(row);
             g.data.extend_from_slice(&p.vector);
             g.chunk_ids.push(p.chunk_id);
             g.cards.push(card.clone());
             g.metas.push(Arc::new(p.meta));
+            let d = g.dim;
+            g.account(row * d, 1.0);
         }
         g.rows_of_card.insert(card, rows);
         Ok(())
@@ -199,6 +225,19 @@ impl VectorIndex for EmbeddedIndex {
                 backend: "embedded",
                 message: e.to_string(),
             })
+    }
+
+    async fn language_centroids(&self) -> Result<HashMap<String, (Vec<f32>, usize)>, VectorError> {
+        let g = self.inner.read();
+        Ok(g.language_sums
+            .iter()
+            .map(|(lang, (sum, n))| {
+                (
+                    lang.clone(),
+                    (sum.iter().map(|x| (x / *n as f64) as f32).collect(), *n),
+                )
+            })
+            .collect())
     }
 
     async fn card_counts(&self) -> Result<HashMap<String, usize>, VectorError> {

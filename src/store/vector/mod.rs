@@ -49,6 +49,10 @@ pub trait VectorIndex: Send + Sync {
         k: usize,
         filter: SearchFilter,
     ) -> Result<Vec<VectorHit>, VectorError>;
+    /// Per language: the mean of the indexed vectors and how many there are.
+    async fn language_centroids(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (Vec<f32>, usize)>, VectorError>;
     /// Points held per card, for checking that the index agrees with the store.
     async fn card_counts(&self) -> Result<std::collections::HashMap<String, usize>, VectorError>;
 }
