@@ -335,10 +335,15 @@ fn cross_language_questions_find_cards_of_the_other_language() {
         ("zh", "配送时间", "普通快递一般3到5个工作日送达，偏远地区可能需要7天。", "How many days does delivery take?", "快递几天能到？"),
         ("zh", "携号转网", "携号转网需要账户无欠费且入网满120天，可在营业厅办理。", "Can I keep my number when switching carrier?", "怎么办理携号转网？"),
     ];
-    let ids: Vec<String> = topics.iter().map(|(lang, t, b, ..)| s.card(t, b, json!({ "language": lang }))).collect();
+    let ids: Vec<String> = topics
+        .iter()
+        .map(|(lang, t, b, ..)| s.card(t, b, json!({ "language": lang })))
+        .collect();
     let rank = |q: &str, id: &str| -> usize {
         let hits = s.search(q, json!({ "top_k": 12 }));
-        hits.iter().position(|h| h["card_id"] == json!(id)).map_or(100, |p| p + 1)
+        hits.iter()
+            .position(|h| h["card_id"] == json!(id))
+            .map_or(100, |p| p + 1)
     };
     let (mut same_first, mut other_first, mut other_mrr) = (0, 0, 0.0);
     for (t, id) in topics.iter().zip(&ids) {
@@ -347,7 +352,12 @@ fn cross_language_questions_find_cards_of_the_other_language() {
         other_first += usize::from(r == 1);
         other_mrr += 1.0 / r as f64 / topics.len() as f64;
     }
-    eprintln!("same language: {same_first}/12 first; other language: {other_first}/12 first, MRR {other_mrr:.2}");
+    eprintln!(
+        "same language: {same_first}/12 first; other language: {other_first}/12 first, MRR {other_mrr:.2}"
+    );
     assert_eq!(same_first, 12);
-    assert!(other_first >= 3 && other_mrr >= 0.5, "other language: {other_first}/12 first, MRR {other_mrr:.2}");
+    assert!(
+        other_first >= 3 && other_mrr >= 0.5,
+        "other language: {other_first}/12 first, MRR {other_mrr:.2}"
+    );
 }

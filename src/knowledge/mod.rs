@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::runtime::embed::{EmbedPool, TextKind};
 use crate::store::vector::{Point, VectorIndex};
 use crate::store::{
-    AuditEntry, Card, CardContent, CardStatus, CardVersion, ChunkChange, ListFilter, NewChunk,
-    Store, StoreError,
+    AuditEntry, Card, CardContent, CardStatus, CardVersion, Change, ChunkChange, ListFilter,
+    NewChunk, Store, StoreError,
 };
 use card::{CardInput, CardPatch};
 
@@ -173,37 +173,10 @@ impl Knowledge {
     }
 
     /// Commits a change and brings the vector index in line with what was committed.
-    #[allow(clippy::too_many_arguments)]
-    async fn commit(
-        &self,
-        card: &Card,
-        content: Option<CardContent>,
-        status: CardStatus,
-        chunks: ChunkChange,
-        actor: &Actor,
-        action: &'static str,
-        detail: serde_json::Value,
-    ) -> Result<Card> {
-        let touches_index = !matches!(chunks, ChunkChange::Keep);
-        let (store, id, version, actor) = (
-            self.store.clone(),
-            card.id.clone(),
-            card.version,
-            actor.0.clone(),
-        );
-        let updated = blocking(move || {
-            store.update_card(
-                &id,
-                version,
-                content.as_ref(),
-                status,
-                chunks,
-                &actor,
-                action,
-                detail,
-            )
-        })
-        .await?;
+    async fn commit(&self, card: &Card, change: Change) -> Result<Card> {
+        let touches_index = !matches!(change.chunks, ChunkChange::Keep);
+        let (store, id, version) = (self.store.clone(), card.id.clone(), card.version);
+        let updated = blocking(move || store.update_card(&id, version, change)).await?;
         if touches_index {
             self.sync_index(&updated.id).await;
         }
@@ -265,14 +238,13 @@ impl Knowledge {
             ChunkChange::Keep
         };
         let detail = serde_json::json!({ "fields": changed_fields(&card.content, &content) });
+        let change = Change::new(actor.0.clone(), "update", card.status, chunks, detail);
         self.commit(
             &card,
-            Some(content),
-            card.status,
-            chunks,
-            actor,
-            "update",
-            detail,
+            Change {
+                content: Some(content),
+                ..change
+            },
         )
         .await
     }
@@ -282,16 +254,14 @@ impl Knowledge {
         let card = self.get(id).await?;
         match card.status {
             CardStatus::Draft => {
-                self.commit(
-                    &card,
-                    None,
+                let change = Change::new(
+                    actor.0.clone(),
+                    "submit",
                     CardStatus::InReview,
                     ChunkChange::Keep,
-                    actor,
-                    "submit",
                     serde_json::json!({}),
-                )
-                .await
+                );
+                self.commit(&card, change).await
             }
             CardStatus::InReview => Ok(card),
             s => Err(Error::Conflict(format!(
@@ -309,39 +279,30 @@ impl Knowledge {
         }
         let findings = self.checker.check(&card.content);
         if !findings.is_empty() {
-            let (store, id, a) = (self.store.clone(), card.id.clone(), actor.0.clone());
             let detail = serde_json::json!({ "checks": findings.iter().map(|f| &f.check).collect::<Vec<_>>() });
+            let change = Change::new(
+                actor.0.clone(),
+                "publish_refused",
+                card.status,
+                ChunkChange::Keep,
+                detail,
+            );
             // The refusal is part of the card's history too; its failure must not hide the 422.
-            if let Err(e) = blocking(move || {
-                store.update_card(
-                    &id,
-                    card.version,
-                    None,
-                    card.status,
-                    ChunkChange::Keep,
-                    &a,
-                    "publish_refused",
-                    detail,
-                )
-            })
-            .await
-            {
+            if let Err(e) = self.commit(&card, change).await {
                 tracing::warn!(error = %e, "could not record a refused publish in the audit log");
             }
             return Err(Error::Compliance(findings));
         }
         let chunks = self.chunk(&card.content).await?;
         let detail = serde_json::json!({ "chunks": chunks.len() });
-        self.commit(
-            &card,
-            None,
+        let change = Change::new(
+            actor.0.clone(),
+            "publish",
             CardStatus::Published,
             ChunkChange::Replace(chunks),
-            actor,
-            "publish",
             detail,
-        )
-        .await
+        );
+        self.commit(&card, change).await
     }
 
     pub async fn archive(&self, id: &str, actor: &Actor) -> Result<Card> {
@@ -350,16 +311,14 @@ impl Knowledge {
         if card.status == CardStatus::Archived {
             return Ok(card);
         }
-        self.commit(
-            &card,
-            None,
+        let change = Change::new(
+            actor.0.clone(),
+            "archive",
             CardStatus::Archived,
             ChunkChange::Remove,
-            actor,
-            "archive",
             serde_json::json!({}),
-        )
-        .await
+        );
+        self.commit(&card, change).await
     }
 
     /// Loads the vector index from the store (for backends that keep nothing themselves), after
@@ -402,20 +361,14 @@ impl Knowledge {
             let _guard = self.lock_for(&id).lock().await;
             let card = self.get(&id).await?;
             let chunks = self.chunk(&card.content).await?;
-            let (store, v, actor) = (self.store.clone(), card.version, system.0.clone());
-            blocking(move || {
-                store.update_card(
-                    &id,
-                    v,
-                    None,
-                    CardStatus::Published,
-                    ChunkChange::Replace(chunks),
-                    &actor,
-                    "reindex",
-                    serde_json::json!({}),
-                )
-            })
-            .await?;
+            let change = Change::new(
+                system.0.clone(),
+                "reindex",
+                CardStatus::Published,
+                ChunkChange::Replace(chunks),
+                serde_json::json!({}),
+            );
+            self.commit(&card, change).await?;
             bar.inc(1);
         }
         bar.finish_and_clear();

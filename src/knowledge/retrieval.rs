@@ -1,10 +1,12 @@
 //! Hybrid retrieval. Dense vectors find paraphrases and cross-language matches; exact keyword
 //! matching finds the strings embeddings blur (order numbers, product codes). Candidates come
-//! from both (the vector index's nearest chunks and FTS5's BM25 best chunks), and each is scored
+//! from both (the vector index's nearest chunks per language and FTS5's BM25 best chunks), and
+//! each is scored
 //!
-//!   score = (cosine + W * coverage) / (1 + W)
+//!   score = (cosine - language offset + W * coverage) / (1 + W)
 //!
-//! where coverage is the IDF-weighted share of the query's terms that the chunk contains
+//! where the language offset removes the embedding's preference for the question's own
+//! language ([`language_offsets`]) and coverage is the IDF-weighted share of the query's terms that the chunk contains
 //! exactly, in [0, 1]. Unlike reciprocal rank fusion, this stays calibrated across queries:
 //! a code that matches one card out of ten thousand gives that card coverage near 1, while words
 //! every card shares give almost nothing, whatever their rank. W is sized to the spread of e5
@@ -42,7 +44,8 @@ pub struct Filters {
 pub struct Hit {
     pub card_id: String,
     pub title: String,
-    /// Relevance in [0, 1]: cosine similarity raised by exact-term coverage.
+    /// Relevance in [0, 1]: cosine similarity, corrected for language bias, raised by
+    /// exact-term coverage. Use it to rank; compare `similarity` against thresholds.
     pub score: f32,
     /// Cosine similarity between the query and the passage.
     pub similarity: f32,

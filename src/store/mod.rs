@@ -181,6 +181,38 @@ pub struct ListFilter {
     pub offset: usize,
 }
 
+/// One change to a card, committed atomically by [`Store::update_card`].
+pub struct Change {
+    /// New content; `None` keeps the current one.
+    pub content: Option<CardContent>,
+    pub status: CardStatus,
+    pub chunks: ChunkChange,
+    /// For the audit log: who, what, and the particulars.
+    pub actor: String,
+    pub action: &'static str,
+    pub detail: serde_json::Value,
+}
+
+impl Change {
+    /// A change that keeps the content.
+    pub fn new(
+        actor: String,
+        action: &'static str,
+        status: CardStatus,
+        chunks: ChunkChange,
+        detail: serde_json::Value,
+    ) -> Self {
+        Change {
+            content: None,
+            status,
+            chunks,
+            actor,
+            action,
+            detail,
+        }
+    }
+}
+
 /// What a change does to a card's chunks.
 pub enum ChunkChange {
     Keep,
@@ -368,18 +400,21 @@ impl Store {
 
     /// Applies a change to a card if it is still at `expected_version`: new content and/or status,
     /// its chunks, one version row when the content or status changed, and an audit entry.
-    #[allow(clippy::too_many_arguments)]
     pub fn update_card(
         &self,
         id: &str,
         expected_version: i64,
-        content: Option<&CardContent>,
-        status: CardStatus,
-        chunks: ChunkChange,
-        actor: &str,
-        action: &str,
-        detail: serde_json::Value,
+        change: Change,
     ) -> Result<Card, StoreError> {
+        let Change {
+            content,
+            status,
+            chunks,
+            actor,
+            action,
+            detail,
+        } = change;
+        let actor = actor.as_str();
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let current =
@@ -390,7 +425,7 @@ impl Store {
                 current.version
             )));
         }
-        let content = content.unwrap_or(&current.content);
+        let content = content.as_ref().unwrap_or(&current.content);
         let changed = content != &current.content || status != current.status;
         let version = if changed {
             current.version + 1
@@ -767,6 +802,24 @@ mod tests {
         }
     }
 
+    fn edit(title: &str) -> Change {
+        let c = Change::new(
+            "admin".into(),
+            "update",
+            CardStatus::Draft,
+            ChunkChange::Keep,
+            serde_json::json!({}),
+        );
+        Change {
+            content: Some(content(title)),
+            ..c
+        }
+    }
+
+    fn status(s: CardStatus, chunks: ChunkChange) -> Change {
+        Change::new("admin".into(), "status", s, chunks, serde_json::json!({}))
+    }
+
     #[test]
     fn versions_and_compare_and_set() {
         let dir = tempfile::tempdir().unwrap();
@@ -781,31 +834,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!((c.version, c.status), (1, CardStatus::Draft));
-        let c2 = s
-            .update_card(
-                "c1",
-                1,
-                Some(&content("two")),
-                CardStatus::Draft,
-                ChunkChange::Keep,
-                "admin",
-                "update",
-                serde_json::json!({}),
-            )
-            .unwrap();
-        assert_eq!(c2.version, 2);
+        assert_eq!(s.update_card("c1", 1, edit("two")).unwrap().version, 2);
         // A writer that read version 1 must not overwrite version 2.
-        let stale = s.update_card(
-            "c1",
-            1,
-            Some(&content("three")),
-            CardStatus::Draft,
-            ChunkChange::Keep,
-            "admin",
-            "update",
-            serde_json::json!({}),
-        );
-        assert!(matches!(stale, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.update_card("c1", 1, edit("three")),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(s.get_card("c1").unwrap().unwrap().content.title, "two");
         assert_eq!(s.versions("c1").unwrap().len(), 2);
         assert_eq!(s.audit_log(Some("c1"), 10).unwrap().len(), 2);
     }
@@ -830,12 +865,7 @@ mod tests {
         s.update_card(
             "c1",
             1,
-            None,
-            CardStatus::Published,
-            ChunkChange::Replace(vec![chunk]),
-            "admin",
-            "publish",
-            serde_json::json!({}),
+            status(CardStatus::Published, ChunkChange::Replace(vec![chunk])),
         )
         .unwrap();
         let hits = s
@@ -843,17 +873,12 @@ mod tests {
             .unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(s.all_chunks().unwrap()[0].vector, vec![1.0, 0.0]);
-        s.update_card(
-            "c1",
-            2,
-            None,
-            CardStatus::Archived,
-            ChunkChange::Remove,
-            "admin",
-            "archive",
-            serde_json::json!({}),
-        )
-        .unwrap();
+        let (total, df) = s
+            .term_frequencies(&["reset".into(), "absent".into()])
+            .unwrap();
+        assert_eq!((total, df["reset"], df["absent"]), (1, 1, 0));
+        s.update_card("c1", 2, status(CardStatus::Archived, ChunkChange::Remove))
+            .unwrap();
         assert!(
             s.keyword_search(&["sku4411".into()], &SearchFilter::default(), 5)
                 .unwrap()
