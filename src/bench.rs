@@ -188,3 +188,108 @@ pub async fn retrieval(
     }
     Ok(())
 }
+
+/// `kefu bench generate`: time to first token and decode speed of a generator, alone and with
+/// `concurrency` conversations at once, through the same scheduler the server uses.
+pub async fn generate(
+    cfg: Config,
+    model: Option<String>,
+    concurrency: Vec<usize>,
+    max_tokens: usize,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use kefu::runtime::generate::{ChatMessage, GenEvent, GenPool, Generator, SamplingParams};
+    let reg = kefu::runtime::registry::Registry::open(
+        cfg.manifest.as_deref(),
+        &cfg.models_dir,
+        cfg.offline,
+    )?;
+    let id = model.unwrap_or_else(|| cfg.models.generator.clone());
+    let files = reg.ensure(&id)?;
+    let dev = kefu::runtime::device::select();
+    let started = Instant::now();
+    let generator = Generator::load(&files, &dev, cfg.limits.gen_context)?;
+    let load_s = started.elapsed().as_secs_f64();
+    let max_n = concurrency.iter().copied().max().unwrap_or(1);
+    let pool = GenPool::start(generator, max_n, max_n * 2)?;
+    eprintln!("{id}: {} loaded in {load_s:.1} s", pool.architecture());
+    let prompt = pool.render_chat(&[
+        ChatMessage::new("system", "You are a helpful customer-service assistant."),
+        ChatMessage::new(
+            "user",
+            "My router keeps dropping the Wi-Fi connection every evening. What should I check?",
+        ),
+    ])?;
+    let prompt_tokens = pool.count_tokens(&prompt)?;
+    let mut rows = Vec::new();
+    for &n in &concurrency {
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let params = SamplingParams {
+                max_tokens,
+                seed: i as u64,
+                ..Default::default()
+            };
+            let mut rx = pool.generate(prompt.clone(), params)?;
+            tasks.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let mut first = None;
+                let mut tokens = 0;
+                let mut text = String::new();
+                while let Some(ev) = rx.recv().await {
+                    match ev {
+                        GenEvent::Delta(d) => {
+                            first.get_or_insert(start.elapsed().as_secs_f64());
+                            text.push_str(&d);
+                        }
+                        GenEvent::Done {
+                            completion_tokens, ..
+                        } => tokens = completion_tokens,
+                        GenEvent::Failed(e) => return Err(anyhow::anyhow!(e)),
+                    }
+                }
+                Ok::<_, anyhow::Error>((
+                    first.unwrap_or(f64::NAN),
+                    tokens,
+                    start.elapsed().as_secs_f64(),
+                    text,
+                ))
+            }));
+        }
+        let mut ttft = Vec::new();
+        let mut total_tokens = 0;
+        let mut per_stream = Vec::new();
+        let mut sample = String::new();
+        for t in tasks {
+            let (first, tokens, total, text) = t.await??;
+            if sample.is_empty() {
+                sample = text;
+            }
+            ttft.push(first);
+            total_tokens += tokens;
+            if tokens > 1 {
+                per_stream.push((tokens - 1) as f64 / (total - first));
+            }
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        ttft.sort_by(f64::total_cmp);
+        let row = serde_json::json!({
+            "concurrency": n,
+            "prompt_tokens": prompt_tokens,
+            "ttft_p50_s": ttft[ttft.len() / 2],
+            "ttft_max_s": ttft[ttft.len() - 1],
+            "decode_tok_s_per_stream": per_stream.iter().sum::<f64>() / per_stream.len().max(1) as f64,
+            "aggregate_tok_s": total_tokens as f64 / wall,
+            "wall_s": wall,
+            "sample": sample,
+        });
+        println!("{row}");
+        rows.push(row);
+    }
+    if let Some(p) = json {
+        let out = serde_json::json!({"model": id, "load_s": load_s, "max_tokens": max_tokens, "runs": rows});
+        std::fs::write(&p, serde_json::to_string_pretty(&out)?).context("writing the results")?;
+    }
+    Ok(())
+}

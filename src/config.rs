@@ -39,6 +39,7 @@ pub struct Config {
     pub limits: Limits,
     pub compliance: ComplianceConfig,
     pub search: SearchConfig,
+    pub answer: AnswerConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +47,9 @@ pub struct Config {
 pub struct ModelsConfig {
     /// Manifest id of the sentence embedder used for retrieval.
     pub embedder: String,
+    /// Manifest id of the chat model that writes answers ("" or "none": no generator; the
+    /// answer endpoints then answer 503 and everything else works).
+    pub generator: String,
     /// Worker threads for model maths (0: all cores).
     pub threads: usize,
 }
@@ -114,6 +118,12 @@ pub struct Limits {
     pub embed_queue: usize,
     /// Most texts embedded in one forward pass.
     pub embed_batch: usize,
+    /// Generations that make progress at once (each holds its own KV cache).
+    pub gen_slots: usize,
+    /// Generations that may wait for a slot; one more is refused with 503.
+    pub gen_queue: usize,
+    /// Context window cap, in tokens (prompt + answer).
+    pub gen_context: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -144,6 +154,7 @@ impl Default for Config {
             limits: Limits::default(),
             compliance: ComplianceConfig::default(),
             search: SearchConfig::default(),
+            answer: AnswerConfig::default(),
         }
     }
 }
@@ -152,6 +163,7 @@ impl Default for ModelsConfig {
     fn default() -> Self {
         ModelsConfig {
             embedder: "e5-small".into(),
+            generator: "qwen2.5-0.5b".into(),
             threads: 0,
         }
     }
@@ -165,6 +177,36 @@ impl Default for Limits {
             max_card_bytes: 64 << 10,
             embed_queue: 256,
             embed_batch: 32,
+            gen_slots: 8,
+            gen_queue: 32,
+            gen_context: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnswerConfig {
+    /// A question whose best card scores below this gets a hand-off instead of a generated
+    /// answer. Calibrated on eval/answer_calibration.jsonl (see eval/README.md).
+    pub threshold: f32,
+    /// Cards given to the model: those within `margin` of the best score, at most `max_cards`.
+    pub max_cards: usize,
+    pub margin: f32,
+    /// Earlier turns of the conversation given to the model.
+    pub history_turns: usize,
+    /// Templates folder (default: ./prompts when present, else the built-in templates).
+    pub prompts_dir: Option<PathBuf>,
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        AnswerConfig {
+            threshold: 0.80,
+            max_cards: 3,
+            margin: 0.05,
+            history_turns: 6,
+            prompts_dir: None,
         }
     }
 }
@@ -254,6 +296,24 @@ impl Config {
         }
         if let Some(v) = get("KEFU_EMBEDDER") {
             self.models.embedder = v;
+        }
+        if let Some(v) = get("KEFU_GENERATOR") {
+            self.models.generator = v;
+        }
+        if let Some(v) = get("KEFU_GEN_SLOTS") {
+            self.limits.gen_slots = num("KEFU_GEN_SLOTS", &v)?;
+        }
+        if let Some(v) = get("KEFU_GEN_QUEUE") {
+            self.limits.gen_queue = num("KEFU_GEN_QUEUE", &v)?;
+        }
+        if let Some(v) = get("KEFU_PROMPTS_DIR") {
+            self.answer.prompts_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("KEFU_ANSWER_THRESHOLD") {
+            self.answer.threshold = v.trim().parse().map_err(|_| ConfigError::Env {
+                var: "KEFU_ANSWER_THRESHOLD",
+                message: format!("{v:?} is not a number"),
+            })?;
         }
         if let Some(v) = get("KEFU_THREADS") {
             self.models.threads = num("KEFU_THREADS", &v)?;

@@ -82,6 +82,20 @@ enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Generator speed: time to first token and tokens/s, alone and with N conversations at
+    /// once (the server's scheduler).
+    Generate {
+        /// Manifest id (default: the configured generator).
+        #[arg(long)]
+        model: Option<String>,
+        /// Conversations at once, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        concurrency: Vec<usize>,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +174,18 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(bench::retrieval(
                 cfg, cards, queries, sentences, json, data_dir,
             ))?;
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Generate {
+                    model,
+                    concurrency,
+                    max_tokens,
+                    json,
+                },
+        } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(bench::generate(cfg, model, concurrency, max_tokens, json))?;
         }
         Command::Config => {
             let mut shown = cfg.clone();

@@ -70,6 +70,9 @@ impl From<Error> for ApiError {
             Error::Model(m @ ModelError::Overloaded(_)) => {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "overloaded", m.to_string())
             }
+            Error::Model(m @ ModelError::ContextExceeded { .. }) => {
+                ApiError::new(S::BAD_REQUEST, "context_length_exceeded", m.to_string())
+            }
             Error::Model(m @ ModelError::WorkerGone(_)) => {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", m.to_string())
             }

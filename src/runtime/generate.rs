@@ -1,0 +1,689 @@
+//! Text generation: a quantized GGUF chat model (qwen2 or llama architecture) run by candle, its
+//! tokenizer and chat template read from the GGUF metadata, and the scheduler that lets many
+//! conversations generate at once.
+//!
+//! [`GenPool`] owns the model on one OS thread. Requests wait in a bounded queue (full: an
+//! immediate `Overloaded`, which the API answers with 503 + Retry-After). Up to `slots` sequences
+//! are active at a time; each has its own KV cache (a clone of the model shares the weights and
+//! owns only its cache), and the worker advances them round-robin: one prefill chunk or one
+//! decoded token per sequence per round. So a long answer never makes a short one wait for its
+//! whole generation, and a new request's prompt is read in chunks between the others' tokens.
+//! candle's quantized models take one sequence per forward call when their caches differ in
+//! length, so this is scheduling rather than batched matmuls: fair, not faster in total.
+//!
+//! Tokens come back as text deltas on an unbounded channel; a caller that drops its receiver
+//! (client gone) frees its slot at the next round.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file;
+use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::{DType, Device};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::ModelError;
+use super::gguf_lm::{GgufLm, KvCache};
+use super::registry::{ModelFiles, ModelFormat};
+
+/// Prompt tokens read per forward call while other sequences wait for their next token.
+const PREFILL_CHUNK: usize = 64;
+
+/// How the next token is chosen. `temperature <= 0` is greedy decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    /// Divides the logits of tokens seen in the last `repeat_last_n` (1.0: off).
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+    pub max_tokens: usize,
+    /// Generation stops before any of these strings; they are not part of the output.
+    pub stop: Vec<String>,
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            max_tokens: 256,
+            stop: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    fn sampling(&self) -> Sampling {
+        if self.temperature <= 0.0 {
+            return Sampling::ArgMax;
+        }
+        let temperature = self.temperature;
+        match (self.top_k, self.top_p) {
+            (None, None) => Sampling::All { temperature },
+            (Some(k), None) => Sampling::TopK { k, temperature },
+            (None, Some(p)) => Sampling::TopP { p, temperature },
+            (Some(k), Some(p)) => Sampling::TopKThenTopP { k, p, temperature },
+        }
+    }
+}
+
+/// One message of a chat, as the model's chat template takes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn or hit a stop sequence.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The caller went away.
+    Cancelled,
+}
+
+#[derive(Debug)]
+pub enum GenEvent {
+    /// The next piece of text (whole characters, never a stop sequence).
+    Delta(String),
+    Done {
+        reason: FinishReason,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+    },
+    Failed(ModelError),
+}
+
+/// A loaded chat model: weights (shared by every sequence), tokenizer and chat template.
+pub struct Generator {
+    id: String,
+    architecture: String,
+    model: GgufLm,
+    tokenizer: Tokenizer,
+    template: Option<String>,
+    bos: String,
+    eos: String,
+    stop_ids: HashSet<u32>,
+    context: usize,
+}
+
+fn meta_str(ct: &gguf_file::Content, key: &str) -> Option<String> {
+    ct.metadata
+        .get(key)
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+}
+
+fn meta_u32(ct: &gguf_file::Content, key: &str) -> Option<u32> {
+    ct.metadata.get(key).and_then(|v| v.to_u32().ok())
+}
+
+impl Generator {
+    /// Loads a GGUF model. `max_context` caps the context window below the model's own (memory
+    /// and prompt time grow with it).
+    pub fn load(files: &ModelFiles, device: &Device, max_context: usize) -> Result<Self, ModelError> {
+        if files.spec.format != ModelFormat::Gguf {
+            return Err(ModelError::Manifest {
+                path: "manifest".into(),
+                message: format!("model {} is not a GGUF generator", files.id),
+            });
+        }
+        let name = files
+            .spec
+            .files
+            .first()
+            .map(|f| f.name.clone())
+            .unwrap_or_default();
+        let path = files.path(&name)?;
+        let load_err = |message: String| ModelError::Load {
+            model: files.id.clone(),
+            file: path.to_path_buf(),
+            message,
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| load_err(e.to_string()))?;
+        let ct = gguf_file::Content::read(&mut file).map_err(|e| load_err(e.to_string()))?;
+        let architecture = meta_str(&ct, "general.architecture").unwrap_or_default();
+        let tokenizer = Tokenizer::from_gguf(&ct).map_err(|e| load_err(format!("tokenizer: {e}")))?;
+        let template = meta_str(&ct, "tokenizer.chat_template");
+        let token = |key: &str| {
+            meta_u32(&ct, key)
+                .and_then(|id| tokenizer.id_to_token(id))
+                .unwrap_or_default()
+        };
+        let (bos, eos) = (
+            token("tokenizer.ggml.bos_token_id"),
+            token("tokenizer.ggml.eos_token_id"),
+        );
+        // The turn ends at the model's EOS, and at the chat-format end markers: a model
+        // fine-tuned on ChatML may emit either.
+        let mut stop_ids: HashSet<u32> = meta_u32(&ct, "tokenizer.ggml.eos_token_id")
+            .into_iter()
+            .collect();
+        for t in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"] {
+            if let Some(id) = tokenizer.token_to_id(t) {
+                stop_ids.insert(id);
+            }
+        }
+        let model_context = meta_u32(&ct, &format!("{architecture}.context_length"))
+            .map(|c| c as usize)
+            .unwrap_or(2048);
+        let context = model_context.min(max_context);
+        let model = GgufLm::from_gguf(&ct, &mut file, device, context)
+            .map_err(|e| load_err(e.to_string()))?;
+        Ok(Generator {
+            id: files.id.clone(),
+            architecture,
+            model,
+            tokenizer,
+            template,
+            bos,
+            eos,
+            stop_ids,
+            context,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    pub fn context(&self) -> usize {
+        self.context
+    }
+}
+
+/// Renders chat messages into the model's prompt with the chat template from its metadata
+/// (ChatML when it has none), as the model was trained to see them.
+pub struct ChatTemplate {
+    env: minijinja::Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+impl ChatTemplate {
+    fn new(source: Option<&str>, bos: &str, eos: &str) -> Result<Self, ModelError> {
+        let mut env = minijinja::Environment::new();
+        // HF templates are Python Jinja: `.strip()`, `.startswith()` and friends.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template_owned("chat", source.unwrap_or(CHATML).to_string())
+            .map_err(|e| ModelError::Inference(format!("chat template: {e}")))?;
+        Ok(ChatTemplate {
+            env,
+            bos: bos.into(),
+            eos: eos.into(),
+        })
+    }
+
+    pub fn render(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
+        let t = self
+            .env
+            .get_template("chat")
+            .map_err(|e| ModelError::Inference(e.to_string()))?;
+        t.render(minijinja::context! {
+            messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+            add_generation_prompt => true,
+            bos_token => &self.bos,
+            eos_token => &self.eos,
+        })
+        .map_err(|e| ModelError::Inference(format!("chat template: {e}")))
+    }
+}
+
+/// Counters the worker keeps for `/metrics`.
+#[derive(Default)]
+pub struct GenStats {
+    pub queue_depth: AtomicUsize,
+    pub active: AtomicUsize,
+    pub requests: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
+    pub busy_micros: AtomicU64,
+    pub rejected: AtomicU64,
+    pub cancelled: AtomicU64,
+}
+
+struct Job {
+    prompt: String,
+    params: SamplingParams,
+    events: UnboundedSender<GenEvent>,
+}
+
+/// The generator on its own thread behind a bounded queue. Cheap to clone.
+#[derive(Clone)]
+pub struct GenPool {
+    tx: SyncSender<Job>,
+    stats: Arc<GenStats>,
+    alive: Arc<AtomicBool>,
+    template: Arc<ChatTemplate>,
+    tokenizer: Arc<Tokenizer>,
+    id: Arc<str>,
+    architecture: Arc<str>,
+    context: usize,
+    slots: usize,
+}
+
+impl GenPool {
+    /// Starts the worker: `slots` sequences generate at once, `queue` more may wait.
+    pub fn start(generator: Generator, slots: usize, queue: usize) -> Result<Self, ModelError> {
+        let template = ChatTemplate::new(
+            generator.template.as_deref(),
+            &generator.bos,
+            &generator.eos,
+        )?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let stats = Arc::new(GenStats::default());
+        let alive = Arc::new(AtomicBool::new(true));
+        let slots = slots.max(1);
+        let pool = GenPool {
+            tx,
+            stats: stats.clone(),
+            alive: alive.clone(),
+            template: Arc::new(template),
+            tokenizer: Arc::new(generator.tokenizer.clone()),
+            id: generator.id.clone().into(),
+            architecture: generator.architecture.clone().into(),
+            context: generator.context,
+            slots,
+        };
+        std::thread::Builder::new()
+            .name("kefu-generate".into())
+            .spawn(move || {
+                worker(generator, rx, slots, &stats);
+                alive.store(false, Ordering::SeqCst);
+            })
+            .map_err(|e| ModelError::Inference(format!("spawn the generation thread: {e}")))?;
+        Ok(pool)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    pub fn stats(&self) -> &GenStats {
+        &self.stats
+    }
+
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
+        self.template.render(messages)
+    }
+
+    pub fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.len())
+            .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))
+    }
+
+    /// Queues a generation and returns its events. Never blocks: a full queue is `Overloaded`.
+    pub fn generate(
+        &self,
+        prompt: String,
+        params: SamplingParams,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<GenEvent>, ModelError> {
+        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.stats.queue_depth.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(Job {
+            prompt,
+            params,
+            events,
+        }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => {
+                self.stats.queue_depth.fetch_sub(1, Ordering::SeqCst);
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(ModelError::Overloaded("generation"))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.stats.queue_depth.fetch_sub(1, Ordering::SeqCst);
+                Err(ModelError::WorkerGone("generation"))
+            }
+        }
+    }
+}
+
+/// One generation in progress.
+struct Seq {
+    cache: KvCache,
+    prompt: Vec<u32>,
+    /// Prompt tokens already read into the cache.
+    read: usize,
+    tokens: Vec<u32>,
+    sampler: LogitsProcessor,
+    params: SamplingParams,
+    events: UnboundedSender<GenEvent>,
+    /// Decoded text so far, and how much of it has been sent.
+    text: String,
+    sent: usize,
+    decoded_from: usize,
+    done: bool,
+}
+
+fn worker(generator: Generator, rx: Receiver<Job>, slots: usize, stats: &GenStats) {
+    let mut active: Vec<Seq> = Vec::new();
+    loop {
+        // Admit waiting requests into free slots; sleep only when there is nothing to do.
+        while active.len() < slots {
+            let job = if active.is_empty() {
+                match rx.recv() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(j) => j,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            };
+            stats.queue_depth.fetch_sub(1, Ordering::SeqCst);
+            if job.events.is_closed() {
+                stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            match admit(&generator, job) {
+                Ok(seq) => active.push(seq),
+                Err((events, e)) => {
+                    let _ = events.send(GenEvent::Failed(e));
+                }
+            }
+        }
+        stats.active.store(active.len(), Ordering::SeqCst);
+        let started = Instant::now();
+        for seq in active.iter_mut() {
+            // A panic inside the model fails this request, not the worker.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                seq.step(&generator, stats)
+            }))
+            .unwrap_or_else(|_| Err(ModelError::Inference("the generation model panicked".into())));
+            if let Err(e) = step {
+                tracing::error!(error = %e, "generation failed");
+                let _ = seq.events.send(GenEvent::Failed(e));
+                seq.done = true;
+            }
+        }
+        stats
+            .busy_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        active.retain(|s| !s.done);
+        stats.active.store(active.len(), Ordering::SeqCst);
+    }
+}
+
+type Rejected = (UnboundedSender<GenEvent>, ModelError);
+
+fn admit(g: &Generator, job: Job) -> Result<Seq, Rejected> {
+    let prompt = match g.tokenizer.encode(job.prompt.as_str(), false) {
+        Ok(e) => e.get_ids().to_vec(),
+        Err(e) => {
+            return Err((
+                job.events,
+                ModelError::Inference(format!("tokenizer: {e}")),
+            ));
+        }
+    };
+    let params = job.params;
+    if prompt.is_empty() {
+        return Err((job.events, ModelError::Inference("empty prompt".into())));
+    }
+    if prompt.len() + params.max_tokens > g.context {
+        return Err((
+            job.events,
+            ModelError::ContextExceeded {
+                prompt: prompt.len(),
+                max_tokens: params.max_tokens,
+                context: g.context,
+            },
+        ));
+    }
+    Ok(Seq {
+        cache: g.model.new_cache(),
+        read: 0,
+        tokens: Vec::with_capacity(params.max_tokens),
+        sampler: LogitsProcessor::from_sampling(params.seed, params.sampling()),
+        prompt,
+        params,
+        events: job.events,
+        text: String::new(),
+        sent: 0,
+        decoded_from: 0,
+        done: false,
+    })
+}
+
+impl Seq {
+    /// One unit of work: the next prompt chunk, or the next token.
+    fn step(&mut self, g: &Generator, stats: &GenStats) -> Result<(), ModelError> {
+        if self.events.is_closed() {
+            stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            self.done = true;
+            return Ok(());
+        }
+        let logits = if self.read < self.prompt.len() {
+            let end = (self.read + PREFILL_CHUNK).min(self.prompt.len());
+            let chunk = &self.prompt[self.read..end];
+            stats
+                .prompt_tokens
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            let logits = g.model.forward(chunk, &mut self.cache)?;
+            self.read = end;
+            logits
+        } else {
+            let last = *self.tokens.last().expect("a token follows the prompt");
+            g.model.forward(&[last], &mut self.cache)?
+        };
+        if self.read < self.prompt.len() {
+            return Ok(()); // more prompt to read before the first token
+        }
+        let logits = logits.squeeze(0)?.to_dtype(DType::F32)?;
+        let logits = if self.params.repeat_penalty == 1.0 {
+            logits
+        } else {
+            let all: Vec<u32> = self.prompt.iter().chain(&self.tokens).copied().collect();
+            let from = all.len().saturating_sub(self.params.repeat_last_n);
+            candle_transformers::utils::apply_repeat_penalty(
+                &logits,
+                self.params.repeat_penalty,
+                &all[from..],
+            )?
+        };
+        let next = self.sampler.sample(&logits)?;
+        if g.stop_ids.contains(&next) {
+            return self.finish(FinishReason::Stop, stats);
+        }
+        self.tokens.push(next);
+        self.decode_more(g)?;
+        if let Some(cut) = self.stop_at() {
+            self.text.truncate(cut);
+            return self.finish(FinishReason::Stop, stats);
+        }
+        self.send_safe_text();
+        if self.tokens.len() >= self.params.max_tokens {
+            return self.finish(FinishReason::Length, stats);
+        }
+        Ok(())
+    }
+
+    /// Appends the text of new tokens, keeping back a token whose bytes do not yet form whole
+    /// characters (byte-level BPE splits a Chinese character across tokens).
+    fn decode_more(&mut self, g: &Generator) -> Result<(), ModelError> {
+        let dec = |ids: &[u32]| {
+            g.tokenizer
+                .decode(ids, true)
+                .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))
+        };
+        let done_len = self.tokens.len() - 1;
+        let before = dec(&self.tokens[self.decoded_from..done_len])?;
+        let after = dec(&self.tokens[self.decoded_from..])?;
+        if after.len() > before.len() && !after.ends_with('\u{FFFD}') {
+            if let Some(new) = after.get(before.len()..) {
+                self.text.push_str(new);
+            }
+            self.decoded_from = done_len;
+        }
+        Ok(())
+    }
+
+    /// Where a stop sequence begins in the text, if one has appeared.
+    fn stop_at(&self) -> Option<usize> {
+        let longest = self.params.stop.iter().map(String::len).max()?;
+        let mut from = self.sent.saturating_sub(longest);
+        while !self.text.is_char_boundary(from) {
+            from -= 1;
+        }
+        self.params
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text[from..].find(s.as_str()).map(|i| from + i))
+            .min()
+    }
+
+    /// Sends the text that cannot be the start of a stop sequence.
+    fn send_safe_text(&mut self) {
+        let mut hold = 0;
+        for s in &self.params.stop {
+            for (i, _) in s.char_indices().skip(1) {
+                if self.text.ends_with(&s[..i]) {
+                    hold = hold.max(i);
+                }
+            }
+        }
+        let end = self.text.len() - hold;
+        if end > self.sent {
+            let _ = self
+                .events
+                .send(GenEvent::Delta(self.text[self.sent..end].to_string()));
+            self.sent = end;
+        }
+    }
+
+    fn finish(&mut self, reason: FinishReason, stats: &GenStats) -> Result<(), ModelError> {
+        if self.text.len() > self.sent {
+            let _ = self
+                .events
+                .send(GenEvent::Delta(self.text[self.sent..].to_string()));
+            self.sent = self.text.len();
+        }
+        stats
+            .completion_tokens
+            .fetch_add(self.tokens.len() as u64, Ordering::Relaxed);
+        let _ = self.events.send(GenEvent::Done {
+            reason,
+            prompt_tokens: self.prompt.len(),
+            completion_tokens: self.tokens.len(),
+        });
+        self.done = true;
+        Ok(())
+    }
+}
+
+/// Collects a whole generation: the text, why it ended, and the token counts.
+pub async fn collect(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<GenEvent>,
+) -> Result<(String, FinishReason, usize, usize), ModelError> {
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            GenEvent::Delta(d) => text.push_str(&d),
+            GenEvent::Done {
+                reason,
+                prompt_tokens,
+                completion_tokens,
+            } => return Ok((text, reason, prompt_tokens, completion_tokens)),
+            GenEvent::Failed(e) => return Err(e),
+        }
+    }
+    Err(ModelError::WorkerGone("generation"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_fallback_renders_a_generation_prompt() {
+        let t = ChatTemplate::new(None, "", "").unwrap();
+        let p = t
+            .render(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "Q")])
+            .unwrap();
+        assert_eq!(
+            p,
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn python_string_methods_work_in_templates() {
+        let src = "{% for m in messages %}{{ m.content.strip() }}{% if m.role.startswith('u') %}!{% endif %}{% endfor %}";
+        let t = ChatTemplate::new(Some(src), "", "").unwrap();
+        assert_eq!(t.render(&[ChatMessage::new("user", "  hi ")]).unwrap(), "hi!");
+    }
+
+    #[test]
+    fn sampling_choice_follows_the_parameters() {
+        let mut p = SamplingParams::default();
+        assert!(matches!(p.sampling(), Sampling::ArgMax));
+        p.temperature = 0.7;
+        p.top_p = Some(0.9);
+        assert!(matches!(p.sampling(), Sampling::TopP { .. }));
+        p.top_k = Some(40);
+        assert!(matches!(p.sampling(), Sampling::TopKThenTopP { .. }));
+    }
+}
