@@ -202,7 +202,7 @@ pub struct AnswerConfig {
 impl Default for AnswerConfig {
     fn default() -> Self {
         AnswerConfig {
-            threshold: 0.80,
+            threshold: 0.72,
             max_cards: 3,
             margin: 0.05,
             history_turns: 6,

@@ -7,13 +7,17 @@
 //! - [`config`]: one typed [`config::Config`], layered defaults < `kefu.toml` < `KEFU_*` env < flags.
 //! - [`error`]: the library's error type. Its mapping to HTTP statuses lives in `api::error`.
 //! - [`api`]: HTTP only. Routing (declared in one place, `api::router`), auth, limits, JSON shapes,
-//!   one file per kind of caller (`cards` for admins, `search` for hit testing, `ops` for operators).
-//! - [`knowledge`]: knowledge cards, their lifecycle and compliance checks, chunking, and hybrid
-//!   retrieval (dense vectors fused with keyword matching).
+//!   one file per kind of caller (`cards` for admins, `search` for hit testing, `answer` for
+//!   chatbots, `openai` for OpenAI-compatible clients, `ops` for operators).
+//! - [`knowledge`]: knowledge cards, their lifecycle and compliance checks, chunking, hybrid
+//!   retrieval (dense vectors fused with keyword matching), and grounded answers (`answer`: the
+//!   hand-off decision, prompt templates in `prompts`, prompt-injection defence in `guard`).
 //! - [`runtime`]: models on a device and nothing about HTTP or cards: the model registry (manifest,
-//!   fetch, checksums), the sentence embedder, and the bounded worker queue that runs it.
-//! - [`store`]: persistence. SQLite for cards, versions, chunks, keyword index and the audit log;
-//!   vector backends behind one trait (`store::vector`).
+//!   fetch, checksums), the sentence embedder, the GGUF chat model (`gguf_lm`) and its scheduler
+//!   (`generate`), each on its own thread behind a bounded queue.
+//! - [`store`]: persistence. SQLite for cards, versions, chunks, keyword index, audit log, and
+//!   conversations with their answers and feedback; vector backends behind one trait
+//!   (`store::vector`).
 //! - [`server`]: wires the layers together, binds, and shuts down in one visible place.
 
 pub mod api;

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use crate::api::{self, AppState, auth::Keys};
 use crate::config::Config;
 use crate::knowledge::Knowledge;
+use crate::knowledge::answer::Answerer;
+use crate::knowledge::prompts::Prompts;
 use crate::runtime::embed::{EmbedPool, Embedder};
+use crate::runtime::generate::{GenPool, Generator};
 use crate::runtime::registry::Registry;
 use crate::runtime::{ModelError, device};
 use crate::store::vector::embedded::EmbeddedIndex;
@@ -40,19 +43,44 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     let store = Arc::new(Store::open(&cfg.data_dir)?);
     let registry = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
     let embedder_id = cfg.models.embedder.clone();
+    let generator_id = Some(cfg.models.generator.clone()).filter(|g| !g.is_empty() && g != "none");
+    let gen_context = cfg.limits.gen_context;
     let dev = device::select();
     tracing::info!(device = %device::describe(&dev), "{}", device::simd_report());
     // Fetching and loading read hundreds of megabytes: off the async reactor.
-    let embedder = tokio::task::spawn_blocking(move || -> Result<Embedder, ModelError> {
-        let files = registry.ensure(&embedder_id)?;
-        let started = std::time::Instant::now();
-        let e = Embedder::load(&files, &dev)?;
-        tracing::info!(model = %embedder_id, dim = e.dim(), max_tokens = e.max_tokens(), secs = started.elapsed().as_secs_f32(), "embedder loaded");
-        Ok(e)
-    })
+    let (embedder, generator) = tokio::task::spawn_blocking(
+        move || -> Result<(Embedder, Option<Generator>), ModelError> {
+            let files = registry.ensure(&embedder_id)?;
+            let started = std::time::Instant::now();
+            let e = Embedder::load(&files, &dev)?;
+            tracing::info!(model = %embedder_id, dim = e.dim(), max_tokens = e.max_tokens(), secs = started.elapsed().as_secs_f32(), "embedder loaded");
+            let g = match generator_id {
+                None => {
+                    tracing::warn!("no generator configured: /v1/answer hands off, chat completions answer 503");
+                    None
+                }
+                Some(id) => {
+                    let files = registry.ensure(&id)?;
+                    let started = std::time::Instant::now();
+                    let g = Generator::load(&files, &dev, gen_context)?;
+                    tracing::info!(model = %id, architecture = g.architecture(), context = g.context(), secs = started.elapsed().as_secs_f32(), "generator loaded");
+                    Some(g)
+                }
+            };
+            Ok((e, g))
+        },
+    )
     .await
     .map_err(|e| StartError::Other(e.to_string()))??;
     let pool = EmbedPool::start(embedder, cfg.limits.embed_queue, cfg.limits.embed_batch);
+    let gen_pool = generator
+        .map(|g| GenPool::start(g, cfg.limits.gen_slots, cfg.limits.gen_queue))
+        .transpose()?;
+    let prompts = Arc::new(
+        Prompts::open(cfg.answer.prompts_dir.as_deref())
+            .map_err(|e| StartError::Other(format!("prompt templates: {e}")))?,
+    );
+    tracing::info!(source = %prompts.info().source, "prompt templates loaded");
     let index = Arc::new(EmbeddedIndex::new(pool.dim()));
     let knowledge = Arc::new(Knowledge::new(
         store,
@@ -70,8 +98,15 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         backend = "embedded",
         "vector index ready"
     );
+    let answerer = Arc::new(Answerer::new(
+        knowledge.clone(),
+        gen_pool,
+        prompts,
+        cfg.answer.clone(),
+    ));
     Ok(AppState {
         knowledge,
+        answerer,
         keys: Arc::new(Keys::new(&cfg.auth.keys)),
         config: Arc::new(cfg),
         metrics: Arc::new(api::Metrics::new()),
@@ -94,6 +129,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             "no API keys configured: every local caller is an admin (set KEFU_API_KEYS to require keys)"
         );
     }
+    spawn_reload_on_hangup(state.answerer.clone());
     println!("kefu listening on http://{local}");
     tracing::info!(%local, "listening");
     axum::serve(listener, api::router(state))
@@ -102,6 +138,21 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         .map_err(|e| StartError::Other(e.to_string()))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP re-reads the prompt templates, the usual way to tell a daemon its files changed.
+fn spawn_reload_on_hangup(answerer: Arc<Answerer>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if let Err(e) = answerer.prompts().reload() {
+                tracing::error!(error = %e, "prompt reload refused; the previous templates stay in use");
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -145,3 +145,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Staff {
         }
     }
 }
+
+/// Any authenticated caller (channel, agent or admin).
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        caller(parts)
+    }
+}

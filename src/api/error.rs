@@ -101,15 +101,22 @@ impl From<Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
+impl ApiError {
+    /// The `{ "error": { "code", "message" } }` body, for errors sent inside a stream.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
             error: ErrorObject {
                 code: self.code.to_string(),
-                message: self.message,
-                details: self.details,
+                message: self.message.clone(),
+                details: self.details.clone(),
             },
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut res = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()

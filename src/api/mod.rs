@@ -2,9 +2,11 @@
 //! call one function of the layer below, and wrap its answer; the routes are declared in one
 //! place, [`router`], so another axum application can mount the whole API.
 
+pub mod answer;
 pub mod auth;
 pub mod cards;
 pub mod error;
+pub mod openai;
 pub mod ops;
 pub mod search;
 
@@ -22,10 +24,12 @@ use utoipa::OpenApi;
 
 use crate::config::Config;
 use crate::knowledge::Knowledge;
+use crate::knowledge::answer::Answerer;
 
 #[derive(Clone)]
 pub struct AppState {
     pub knowledge: Arc<Knowledge>,
+    pub answerer: Arc<Answerer>,
     pub config: Arc<Config>,
     pub keys: Arc<auth::Keys>,
     pub metrics: Arc<Metrics>,
@@ -105,7 +109,8 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
-        search::search, ops::healthz, ops::readyz, ops::metrics, ops::openapi
+        search::search, answer::answer, answer::feedback, answer::reload_prompts,
+        openai::chat_completions, openai::embeddings, openai::models, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&BearerAuth)
@@ -141,6 +146,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(cards::audit))
         .route("/v1/index/status", get(cards::index_status))
         .route("/v1/search", post(search::search))
+        .route("/v1/answer", post(answer::answer))
+        .route("/v1/answers/{id}/feedback", post(answer::feedback))
+        .route("/v1/prompts/reload", post(answer::reload_prompts))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -33,6 +33,7 @@ pub struct Readiness {
     ready: bool,
     store: String,
     embedder: String,
+    generator: String,
     index: String,
 }
 
@@ -52,7 +53,12 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     } else {
         "the embedding worker stopped".into()
     };
-    let ready = store == "ok" && k.embedder().is_alive();
+    let (generator, gen_ok) = match s.answerer.generator() {
+        None => ("not configured".to_string(), true),
+        Some(g) if g.is_alive() => (format!("ok ({})", g.id()), true),
+        Some(_) => ("the generation worker stopped".to_string(), false),
+    };
+    let ready = store == "ok" && k.embedder().is_alive() && gen_ok;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -64,10 +70,14 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             ready,
             store,
             embedder,
+            generator,
             index: k.index_backend().to_string(),
         }),
     )
 }
+
+/// One metric family: name, type, help, and its labelled values.
+type Family = (&'static str, &'static str, &'static str, Vec<(String, f64)>);
 
 /// Prometheus text format: per-route request counts and latencies, the embedding queue and
 /// model time, and the cards by status.
@@ -80,51 +90,117 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     }
     let mut out = String::from_utf8(buf).unwrap_or_default();
     // Model counters live in the runtime, which knows nothing of Prometheus; they are read here.
-    let st = s.knowledge.embedder().stats();
-    let model = s.knowledge.embedder().id().to_string();
-    let gauges: [(&str, &str, &str, f64); 6] = [
+    let e = s.knowledge.embedder();
+    let (st, emb) = (e.stats(), format!("model=\"{}\",role=\"embedder\"", e.id()));
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let mut rows: Vec<Family> = vec![
         (
             "kefu_model_queue_depth",
             "gauge",
             "Requests waiting for the model",
-            st.queue_depth.load(Ordering::Relaxed) as f64,
+            vec![(emb.clone(), st.queue_depth.load(Ordering::Relaxed) as f64)],
         ),
         (
             "kefu_model_batches_total",
             "counter",
             "Forward passes run",
-            st.batches.load(Ordering::Relaxed) as f64,
+            vec![(emb.clone(), load(&st.batches))],
         ),
         (
             "kefu_model_inputs_total",
             "counter",
-            "Texts processed",
-            st.texts.load(Ordering::Relaxed) as f64,
+            "Texts (embedder) or requests (generator) processed",
+            vec![(emb.clone(), load(&st.texts))],
         ),
         (
             "kefu_model_tokens_total",
             "counter",
             "Tokens processed",
-            st.tokens.load(Ordering::Relaxed) as f64,
+            vec![(emb.clone(), load(&st.tokens))],
         ),
         (
             "kefu_model_inference_seconds_total",
             "counter",
             "Time spent in model inference",
-            st.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            vec![(emb.clone(), load(&st.busy_micros) / 1e6)],
         ),
         (
             "kefu_model_rejected_total",
             "counter",
             "Requests refused because the queue was full",
-            st.rejected.load(Ordering::Relaxed) as f64,
+            vec![(emb.clone(), load(&st.rejected))],
         ),
     ];
-    for (name, kind, help, v) in gauges {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{model=\"{model}\",role=\"embedder\"}} {v}"
+    if let Some(g) = s.answerer.generator() {
+        let (gs, gen_l) = (
+            g.stats(),
+            format!("model=\"{}\",role=\"generator\"", g.id()),
         );
+        let add = |rows: &mut Vec<Family>, name: &str, labels: String, v: f64| {
+            if let Some(r) = rows.iter_mut().find(|r| r.0 == name) {
+                r.3.push((labels, v));
+            }
+        };
+        add(
+            &mut rows,
+            "kefu_model_queue_depth",
+            gen_l.clone(),
+            gs.queue_depth.load(Ordering::Relaxed) as f64,
+        );
+        add(
+            &mut rows,
+            "kefu_model_inputs_total",
+            gen_l.clone(),
+            load(&gs.requests),
+        );
+        add(
+            &mut rows,
+            "kefu_model_tokens_total",
+            format!("{gen_l},kind=\"prompt\""),
+            load(&gs.prompt_tokens),
+        );
+        add(
+            &mut rows,
+            "kefu_model_tokens_total",
+            format!("{gen_l},kind=\"completion\""),
+            load(&gs.completion_tokens),
+        );
+        add(
+            &mut rows,
+            "kefu_model_inference_seconds_total",
+            gen_l.clone(),
+            load(&gs.busy_micros) / 1e6,
+        );
+        add(
+            &mut rows,
+            "kefu_model_rejected_total",
+            gen_l.clone(),
+            load(&gs.rejected),
+        );
+        rows.push((
+            "kefu_generation_active",
+            "gauge",
+            "Generations in progress (slots in use)",
+            vec![(gen_l.clone(), gs.active.load(Ordering::Relaxed) as f64)],
+        ));
+        rows.push((
+            "kefu_generation_slots",
+            "gauge",
+            "Generations that can progress at once",
+            vec![(gen_l.clone(), g.slots() as f64)],
+        ));
+        rows.push((
+            "kefu_generation_cancelled_total",
+            "counter",
+            "Generations stopped because the client went away",
+            vec![(gen_l, load(&gs.cancelled))],
+        ));
+    }
+    for (name, kind, help, values) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in values {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
     }
     let store = s.knowledge.store().clone();
     if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || store.count_by_status()).await {

@@ -6,9 +6,12 @@
 //! Operations on one card are serialised (a striped lock), so two edits racing on the same card
 //! can neither interleave their index updates nor lose one another.
 
+pub mod answer;
 pub mod card;
 pub mod compliance;
+pub mod guard;
 pub mod import;
+pub mod prompts;
 pub mod retrieval;
 pub mod text;
 
@@ -124,6 +127,18 @@ impl Knowledge {
             )
         })
         .await
+    }
+
+    /// Records a rating of an answer the service gave.
+    pub async fn feedback(
+        &self,
+        answer_id: &str,
+        rating: &'static str,
+        comment: Option<String>,
+        actor: &str,
+    ) -> Result<usize> {
+        let (store, id, actor) = (self.store.clone(), answer_id.to_string(), actor.to_string());
+        blocking(move || store.add_feedback(&id, rating, comment.as_deref(), &actor)).await
     }
 
     pub async fn get(&self, id: &str) -> Result<Card> {

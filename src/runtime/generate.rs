@@ -146,7 +146,11 @@ fn meta_u32(ct: &gguf_file::Content, key: &str) -> Option<u32> {
 impl Generator {
     /// Loads a GGUF model. `max_context` caps the context window below the model's own (memory
     /// and prompt time grow with it).
-    pub fn load(files: &ModelFiles, device: &Device, max_context: usize) -> Result<Self, ModelError> {
+    pub fn load(
+        files: &ModelFiles,
+        device: &Device,
+        max_context: usize,
+    ) -> Result<Self, ModelError> {
         if files.spec.format != ModelFormat::Gguf {
             return Err(ModelError::Manifest {
                 path: "manifest".into(),
@@ -168,7 +172,8 @@ impl Generator {
         let mut file = std::fs::File::open(path).map_err(|e| load_err(e.to_string()))?;
         let ct = gguf_file::Content::read(&mut file).map_err(|e| load_err(e.to_string()))?;
         let architecture = meta_str(&ct, "general.architecture").unwrap_or_default();
-        let tokenizer = Tokenizer::from_gguf(&ct).map_err(|e| load_err(format!("tokenizer: {e}")))?;
+        let tokenizer =
+            Tokenizer::from_gguf(&ct).map_err(|e| load_err(format!("tokenizer: {e}")))?;
         let template = meta_str(&ct, "tokenizer.chat_template");
         let token = |key: &str| {
             meta_u32(&ct, key)
@@ -451,7 +456,11 @@ fn worker(generator: Generator, rx: Receiver<Job>, slots: usize, stats: &GenStat
             let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 seq.step(&generator, stats)
             }))
-            .unwrap_or_else(|_| Err(ModelError::Inference("the generation model panicked".into())));
+            .unwrap_or_else(|_| {
+                Err(ModelError::Inference(
+                    "the generation model panicked".into(),
+                ))
+            });
             if let Err(e) = step {
                 tracing::error!(error = %e, "generation failed");
                 let _ = seq.events.send(GenEvent::Failed(e));
@@ -472,10 +481,7 @@ fn admit(g: &Generator, job: Job) -> Result<Seq, Rejected> {
     let prompt = match g.tokenizer.encode(job.prompt.as_str(), false) {
         Ok(e) => e.get_ids().to_vec(),
         Err(e) => {
-            return Err((
-                job.events,
-                ModelError::Inference(format!("tokenizer: {e}")),
-            ));
+            return Err((job.events, ModelError::Inference(format!("tokenizer: {e}"))));
         }
     };
     let params = job.params;
@@ -661,7 +667,10 @@ mod tests {
     fn chatml_fallback_renders_a_generation_prompt() {
         let t = ChatTemplate::new(None, "", "").unwrap();
         let p = t
-            .render(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "Q")])
+            .render(&[
+                ChatMessage::new("system", "S"),
+                ChatMessage::new("user", "Q"),
+            ])
             .unwrap();
         assert_eq!(
             p,
@@ -673,7 +682,10 @@ mod tests {
     fn python_string_methods_work_in_templates() {
         let src = "{% for m in messages %}{{ m.content.strip() }}{% if m.role.startswith('u') %}!{% endif %}{% endfor %}";
         let t = ChatTemplate::new(Some(src), "", "").unwrap();
-        assert_eq!(t.render(&[ChatMessage::new("user", "  hi ")]).unwrap(), "hi!");
+        assert_eq!(
+            t.render(&[ChatMessage::new("user", "  hi ")]).unwrap(),
+            "hi!"
+        );
     }
 
     #[test]

@@ -86,9 +86,9 @@ impl GgufLm {
             candle_core::bail!("architecture {arch:?} is not supported (llama and qwen2 are)");
         }
         let md = |key: &str| {
-            ct.metadata
-                .get(&format!("{arch}.{key}"))
-                .ok_or_else(|| candle_core::Error::Msg(format!("GGUF metadata {arch}.{key} missing")))
+            ct.metadata.get(&format!("{arch}.{key}")).ok_or_else(|| {
+                candle_core::Error::Msg(format!("GGUF metadata {arch}.{key} missing"))
+            })
         };
         let n_head = md("attention.head_count")?.to_u32()? as usize;
         let n_kv_head = md("attention.head_count_kv")?.to_u32()? as usize;
@@ -191,7 +191,14 @@ impl GgufLm {
         let sin = self.sin.narrow(0, pos, seq_len)?;
         let mut h = self.embeddings.forward(&x)?;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let a = self.attention(layer, &layer.attn_norm.forward(&h)?, kv, mask.as_ref(), &cos, &sin)?;
+            let a = self.attention(
+                layer,
+                &layer.attn_norm.forward(&h)?,
+                kv,
+                mask.as_ref(),
+                &cos,
+                &sin,
+            )?;
             h = (a + &h)?;
             let m = &layer.mlp;
             let x = layer.ffn_norm.forward(&h)?;
@@ -221,9 +228,15 @@ impl GgufLm {
             v = v.broadcast_add(bv)?;
         }
         let heads = |x: Tensor, n: usize| -> Result<Tensor> {
-            x.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()
+            x.reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
         };
-        let (q, k, v) = (heads(q, self.n_head)?, heads(k, self.n_kv_head)?, heads(v, self.n_kv_head)?);
+        let (q, k, v) = (
+            heads(q, self.n_head)?,
+            heads(k, self.n_kv_head)?,
+            heads(v, self.n_kv_head)?,
+        );
         let rope = |x: &Tensor| {
             if self.rope_neox {
                 candle_nn::rotary_emb::rope(x, cos, sin)

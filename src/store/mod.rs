@@ -10,6 +10,7 @@
 //!
 //! Nothing here knows about models: vectors are just `f32` blobs.
 
+pub mod conversations;
 pub mod vector;
 
 use std::collections::HashMap;
@@ -345,6 +346,7 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(conversations::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })

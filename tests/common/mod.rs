@@ -34,7 +34,10 @@ fn spawn(data: &Path, env: &[(String, String)]) -> (Child, String) {
     let mut cmd = kefu();
     cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data);
-    cmd.env("KEFU_LOG", "warn").env_remove("KEFU_API_KEYS");
+    // No chat model unless a test asks for one (KEFU_GENERATOR): most tests never generate.
+    cmd.env("KEFU_LOG", "warn")
+        .env_remove("KEFU_API_KEYS")
+        .env("KEFU_GENERATOR", "none");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -221,4 +224,79 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The three test keys plus a chat model (`smollm2-135m` is fast; `qwen2.5-0.5b` the default).
+pub fn keys_and(generator: &str, extra: &[(&str, &str)]) -> Server {
+    let keys = format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}");
+    let mut env = vec![
+        ("KEFU_API_KEYS", keys.as_str()),
+        ("KEFU_GENERATOR", generator),
+    ];
+    env.extend_from_slice(extra);
+    Server::start_with(&env)
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads Server-Sent Events from a response until it ends, or until `stop` says so.
+/// Takes the response by reference so a caller can keep the connection open afterwards.
+pub fn read_sse(res: &mut Response, mut stop: impl FnMut(&Sse) -> bool) -> Vec<Sse> {
+    let mut out = Vec::new();
+    let mut cur = Sse {
+        event: "message".into(),
+        data: String::new(),
+    };
+    for line in BufReader::new(res).lines() {
+        let line = line.expect("read the stream");
+        if line.is_empty() {
+            if !cur.data.is_empty() {
+                let ev = std::mem::replace(
+                    &mut cur,
+                    Sse {
+                        event: "message".into(),
+                        data: String::new(),
+                    },
+                );
+                let done = stop(&ev);
+                out.push(ev);
+                if done {
+                    break;
+                }
+            }
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("event:") {
+            cur.event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            if !cur.data.is_empty() {
+                cur.data.push('\n');
+            }
+            cur.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    out
+}
+
+/// A metric's value from /metrics text, summed over the series whose labels contain `labels`.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let series_name = series.split('{').next().unwrap_or("");
+        if series_name == name && series.contains(labels) {
+            *found.get_or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    found
 }

@@ -1,0 +1,256 @@
+//! The OpenAI-compatible endpoints, driven by the official `openai` Python client (installed
+//! from PyPI on first use), plus the scheduler's guarantees: concurrent conversations all make
+//! progress, a vanished client frees its slot, a full queue answers 503.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const GEN: &str = "smollm2-135m";
+
+/// A folder with the `openai` package: the interpreter's own when it has one, else installed with
+/// pip into the kefu cache (the test setup the issue asks for; pip reaches PyPI).
+fn openai_pythonpath() -> Option<PathBuf> {
+    let ok = |path: Option<&PathBuf>| {
+        let mut c = Command::new("python3");
+        c.args(["-c", "import openai"]);
+        if let Some(p) = path {
+            c.env("PYTHONPATH", p);
+        }
+        c.output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    if ok(None) {
+        return None;
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let dir = PathBuf::from(home).join(".cache/kefu/pylib");
+    if !ok(Some(&dir)) {
+        let st = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg("openai==3.51.0")
+            .status()
+            .expect("run pip");
+        assert!(st.success(), "pip install openai failed");
+    }
+    Some(dir)
+}
+
+#[test]
+fn the_official_openai_client_works_unchanged() {
+    let s = keys_and(GEN, &[]);
+    let pythonpath = openai_pythonpath();
+    let mut cmd = Command::new("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/openai_client.py"
+    ))
+    .args([s.base.as_str(), CHANNEL, GEN, "e5-small"]);
+    if let Some(p) = pythonpath {
+        cmd.env("PYTHONPATH", p);
+    }
+    let out = cmd.output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("client output is JSON");
+
+    assert_eq!(r["models"], json!(["e5-small", GEN]), "{r}");
+    let plain = &r["plain"];
+    assert!(!plain["text"].as_str().unwrap().trim().is_empty(), "{r}");
+    assert!(plain["prompt_tokens"].as_u64().unwrap() > 5, "{r}");
+    // Same seed, greedy: the stream spells out the same completion, chunk by chunk.
+    assert_eq!(r["stream"]["text"], plain["text"], "{r}");
+    assert_eq!(r["stream"]["finish"], plain["finish"], "{r}");
+    assert_eq!(
+        r["stream"]["completion_tokens"], plain["completion_tokens"],
+        "{r}"
+    );
+    assert!(r["stream"]["chunks"].as_u64().unwrap() > 3, "{r}");
+
+    let e = &r["embeddings"];
+    assert_eq!(e["count"], 3);
+    assert_eq!(e["dim"], 384);
+    assert!((e["norm"].as_f64().unwrap() - 1.0).abs() < 1e-3, "{r}");
+    assert!(
+        e["same_meaning"].as_f64().unwrap() > e["different"].as_f64().unwrap(),
+        "{r}"
+    );
+    assert!(e["float_matches_base64"].as_f64().unwrap() < 1e-6, "{r}");
+    assert_eq!(r["unknown_model"], 404, "{r}");
+}
+
+fn chat(s: &Server, max_tokens: usize, stream: bool) -> reqwest::blocking::Response {
+    s.req("POST", "/v1/chat/completions", Some(CHANNEL))
+        .json(&json!({
+            "model": GEN,
+            "messages": [{"role": "user", "content": "Tell me a long story about a router."}],
+            "max_tokens": max_tokens, "temperature": 0, "stream": stream,
+        }))
+        .send()
+        .unwrap()
+}
+
+fn metrics(s: &Server) -> String {
+    s.req("GET", "/metrics", None)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+#[test]
+fn eight_conversations_at_once_all_complete() {
+    let s = keys_and(GEN, &[]);
+    let results: Vec<(u16, Value)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| sc.spawn(|| parts(chat(&s, 24, false))))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (st, r) in &results {
+        assert_eq!(*st, 200, "{r}");
+        assert!(r["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{r}");
+    }
+    // The worker frees the slots right after sending the last tokens.
+    let since = Instant::now();
+    let m = loop {
+        let m = metrics(&s);
+        if metric(&m, "kefu_generation_active", GEN) == Some(0.0) {
+            break m;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "slots still held:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(metric(&m, "kefu_generation_slots", GEN), Some(8.0));
+    assert_eq!(
+        metric(&m, "kefu_model_inputs_total", "role=\"generator\""),
+        Some(8.0)
+    );
+}
+
+#[test]
+fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
+    // One slot and one waiting place make both effects observable.
+    let s = keys_and(GEN, &[("KEFU_GEN_SLOTS", "1"), ("KEFU_GEN_QUEUE", "1")]);
+    // A long generation: read two chunks, then hang up.
+    let mut res = chat(&s, 3000, true);
+    assert_eq!(res.status(), 200);
+    let got = read_sse(&mut res, |_| true);
+    assert_eq!(got.len(), 1);
+    drop(res);
+    let freed = Instant::now();
+    loop {
+        let m = metrics(&s);
+        if metric(&m, "kefu_generation_cancelled_total", GEN) == Some(1.0)
+            && metric(&m, "kefu_generation_active", GEN) == Some(0.0)
+        {
+            break;
+        }
+        assert!(
+            freed.elapsed() < Duration::from_secs(60),
+            "slot not freed:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The slot is free again: a short request completes.
+    let (st, r) = parts(chat(&s, 8, false));
+    assert_eq!(st, 200, "{r}");
+
+    // Occupy the slot and the queue place, then one more is refused at once.
+    let mut busy = chat(&s, 3000, true);
+    read_sse(&mut busy, |_| true);
+    std::thread::scope(|sc| {
+        let waiting = sc.spawn(|| parts(chat(&s, 4, false)));
+        let deadline = Instant::now();
+        while metric(&metrics(&s), "kefu_model_queue_depth", "role=\"generator\"") != Some(1.0) {
+            assert!(
+                deadline.elapsed() < Duration::from_secs(30),
+                "request never queued"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let res = chat(&s, 4, false);
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "1");
+        let (_, e) = parts(res);
+        assert_eq!(error_code(&e), "overloaded");
+        // Hanging up the busy stream lets the queued request through.
+        drop(busy);
+        let (st, r) = waiting.join().unwrap();
+        assert_eq!(st, 200, "{r}");
+    });
+}
+
+#[test]
+fn bad_openai_requests_get_clear_errors() {
+    let s = keys_and(GEN, &[("KEFU_GEN_SLOTS", "1")]);
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    for (body, status) in [
+        (json!({"model": "gpt-4o", "messages": msgs}), 404),
+        (json!({"model": GEN, "messages": []}), 422),
+        (
+            json!({"model": GEN, "messages": [{"role": "tool", "content": "x"}]}),
+            422,
+        ),
+        (
+            json!({"model": GEN, "messages": msgs, "temperature": 5}),
+            422,
+        ),
+        (json!({"model": GEN, "messages": msgs, "n": 2}), 422),
+        (
+            json!({"model": GEN, "messages": msgs, "max_tokens": 0}),
+            422,
+        ),
+        (
+            json!({"model": GEN, "messages": msgs, "max_tokens": 100000}),
+            400,
+        ),
+        (json!({"model": GEN}), 422),
+        (json!({"model": "e5-small", "input": []}), 0),
+    ] {
+        let path = if body.get("input").is_some() {
+            "/v1/embeddings"
+        } else {
+            "/v1/chat/completions"
+        };
+        let (st, e) = s.call_as(CHANNEL, "POST", path, Some(body.clone()));
+        assert_eq!(st, if status == 0 { 422 } else { status }, "{body}: {e}");
+        error_code(&e);
+    }
+    let (st, e) = s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/embeddings",
+        Some(json!({"model": "e5-small", "input": "x", "encoding_format": "hex"})),
+    );
+    assert_eq!(st, 422, "{e}");
+    // Content given as parts works like a string.
+    let (st, r) = s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/chat/completions",
+        Some(json!({
+        "model": GEN, "max_tokens": 4, "temperature": 0,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["object"], "chat.completion");
+}
