@@ -177,6 +177,15 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     // Occupy the slot and the queue place, then one more is refused at once.
     let mut busy = chat(&s, 3000, true);
     read_sse(&mut busy, |_| true);
+    // The first chunk (the role) is sent before the worker takes the request: wait until it has.
+    let since = Instant::now();
+    while metric(&metrics(&s), "kefu_generation_active", GEN) != Some(1.0) {
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "busy request never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::scope(|sc| {
         let waiting = sc.spawn(|| parts(chat(&s, 4, false)));
         let deadline = Instant::now();

@@ -8,7 +8,7 @@
 //! the same weights. The layer maths follow candle's implementations (same kernels: `QMatMul`,
 //! `RmsNorm`, `rope`/`rope_i`, `softmax_last_dim`).
 
-use candle_core::quantized::{QMatMul, gguf_file};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
 use candle_transformers::utils::repeat_kv;
@@ -106,9 +106,9 @@ impl GgufLm {
         let embeddings = candle_nn::Embedding::new(tok.dequantize(device)?, n_embd);
         let norm = RmsNorm::from_qtensor(get("output_norm.weight".into())?, eps)?;
         let output = match get("output.weight".into()) {
-            Ok(w) => QMatMul::from_qtensor(w)?,
+            Ok(w) => weight(w, device)?,
             // Tied embeddings: the output projection is the embedding matrix.
-            Err(_) => QMatMul::from_qtensor(get("token_embd.weight".into())?)?,
+            Err(_) => weight(get("token_embd.weight".into())?, device)?,
         };
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
@@ -123,16 +123,16 @@ impl GgufLm {
                 None
             };
             layers.push(Layer {
-                wq: QMatMul::from_qtensor(get(format!("{p}.attn_q.weight"))?)?,
-                wk: QMatMul::from_qtensor(get(format!("{p}.attn_k.weight"))?)?,
-                wv: QMatMul::from_qtensor(get(format!("{p}.attn_v.weight"))?)?,
+                wq: weight(get(format!("{p}.attn_q.weight"))?, device)?,
+                wk: weight(get(format!("{p}.attn_k.weight"))?, device)?,
+                wv: weight(get(format!("{p}.attn_v.weight"))?, device)?,
                 bias,
-                wo: QMatMul::from_qtensor(get(format!("{p}.attn_output.weight"))?)?,
+                wo: weight(get(format!("{p}.attn_output.weight"))?, device)?,
                 attn_norm: RmsNorm::from_qtensor(get(format!("{p}.attn_norm.weight"))?, eps)?,
                 mlp: Mlp {
-                    gate: QMatMul::from_qtensor(get(format!("{p}.ffn_gate.weight"))?)?,
-                    down: QMatMul::from_qtensor(get(format!("{p}.ffn_down.weight"))?)?,
-                    up: QMatMul::from_qtensor(get(format!("{p}.ffn_up.weight"))?)?,
+                    gate: weight(get(format!("{p}.ffn_gate.weight"))?, device)?,
+                    down: weight(get(format!("{p}.ffn_down.weight"))?, device)?,
+                    up: weight(get(format!("{p}.ffn_up.weight"))?, device)?,
                 },
                 ffn_norm: RmsNorm::from_qtensor(get(format!("{p}.ffn_norm.weight"))?, eps)?,
             });
@@ -266,6 +266,24 @@ impl GgufLm {
         let y = y.transpose(1, 2)?.reshape((b, t, n_embd))?;
         l.wo.forward(&y)
     }
+}
+
+/// candle 0.11's x86 kernels have SIMD dot products for Q4_0, Q8_0 and the K-quants, but Q4_1,
+/// Q5_0 and Q5_1 fall back to scalar loops (`k_quants.rs`: `vec_dot` calls `vec_dot_unopt`).
+/// Qwen2.5's Q4_K_M file is mostly Q5_0 and SmolLM2's is Q4_1, so on CPU those matrices are
+/// re-quantized to Q8_0 at load: every 5-bit (or 4-bit) value is exactly representable within
+/// Q8_0's rounding of 1/254 of the block's range, and the AVX2 Q8_0 kernel is several times
+/// faster than the scalar loop even though it reads more bytes. GPU kernels cover every type.
+fn weight(t: QTensor, device: &Device) -> Result<QMatMul> {
+    let slow = matches!(
+        t.dtype(),
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+    );
+    if slow && device.is_cpu() {
+        let f = t.dequantize(device)?;
+        return QMatMul::from_qtensor(QTensor::quantize(&f, GgmlDType::Q8_0)?);
+    }
+    QMatMul::from_qtensor(t)
 }
 
 fn rotary_tables(
