@@ -77,5 +77,6 @@ for n in [int(c) for c in args.concurrency.split(",")]:
         "concurrency": n, "answers": len(results), "handoffs": sum(r[2] for r in results),
         "latency_p50_s": round(statistics.median(lat), 2), "latency_p99_s": round(pct(lat, 99), 2),
         "first_token_p50_s": round(statistics.median(ttft), 2) if ttft else None,
+        "first_token_p99_s": round(pct(ttft, 99), 2) if ttft else None,
         "answers_per_min": round(60 * len(results) / wall, 1),
     }))

@@ -16,7 +16,7 @@ fi
 cargo build --release --quiet
 for spec in "qwen2.5-0.5b:qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" "smollm2-135m:SmolLM2-135M-Instruct.Q4_1.gguf"; do
   id="${spec%%:*}"; file="$models/$id/${spec#*:}"
-  k=$(KEFU_THREADS=$threads ./target/release/kefu bench generate --model "$id" --concurrency 1 --max-tokens 64 2>/dev/null | tail -1)
+  k=$(KEFU_THREADS=$threads ./target/release/kefu bench generate --model "$id" --concurrency 1,1 --max-tokens 64 2>/dev/null | tail -1)  # the second run: warm, like llama.cpp's
   l=$(PYTHONPATH="$lib" python3 benches/peer_llamacpp.py "$file" "$threads" 64)
   python3 - "$id" "$k" "$l" <<'PY'
 import json, sys
