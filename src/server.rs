@@ -63,7 +63,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
                     let files = registry.ensure(&id)?;
                     let started = std::time::Instant::now();
                     let g = Generator::load(&files, &dev, gen_context)?;
-                    tracing::info!(model = %id, architecture = g.architecture(), context = g.context(), secs = started.elapsed().as_secs_f32(), "generator loaded");
+                    tracing::info!(model = %id, secs = started.elapsed().as_secs_f32(), "generator loaded");
                     Some(g)
                 }
             };
@@ -76,6 +76,15 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     let gen_pool = generator
         .map(|g| GenPool::start(g, cfg.limits.gen_slots, cfg.limits.gen_queue))
         .transpose()?;
+    if let Some(g) = &gen_pool {
+        tracing::info!(
+            model = g.id(),
+            architecture = g.architecture(),
+            context = g.context(),
+            slots = g.slots(),
+            "generator ready"
+        );
+    }
     let prompts = Arc::new(
         Prompts::open(cfg.answer.prompts_dir.as_deref())
             .map_err(|e| StartError::Other(format!("prompt templates: {e}")))?,

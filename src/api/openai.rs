@@ -210,13 +210,10 @@ fn params(req: &ChatRequest) -> Result<SamplingParams, ApiError> {
     })
 }
 
-/// OpenAI's default is a different sample each call; without a seed, so is ours.
+/// OpenAI's default is a different sample each call; without a seed, so is ours. A v7 UUID's
+/// low half is random bits.
 fn rand_seed() -> u64 {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    n ^ (std::process::id() as u64) << 32
+    uuid::Uuid::now_v7().as_u64_pair().1
 }
 
 fn model_not_found(model: &str, known: &[String]) -> ApiError {

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::runtime::embed::TextKind;
 use crate::runtime::generate::{ChatMessage, GenEvent, GenPool, SamplingParams};
 use crate::store::conversations::{AnswerRecord, Citation, Turn};
+use crate::store::vector::embedded::dot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -384,23 +385,34 @@ impl Answerer {
         })
     }
 
-    /// The cards the answer drew on: those whose passage is, in meaning, as close to the answer
-    /// as the closest one (within 0.03 cosine). Measured on meaning rather than shared words so
-    /// that a Chinese answer from an English card cites it.
+    /// The cards the answer drew on: those whose closest passage is, in meaning, as close to the
+    /// answer as the best card's (within 0.03 cosine). Meaning rather than shared words, so that a
+    /// Chinese answer from an English card cites it; the passages' vectors are the ones stored
+    /// at indexing, so only the answer is embedded.
     async fn cite(&self, answer: &str, cards: &[(Hit, String)]) -> Result<Vec<Citation>> {
         if cards.len() <= 1 {
             return Ok(cards.iter().map(|(h, _)| citation(h)).collect());
         }
-        let mut texts = vec![answer.to_string()];
-        texts.extend(cards.iter().map(|(_, body)| body.clone()));
-        let vecs = self
+        let ids: Vec<String> = cards.iter().map(|(h, _)| h.card_id.clone()).collect();
+        let store = self.knowledge.store().clone();
+        let chunks = super::blocking(move || {
+            ids.iter()
+                .map(|id| store.card_chunks(id))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let query = self
             .knowledge
             .embedder()
-            .embed(texts, TextKind::Query)
-            .await?;
-        let sims: Vec<f32> = vecs[1..]
+            .embed(vec![answer.to_string()], TextKind::Query);
+        let (chunks, vecs) = tokio::join!(chunks, query);
+        let (chunks, answer_vec) = (chunks?, vecs?.remove(0));
+        let sims: Vec<f32> = chunks
             .iter()
-            .map(|v| v.iter().zip(&vecs[0]).map(|(a, b)| a * b).sum())
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| dot(&c.vector, &answer_vec))
+                    .fold(f32::MIN, f32::max)
+            })
             .collect();
         let best = sims.iter().copied().fold(f32::MIN, f32::max);
         Ok(cards

@@ -212,18 +212,6 @@ impl Generator {
             context,
         })
     }
-
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    pub fn architecture(&self) -> &str {
-        &self.architecture
-    }
-
-    pub fn context(&self) -> usize {
-        self.context
-    }
 }
 
 /// Renders chat messages into the model's prompt with the chat template from its metadata
