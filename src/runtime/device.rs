@@ -67,11 +67,12 @@ pub fn simd_report() -> String {
         )
     };
     format!(
-        "simd built-in=[{}] cpu=[{}] candle avx={} f16c={} cuda={} threads={}{}",
+        "simd built-in=[{}] cpu=[{}] candle avx={} f16c={} q5_0/q4_1 kernels={} cuda={} threads={}{}",
         built.join(","),
         cpu.join(","),
         candle_core::utils::with_avx(),
         candle_core::utils::with_f16c(),
+        super::qkernel::kernel_name(),
         candle_core::utils::cuda_is_available(),
         candle_core::utils::get_num_threads(),
         advice

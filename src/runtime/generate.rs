@@ -4,12 +4,14 @@
 //!
 //! [`GenPool`] owns the model on one OS thread. Requests wait in a bounded queue (full: an
 //! immediate `Overloaded`, which the API answers with 503 + Retry-After). Up to `slots` sequences
-//! are active at a time; each has its own KV cache (a clone of the model shares the weights and
-//! owns only its cache), and the worker advances them round-robin: one prefill chunk or one
-//! decoded token per sequence per round. So a long answer never makes a short one wait for its
-//! whole generation, and a new request's prompt is read in chunks between the others' tokens.
-//! candle's quantized models take one sequence per forward call when their caches differ in
-//! length, so this is scheduling rather than batched matmuls: fair, not faster in total.
+//! are active at a time; each has its own KV cache (the weights are shared), and every round the
+//! worker reads the next 64-token prompt chunk of each sequence still reading its prompt, then
+//! decodes one token for every other sequence in one batched forward pass. So a long answer never
+//! makes a short one wait for its whole generation, a new request's prompt is read between the
+//! others' tokens, and concurrent decoding reads each weight once per round for all sequences
+//! (matrix products take all their rows together; attention runs per sequence). Results do not
+//! depend on the seed alone under load: a batch of eight takes some kernels' multi-row paths,
+//! whose float summation order differs from the single-row ones.
 //!
 //! Tokens come back as text deltas on an unbounded channel; a caller that drops its receiver
 //! (client gone) frees its slot at the next round.
@@ -439,27 +441,76 @@ fn worker(generator: Generator, rx: Receiver<Job>, slots: usize, stats: &GenStat
         }
         stats.active.store(active.len(), Ordering::SeqCst);
         let started = Instant::now();
-        for seq in active.iter_mut() {
-            // A panic inside the model fails this request, not the worker.
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                seq.step(&generator, stats)
-            }))
-            .unwrap_or_else(|_| {
-                Err(ModelError::Inference(
-                    "the generation model panicked".into(),
-                ))
-            });
-            if let Err(e) = step {
-                tracing::error!(error = %e, "generation failed");
-                let _ = seq.events.send(GenEvent::Failed(e));
-                seq.done = true;
-            }
-        }
+        round(&generator, &mut active, stats);
         stats
             .busy_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         active.retain(|s| !s.done);
         stats.active.store(active.len(), Ordering::SeqCst);
+    }
+}
+
+/// One round: every sequence still reading its prompt reads its next chunk, and every sequence
+/// that is decoding gets its next token from one batched forward pass.
+fn round(g: &Generator, active: &mut [Seq], stats: &GenStats) {
+    for seq in active.iter_mut() {
+        if seq.events.is_closed() {
+            stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            seq.done = true;
+        }
+    }
+    // A panic inside the model fails the requests it was serving, not the worker.
+    let guarded = |f: &mut dyn FnMut() -> Result<(), ModelError>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            Err(ModelError::Inference(
+                "the generation model panicked".into(),
+            ))
+        })
+    };
+    let fail = |seq: &mut Seq, e: ModelError| {
+        tracing::error!(error = %e, "generation failed");
+        let _ = seq.events.send(GenEvent::Failed(e));
+        seq.done = true;
+    };
+
+    let mut decoding: Vec<&mut Seq> = Vec::new();
+    for seq in active.iter_mut().filter(|s| !s.done) {
+        if seq.read < seq.prompt.len() {
+            if let Err(e) = guarded(&mut || seq.prefill(g, stats)) {
+                fail(seq, e);
+            }
+        } else {
+            decoding.push(seq);
+        }
+    }
+    if decoding.is_empty() {
+        return;
+    }
+    let mut logits = None;
+    let batch = guarded(&mut || {
+        let tokens: Vec<u32> = decoding
+            .iter()
+            .map(|s| *s.tokens.last().expect("a token follows the prompt"))
+            .collect();
+        let mut caches: Vec<&mut KvCache> = decoding.iter_mut().map(|s| &mut s.cache).collect();
+        logits = Some(g.model.forward_batch(&tokens, &mut caches)?);
+        Ok(())
+    });
+    let logits = match (batch, logits) {
+        (Ok(()), Some(l)) => l,
+        (Err(e), _) => {
+            // ModelError is not Clone: each request gets the message.
+            for s in decoding {
+                fail(s, ModelError::Inference(e.to_string()));
+            }
+            return;
+        }
+        (Ok(()), None) => unreachable!("the batch sets its logits"),
+    };
+    for (i, seq) in decoding.into_iter().enumerate() {
+        if let Err(e) = guarded(&mut || seq.next_token(g, logits.get(i)?, stats)) {
+            fail(seq, e);
+        }
     }
 }
 
@@ -502,30 +553,29 @@ fn admit(g: &Generator, job: Job) -> Result<Seq, Rejected> {
 }
 
 impl Seq {
-    /// One unit of work: the next prompt chunk, or the next token.
-    fn step(&mut self, g: &Generator, stats: &GenStats) -> Result<(), ModelError> {
-        if self.events.is_closed() {
-            stats.cancelled.fetch_add(1, Ordering::Relaxed);
-            self.done = true;
-            return Ok(());
-        }
-        let logits = if self.read < self.prompt.len() {
-            let end = (self.read + PREFILL_CHUNK).min(self.prompt.len());
-            let chunk = &self.prompt[self.read..end];
-            stats
-                .prompt_tokens
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            let logits = g.model.forward(chunk, &mut self.cache)?;
-            self.read = end;
-            logits
-        } else {
-            let last = *self.tokens.last().expect("a token follows the prompt");
-            g.model.forward(&[last], &mut self.cache)?
-        };
+    /// Reads the next chunk of the prompt; after the last chunk, picks the first token.
+    fn prefill(&mut self, g: &Generator, stats: &GenStats) -> Result<(), ModelError> {
+        let end = (self.read + PREFILL_CHUNK).min(self.prompt.len());
+        let chunk = &self.prompt[self.read..end];
+        stats
+            .prompt_tokens
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        let logits = g.model.forward(chunk, &mut self.cache)?;
+        self.read = end;
         if self.read < self.prompt.len() {
             return Ok(()); // more prompt to read before the first token
         }
-        let logits = logits.squeeze(0)?.to_dtype(DType::F32)?;
+        self.next_token(g, logits.squeeze(0)?, stats)
+    }
+
+    /// Samples the next token from `logits` (vocab) and sends the text it completes.
+    fn next_token(
+        &mut self,
+        g: &Generator,
+        logits: candle_core::Tensor,
+        stats: &GenStats,
+    ) -> Result<(), ModelError> {
+        let logits = logits.to_dtype(DType::F32)?;
         let logits = if self.params.repeat_penalty == 1.0 {
             logits
         } else {

@@ -13,29 +13,72 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
 use candle_transformers::utils::repeat_kv;
 
+use super::qkernel::CpuMatrix;
+
+/// A weight matrix: candle's kernels, or this crate's Q5_0/Q4_1 kernels on the CPU.
+enum Linear {
+    Candle(QMatMul),
+    Own(CpuMatrix),
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Candle(m) => m.forward(x),
+            Linear::Own(m) => m.forward(x),
+        }
+    }
+}
+
+/// The token embeddings: Q5_0 and Q4_1 rows stay compact (Qwen2.5's table is 151,936 x 896,
+/// 544 MB as f32 and 94 MB as stored) and are expanded on lookup; others are expanded at load.
+enum Embedding {
+    Dense(candle_nn::Embedding),
+    Own(CpuMatrix, usize),
+}
+
+impl Embedding {
+    fn forward(&self, tokens: &[u32], device: &Device) -> Result<Tensor> {
+        match self {
+            Embedding::Dense(e) => e.forward(&Tensor::new(tokens, device)?.unsqueeze(0)?),
+            Embedding::Own(m, width) => {
+                let mut v = vec![0f32; tokens.len() * width];
+                for (t, row) in tokens.iter().zip(v.chunks_exact_mut(*width)) {
+                    let t = *t as usize;
+                    if t >= m.rows() {
+                        candle_core::bail!("token {t} outside the {}-token vocabulary", m.rows());
+                    }
+                    m.dequantize_row(t, row);
+                }
+                Tensor::from_vec(v, (1, tokens.len(), *width), device)
+            }
+        }
+    }
+}
+
 struct Mlp {
-    gate: QMatMul,
-    down: QMatMul,
-    up: QMatMul,
+    gate: Linear,
+    down: Linear,
+    up: Linear,
 }
 
 struct Layer {
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
     /// qwen2 has biases on q, k and v; llama has none.
     bias: Option<(Tensor, Tensor, Tensor)>,
-    wo: QMatMul,
+    wo: Linear,
     attn_norm: RmsNorm,
     mlp: Mlp,
     ffn_norm: RmsNorm,
 }
 
 pub struct GgufLm {
-    embeddings: candle_nn::Embedding,
+    embeddings: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: Linear,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
@@ -103,7 +146,11 @@ impl GgufLm {
         let mut get = |name: String| ct.tensor(reader, &name, device);
 
         let tok = get("token_embd.weight".into())?;
-        let embeddings = candle_nn::Embedding::new(tok.dequantize(device)?, n_embd);
+        let embeddings = match device.is_cpu().then(|| CpuMatrix::from_qtensor(&tok)) {
+            Some(Ok(Some(m))) => Embedding::Own(m, n_embd),
+            Some(Err(e)) => return Err(e),
+            _ => Embedding::Dense(candle_nn::Embedding::new(tok.dequantize(device)?, n_embd)),
+        };
         let norm = RmsNorm::from_qtensor(get("output_norm.weight".into())?, eps)?;
         let output = match get("output.weight".into()) {
             Ok(w) => weight(w, device)?,
@@ -170,14 +217,7 @@ impl GgufLm {
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let pos = cache.len();
         let seq_len = tokens.len();
-        if pos + seq_len > self.max_positions() {
-            candle_core::bail!(
-                "sequence of {} tokens is longer than the {}-token context",
-                pos + seq_len,
-                self.max_positions()
-            );
-        }
-        let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        self.check_room(pos + seq_len)?;
         let mask = if seq_len > 1 {
             Some(candle_transformers::utils::build_causal_mask(
                 seq_len,
@@ -189,44 +229,104 @@ impl GgufLm {
         };
         let cos = self.cos.narrow(0, pos, seq_len)?;
         let sin = self.sin.narrow(0, pos, seq_len)?;
-        let mut h = self.embeddings.forward(&x)?;
+        let mut h = self.embeddings.forward(tokens, &self.device)?;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let a = self.attention(
-                layer,
-                &layer.attn_norm.forward(&h)?,
-                kv,
-                mask.as_ref(),
-                &cos,
-                &sin,
-            )?;
-            h = (a + &h)?;
-            let m = &layer.mlp;
-            let x = layer.ffn_norm.forward(&h)?;
-            let f = m
-                .down
-                .forward(&(candle_nn::ops::silu(&m.gate.forward(&x)?)? * m.up.forward(&x)?)?)?;
-            h = (f + &h)?;
+            let (q, k, v) = self.project(layer, &layer.attn_norm.forward(&h)?)?;
+            let y = self.attend(q, k, v, kv, mask.as_ref(), &cos, &sin)?;
+            h = (layer.wo.forward(&y)? + &h)?;
+            h = (self.mlp(layer, &h)? + &h)?;
         }
         let h = self.norm.forward(&h)?;
         self.output.forward(&h.i((.., seq_len - 1, ..))?)
     }
 
-    fn attention(
-        &self,
-        l: &Layer,
-        x: &Tensor,
-        kv: &mut Option<(Tensor, Tensor)>,
-        mask: Option<&Tensor>,
-        cos: &Tensor,
-        sin: &Tensor,
-    ) -> Result<Tensor> {
-        let (b, t, n_embd) = x.dims3()?;
+    /// One decode step for several sequences at once: `tokens[i]` is the next token of the
+    /// sequence whose cache is `caches[i]`. Returns logits of shape `(sequences, vocab)`.
+    ///
+    /// Why: a decode step reads every weight once for a single token, so one sequence at a time
+    /// is bound by memory bandwidth. Here the matrix products take all sequences' rows together
+    /// (each weight row is read once for all of them); only attention, whose keys and values
+    /// differ in length per sequence, runs sequence by sequence.
+    pub fn forward_batch(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        let n = tokens.len();
+        if caches.len() != n {
+            candle_core::bail!("{n} tokens for {} caches", caches.len());
+        }
+        let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        for p in &positions {
+            self.check_room(p + 1)?;
+        }
+        // (sequences, 1, hidden): each sequence is a batch entry of one token.
+        let mut h = self
+            .embeddings
+            .forward(tokens, &self.device)?
+            .transpose(0, 1)?
+            .contiguous()?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let (q, k, v) = self.project(layer, &layer.attn_norm.forward(&h)?)?;
+            let mut ys = Vec::with_capacity(n);
+            for (i, (cache, &pos)) in caches.iter_mut().zip(&positions).enumerate() {
+                let row = |t: &Tensor| t.narrow(0, i, 1);
+                ys.push(self.attend(
+                    row(&q)?,
+                    row(&k)?,
+                    row(&v)?,
+                    &mut cache.layers[li],
+                    None,
+                    &self.cos.narrow(0, pos, 1)?,
+                    &self.sin.narrow(0, pos, 1)?,
+                )?);
+            }
+            let y = Tensor::cat(&ys, 0)?;
+            h = (layer.wo.forward(&y)? + &h)?;
+            h = (self.mlp(layer, &h)? + &h)?;
+        }
+        let h = self.norm.forward(&h)?;
+        self.output.forward(&h.squeeze(1)?)
+    }
+
+    fn check_room(&self, len: usize) -> Result<()> {
+        if len > self.max_positions() {
+            candle_core::bail!(
+                "sequence of {len} tokens is longer than the {}-token context",
+                self.max_positions()
+            );
+        }
+        Ok(())
+    }
+
+    fn mlp(&self, layer: &Layer, h: &Tensor) -> Result<Tensor> {
+        let m = &layer.mlp;
+        let x = layer.ffn_norm.forward(h)?;
+        m.down
+            .forward(&(candle_nn::ops::silu(&m.gate.forward(&x)?)? * m.up.forward(&x)?)?)
+    }
+
+    /// The query, key and value projections of `x` (batch, tokens, hidden).
+    fn project(&self, l: &Layer, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (mut q, mut k, mut v) = (l.wq.forward(x)?, l.wk.forward(x)?, l.wv.forward(x)?);
         if let Some((bq, bk, bv)) = &l.bias {
             q = q.broadcast_add(bq)?;
             k = k.broadcast_add(bk)?;
             v = v.broadcast_add(bv)?;
         }
+        Ok((q, k, v))
+    }
+
+    /// Attention of one sequence's new tokens over its cache (which it extends); returns the
+    /// heads' output, (1, tokens, hidden), before the output projection.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        kv: &mut Option<(Tensor, Tensor)>,
+        mask: Option<&Tensor>,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, t, n_embd) = q.dims3()?;
         let heads = |x: Tensor, n: usize| -> Result<Tensor> {
             x.reshape((b, t, n, self.head_dim))?
                 .transpose(1, 2)?
@@ -263,27 +363,32 @@ impl GgufLm {
         };
         let att = candle_nn::ops::softmax_last_dim(&att)?;
         let y = att.matmul(&v.contiguous()?)?;
-        let y = y.transpose(1, 2)?.reshape((b, t, n_embd))?;
-        l.wo.forward(&y)
+        y.transpose(1, 2)?.reshape((b, t, n_embd))
     }
 }
 
 /// candle 0.11's x86 kernels have SIMD dot products for Q4_0, Q8_0 and the K-quants, but Q4_1,
 /// Q5_0 and Q5_1 fall back to scalar loops (`k_quants.rs`: `vec_dot` calls `vec_dot_unopt`).
-/// Qwen2.5's Q4_K_M file is mostly Q5_0 and SmolLM2's is Q4_1, so on CPU those matrices are
-/// re-quantized to Q8_0 at load: every 5-bit (or 4-bit) value is exactly representable within
-/// Q8_0's rounding of 1/254 of the block's range, and the AVX2 Q8_0 kernel is several times
-/// faster than the scalar loop even though it reads more bytes. GPU kernels cover every type.
-fn weight(t: QTensor, device: &Device) -> Result<QMatMul> {
-    let slow = matches!(
-        t.dtype(),
-        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
-    );
-    if slow && device.is_cpu() {
-        let f = t.dequantize(device)?;
-        return QMatMul::from_qtensor(QTensor::quantize(&f, GgmlDType::Q8_0)?);
+/// On the CPU, Q5_0 (most of Qwen2.5's Q4_K_M file) and Q4_1 (SmolLM2's file) run on this
+/// crate's kernels (`qkernel.rs`), which read the blocks as stored. Q5_1, rare in practice, is
+/// re-quantized to Q8_0 at load: every 5-bit value is exactly representable within Q8_0's
+/// rounding, and candle's AVX2 Q8_0 kernel beats the scalar loop several times over. GPU
+/// kernels cover every type.
+fn weight(t: QTensor, device: &Device) -> Result<Linear> {
+    if !device.is_cpu() {
+        return Ok(Linear::Candle(QMatMul::from_qtensor(t)?));
     }
-    QMatMul::from_qtensor(t)
+    if let Some(m) = CpuMatrix::from_qtensor(&t)? {
+        return Ok(Linear::Own(m));
+    }
+    if t.dtype() == GgmlDType::Q5_1 {
+        let f = t.dequantize(device)?;
+        return Ok(Linear::Candle(QMatMul::from_qtensor(QTensor::quantize(
+            &f,
+            GgmlDType::Q8_0,
+        )?)?));
+    }
+    Ok(Linear::Candle(QMatMul::from_qtensor(t)?))
 }
 
 fn rotary_tables(

