@@ -67,7 +67,7 @@ pub fn simd_report() -> String {
         )
     };
     format!(
-        "simd built-in=[{}] cpu=[{}] candle avx={} f16c={} q5_0/q4_1 kernels={} cuda={} threads={}{}",
+        "simd built-in=[{}] cpu=[{}] candle avx={} f16c={} own q5_0/q4_1/q8_0 kernels={} cuda={} threads={}{}",
         built.join(","),
         cpu.join(","),
         candle_core::utils::with_avx(),
