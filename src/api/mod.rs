@@ -5,10 +5,12 @@
 pub mod answer;
 pub mod auth;
 pub mod cards;
+pub mod conversations;
 pub mod error;
 pub mod openai;
 pub mod ops;
 pub mod search;
+pub mod sentiment;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +25,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 
 use crate::config::Config;
+use crate::conversation::Conversations;
 use crate::knowledge::Knowledge;
 use crate::knowledge::answer::Answerer;
 
@@ -30,6 +33,8 @@ use crate::knowledge::answer::Answerer;
 pub struct AppState {
     pub knowledge: Arc<Knowledge>,
     pub answerer: Arc<Answerer>,
+    /// Turns, sentiment (None inside when `models.sentiment = "none"`) and escalation.
+    pub conversations: Arc<Conversations>,
     pub config: Arc<Config>,
     pub keys: Arc<auth::Keys>,
     pub metrics: Arc<Metrics>,
@@ -109,7 +114,8 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
-        search::search, answer::answer, answer::feedback, answer::reload_prompts,
+        search::search, sentiment::sentiment, conversations::get_conversation, conversations::add_turn,
+        answer::answer, answer::feedback, answer::reload_prompts,
         openai::chat_completions, openai::embeddings, openai::models, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
     components(schemas(error::ErrorBody)),
@@ -146,6 +152,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(cards::audit))
         .route("/v1/index/status", get(cards::index_status))
         .route("/v1/search", post(search::search))
+        .route("/v1/sentiment", post(sentiment::sentiment))
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::get_conversation),
+        )
+        .route(
+            "/v1/conversations/{id}/turns",
+            post(conversations::add_turn),
+        )
         .route("/v1/answer", post(answer::answer))
         .route("/v1/answers/{id}/feedback", post(answer::feedback))
         .route("/v1/prompts/reload", post(answer::reload_prompts))

@@ -18,7 +18,7 @@ use crate::config::AnswerConfig;
 use crate::error::{Error, Result};
 use crate::runtime::embed::TextKind;
 use crate::runtime::generate::{ChatMessage, GenEvent, GenPool, SamplingParams};
-use crate::store::conversations::{AnswerRecord, Citation, Turn};
+use crate::store::conversations::{AnswerRecord, Citation, Turn, TurnMood};
 use crate::store::vector::embedded::dot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -60,6 +60,11 @@ pub struct AnswerRequest {
     pub seed: Option<u64>,
     /// Who asked, for the log.
     pub actor: String,
+    /// The question's sentiment, recorded with its turn (conversation::Conversations scores it).
+    pub mood: Option<TurnMood>,
+    /// Set when the conversation is flagged for escalation: the answer is a hand-off
+    /// (`escalated`) and the model is not called.
+    pub escalated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -69,6 +74,7 @@ pub struct Answer {
     pub answer: String,
     pub citations: Vec<Citation>,
     pub handoff: bool,
+    /// `escalated` (the conversation is flagged: see `GET /v1/conversations/{id}`),
     /// `no_relevant_card`, `unsupported_request`, `no_answer` or `generator_unavailable`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handoff_reason: Option<String>,
@@ -208,6 +214,10 @@ impl Answerer {
             prompt: None,
             fingerprint: None,
         };
+        if plan.req.escalated {
+            plan.handoff = Some("escalated");
+            return Ok(plan);
+        }
         if guard::is_injection(&question) {
             plan.handoff = Some("unsupported_request");
             return Ok(plan);
@@ -360,6 +370,7 @@ impl Answerer {
             handoff_reason: reason,
             confidence: plan.confidence,
             model: self.generator.as_ref().map(|g| g.id().to_string()),
+            question_mood: plan.req.mood.clone(),
         };
         let store = self.knowledge.store().clone();
         let r2 = record.clone();

@@ -67,7 +67,7 @@ fn store_err(e: StoreError) -> Error {
 }
 
 /// Runs a store call on the blocking pool: SQLite with `synchronous=FULL` waits for the disk.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)

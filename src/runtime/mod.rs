@@ -1,6 +1,7 @@
 //! Models on a device: the registry that finds, fetches and verifies weights, and the model
 //! runners. Nothing here knows about HTTP, cards or customers.
 
+pub mod classify;
 pub mod device;
 pub mod embed;
 pub mod generate;

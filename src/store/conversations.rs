@@ -22,7 +22,9 @@ CREATE TABLE IF NOT EXISTS turns (
     role TEXT NOT NULL,
     channel TEXT NOT NULL,
     text TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    sentiment TEXT,
+    valence REAL
 );
 CREATE INDEX IF NOT EXISTS turns_conversation ON turns(conversation_id, id);
 CREATE TABLE IF NOT EXISTS answers (
@@ -50,14 +52,61 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
 "#;
 
+/// Columns added after the first release, with their types: added to older databases on open.
+pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("turns", "sentiment", "TEXT"), ("turns", "valence", "REAL")];
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Turn {
+    /// Position in the conversation, from 1.
+    #[serde(default)]
+    pub seq: i64,
     /// `customer`, `bot` or `agent`.
     pub role: String,
     pub channel: String,
     pub text: String,
     pub at: String,
+    /// negative | neutral | positive, for customer turns once scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentiment: Option<String>,
+    /// P(positive) - P(negative), in [-1, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valence: Option<f32>,
 }
+
+/// A turn's sentiment as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnMood {
+    pub label: String,
+    pub valence: f32,
+}
+
+/// A conversation with every turn, oldest first.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct ConversationRecord {
+    pub id: String,
+    pub customer_id: Option<String>,
+    /// The channel it started on.
+    pub channel: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub turns: Vec<Turn>,
+}
+
+/// `seq` is set by the caller from the turn's position; the row id only orders.
+fn turn_from_row(r: &rusqlite::Row) -> rusqlite::Result<Turn> {
+    Ok(Turn {
+        seq: r.get(0)?,
+        role: r.get(1)?,
+        channel: r.get(2)?,
+        text: r.get(3)?,
+        at: r.get(4)?,
+        sentiment: r.get(5)?,
+        valence: r.get::<_, Option<f64>>(6)?.map(|v| v as f32),
+    })
+}
+
+const TURN_COLUMNS: &str = "id, role, channel, text, at, sentiment, valence";
 
 /// A card an answer drew on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -81,9 +130,80 @@ pub struct AnswerRecord {
     pub handoff_reason: Option<String>,
     pub confidence: f32,
     pub model: Option<String>,
+    /// The question's sentiment, when scored.
+    #[serde(skip)]
+    pub question_mood: Option<TurnMood>,
 }
 
 impl Store {
+    /// Appends one turn (creating the conversation on first use) and returns it as stored.
+    /// Fails when the conversation belongs to another customer than `customer_id`.
+    pub fn append_turn(
+        &self,
+        conversation_id: &str,
+        customer_id: Option<&str>,
+        channel: &str,
+        role: &str,
+        text: &str,
+        mood: Option<&TurnMood>,
+    ) -> Result<Turn, StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        check_owner(&tx, conversation_id, customer_id)?;
+        let at = now();
+        touch_conversation(&tx, conversation_id, customer_id, channel, &at)?;
+        insert_turn(&tx, conversation_id, role, channel, text, &at, mood)?;
+        let seq = turn_count(&tx, conversation_id)?;
+        tx.commit()?;
+        Ok(Turn {
+            seq,
+            role: role.into(),
+            channel: channel.into(),
+            text: text.into(),
+            at,
+            sentiment: mood.map(|m| m.label.clone()),
+            valence: mood.map(|m| m.valence),
+        })
+    }
+
+    /// A conversation with all its turns; `None` when it does not exist. Fails when it belongs
+    /// to another customer than `customer_id`.
+    pub fn conversation(
+        &self,
+        id: &str,
+        customer_id: Option<&str>,
+    ) -> Result<Option<ConversationRecord>, StoreError> {
+        let conn = self.conn.lock();
+        check_owner(&conn, id, customer_id)?;
+        let head = conn
+            .query_row(
+                "SELECT customer_id, channel, created_at, updated_at FROM conversations WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((customer_id, channel, created_at, updated_at)) = head else {
+            return Ok(None);
+        };
+        let mut st = conn.prepare(&format!(
+            "SELECT {TURN_COLUMNS} FROM turns WHERE conversation_id = ?1 ORDER BY id"
+        ))?;
+        let mut turns = st
+            .query_map([id], turn_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, t) in turns.iter_mut().enumerate() {
+            t.seq = i as i64 + 1;
+        }
+        Ok(Some(ConversationRecord {
+            id: id.to_string(),
+            customer_id,
+            channel,
+            created_at,
+            updated_at,
+            turns,
+        }))
+    }
+
     /// The last `n` turns of a conversation, oldest first; empty for a conversation not seen yet.
     /// Fails when the conversation belongs to another customer than `customer_id`.
     pub fn recent_turns(
@@ -94,20 +214,18 @@ impl Store {
     ) -> Result<Vec<Turn>, StoreError> {
         let conn = self.conn.lock();
         check_owner(&conn, conversation_id, customer_id)?;
-        let mut st = conn.prepare(
-            "SELECT role, channel, text, at FROM turns WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {TURN_COLUMNS} FROM turns WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
         let mut turns = st
-            .query_map(params![conversation_id, n as i64], |r| {
-                Ok(Turn {
-                    role: r.get(0)?,
-                    channel: r.get(1)?,
-                    text: r.get(2)?,
-                    at: r.get(3)?,
-                })
-            })?
+            .query_map(params![conversation_id, n as i64], turn_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         turns.reverse();
+        let total = turn_count(&conn, conversation_id)?;
+        let first = total - turns.len() as i64;
+        for (i, t) in turns.iter_mut().enumerate() {
+            t.seq = first + i as i64 + 1;
+        }
         Ok(turns)
     }
 
@@ -118,18 +236,11 @@ impl Store {
         let tx = conn.transaction()?;
         check_owner(&tx, &a.conversation_id, a.customer_id.as_deref())?;
         let at = now();
-        tx.execute(
-            "INSERT INTO conversations (id, customer_id, channel, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
-             ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at,
-               customer_id = COALESCE(conversations.customer_id, excluded.customer_id)",
-            params![a.conversation_id, a.customer_id, a.channel, at],
-        )?;
-        for (role, text) in [("customer", &a.question), ("bot", &a.answer)] {
-            tx.execute(
-                "INSERT INTO turns (conversation_id, role, channel, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![a.conversation_id, role, a.channel, text, at],
-            )?;
-        }
+        let (conv, channel) = (a.conversation_id.as_str(), a.channel.as_str());
+        touch_conversation(&tx, conv, a.customer_id.as_deref(), channel, &at)?;
+        let mood = a.question_mood.as_ref();
+        insert_turn(&tx, conv, "customer", channel, &a.question, &at, mood)?;
+        insert_turn(&tx, conv, "bot", channel, &a.answer, &at, None)?;
         tx.execute(
             "INSERT INTO answers (id, conversation_id, channel, question, answer, citations, handoff, handoff_reason, confidence, model, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -172,6 +283,7 @@ impl Store {
                         handoff_reason: r.get(8)?,
                         confidence: r.get(9)?,
                         model: r.get(10)?,
+                        question_mood: None,
                     },
                     r.get::<_, String>(6)?,
                 ))
@@ -220,6 +332,47 @@ impl Store {
     }
 }
 
+/// Creates the conversation on first use, or marks it updated (keeping its first customer).
+fn touch_conversation(
+    conn: &rusqlite::Connection,
+    id: &str,
+    customer_id: Option<&str>,
+    channel: &str,
+    at: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO conversations (id, customer_id, channel, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at,
+           customer_id = COALESCE(conversations.customer_id, excluded.customer_id)",
+        params![id, customer_id, channel, at],
+    )?;
+    Ok(())
+}
+
+fn insert_turn(
+    conn: &rusqlite::Connection,
+    conversation_id: &str,
+    role: &str,
+    channel: &str,
+    text: &str,
+    at: &str,
+    mood: Option<&TurnMood>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO turns (conversation_id, role, channel, text, at, sentiment, valence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![conversation_id, role, channel, text, at, mood.map(|m| &m.label), mood.map(|m| m.valence as f64)],
+    )?;
+    Ok(())
+}
+
+fn turn_count(conn: &rusqlite::Connection, conversation_id: &str) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM turns WHERE conversation_id = ?1",
+        [conversation_id],
+        |r| r.get(0),
+    )?)
+}
+
 /// A conversation id names one customer's conversation: another customer may not read or extend
 /// it (ids come from channel frontends and could collide or be guessed).
 fn check_owner(
@@ -263,6 +416,7 @@ mod tests {
             handoff_reason: None,
             confidence: 0.8,
             model: Some("m".into()),
+            question_mood: None,
         }
     }
 
@@ -276,6 +430,8 @@ mod tests {
         let turns = s.recent_turns("conv", Some("cust"), 3).unwrap();
         let texts: Vec<_> = turns.iter().map(|t| t.text.as_str()).collect();
         assert_eq!(texts, ["a a1", "q a2", "a a2"]);
+        let seqs: Vec<_> = turns.iter().map(|t| t.seq).collect();
+        assert_eq!(seqs, [2, 3, 4], "positions in the conversation");
         let a = s.get_answer("a1").unwrap().unwrap();
         assert_eq!(a.customer_id.as_deref(), Some("cust"));
         assert_eq!(a.citations[0].card_id, "c1");
@@ -294,5 +450,43 @@ mod tests {
             s.recent_turns("conv", Some("other"), 3),
             Err(StoreError::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn a_database_from_before_sentiment_gains_the_columns_and_keeps_its_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join("kefu.sqlite3")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE conversations (id TEXT PRIMARY KEY, customer_id TEXT, channel TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+                 CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, conversation_id TEXT NOT NULL, role TEXT NOT NULL, channel TEXT NOT NULL, text TEXT NOT NULL, at TEXT NOT NULL);
+                 INSERT INTO conversations VALUES ('old', 'c', 'chat', 't', 't');
+                 INSERT INTO turns (conversation_id, role, channel, text, at) VALUES ('old', 'customer', 'chat', 'hello', 't');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let mood = TurnMood {
+            label: "negative".into(),
+            valence: -0.7,
+        };
+        s.append_turn(
+            "old",
+            Some("c"),
+            "voice",
+            "customer",
+            "still broken",
+            Some(&mood),
+        )
+        .unwrap();
+        let c = s.conversation("old", None).unwrap().unwrap();
+        assert_eq!(c.turns.len(), 2);
+        assert_eq!(c.turns[0].text, "hello");
+        assert_eq!(c.turns[0].sentiment, None);
+        assert_eq!(c.turns[1].sentiment.as_deref(), Some("negative"));
+        assert_eq!(c.turns[1].seq, 2);
+        drop(s);
+        // Opening again is a no-op.
+        assert!(Store::open(dir.path()).is_ok());
     }
 }

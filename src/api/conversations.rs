@@ -1,0 +1,72 @@
+//! Conversations for channel frontends and agent tools: append turns (customer turns are scored
+//! for sentiment as they arrive) and read a conversation with its mood and escalation state.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiJson, ApiResult, ErrorBody};
+use crate::conversation::{ConversationView, NewTurn};
+use crate::error::Error;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnBody {
+    /// The customer this conversation belongs to; another customer's id is refused (409).
+    pub customer_id: Option<String>,
+    /// chat | social | email | voice | agent
+    pub channel: String,
+    /// customer | bot | agent
+    pub role: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ConversationQuery {
+    /// When given, a conversation of another customer is refused (409).
+    pub customer_id: Option<String>,
+}
+
+/// Appends a turn and returns the conversation after it.
+#[utoipa::path(post, path = "/v1/conversations/{id}/turns", tag = "conversation", request_body = TurnBody,
+    params(("id" = String, Path, description = "Conversation id (created on first turn)")),
+    responses((status = 200, body = ConversationView),
+              (status = 409, description = "The conversation belongs to another customer", body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn add_turn(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<TurnBody>,
+) -> ApiResult<Json<ConversationView>> {
+    let turn = NewTurn {
+        customer_id: b.customer_id,
+        channel: b.channel,
+        role: b.role,
+        text: b.text,
+    };
+    Ok(Json(s.conversations.add_turn(&id, turn).await?))
+}
+
+/// A conversation: its turns with their sentiment, the mood trend and the escalation state.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversation",
+    params(("id" = String, Path, description = "Conversation id"), ConversationQuery),
+    responses((status = 200, body = ConversationView),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_conversation(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ConversationQuery>,
+) -> ApiResult<Json<ConversationView>> {
+    let view = s
+        .conversations
+        .get(&id, q.customer_id.as_deref())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no conversation {id}")))?;
+    Ok(Json(view))
+}

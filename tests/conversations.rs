@@ -1,0 +1,252 @@
+//! Conversations with the real sentiment head: every customer turn is scored, a conversation
+//! that turns sour is flagged at the right turns and for the right reasons, a calm one is not, and
+//! a flagged conversation's next question is handed to a person instead of the model.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn turn(s: &Server, conv: &str, role: &str, text: &str) -> Value {
+    let (status, v) = s.call_as(
+        CHANNEL,
+        "POST",
+        &format!("/v1/conversations/{conv}/turns"),
+        Some(json!({"customer_id": "cust-7", "channel": "chat", "role": role, "text": text})),
+    );
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+#[test]
+fn a_conversation_that_turns_sour_is_flagged_at_the_right_turn() {
+    let s = Server::start();
+    let conv = "sour-1";
+    let v = turn(
+        &s,
+        conv,
+        "customer",
+        "Can you tell me how to change my Wi-Fi password?",
+    );
+    assert_eq!(v["escalation"]["flagged"], false, "{v}");
+    turn(
+        &s,
+        conv,
+        "bot",
+        "Open the app, go to Wi-Fi settings and choose a new password.",
+    );
+    let v = turn(
+        &s,
+        conv,
+        "customer",
+        "I restarted the router as you said and it is still dropping. This is so frustrating.",
+    );
+    assert_eq!(v["turns"][2]["sentiment"], "negative", "{v}");
+    // From a calm question to an exasperated report: the mood fell sharply at turn 3.
+    assert_eq!(v["escalation"]["flagged"], true, "{v}");
+    assert_eq!(v["escalation"]["reasons"][0]["reason"], "sharp_drop", "{v}");
+    assert_eq!(v["escalation"]["reasons"][0]["turn"], 3, "{v}");
+    turn(
+        &s,
+        conv,
+        "bot",
+        "Sorry about that. Please check that the cable is firmly in.",
+    );
+    let v = turn(
+        &s,
+        conv,
+        "customer",
+        "This is ridiculous, I have been without internet for three days and nobody cares!",
+    );
+    // The second negative turn in a row adds its own reason, at turn 5.
+    let reasons = v["escalation"]["reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r["reason"] == "negative_streak" && r["turn"] == 5),
+        "{v}"
+    );
+    // Bot turns are not scored; every customer turn is.
+    assert!(v["turns"][1].get("sentiment").is_none(), "{v}");
+    assert!(
+        v["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["role"] == "customer")
+            .all(|t| t["valence"].is_number())
+    );
+
+    // Read back: the same state, and a worsening mood.
+    let (status, got) = s.call_as(AGENT, "GET", &format!("/v1/conversations/{conv}"), None);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["escalation"], v["escalation"]);
+    assert_eq!(got["mood"]["direction"], "worsening", "{got}");
+
+    // The answer endpoint now hands off instead of calling a model.
+    let (status, a) = s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/answer",
+        Some(json!({"question": "So what now?", "channel": "chat", "conversation_id": conv, "customer_id": "cust-7"})),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["handoff"], true, "{a}");
+    assert_eq!(a["handoff_reason"], "escalated", "{a}");
+    // The question became a scored customer turn of the same conversation.
+    let (_, got) = s.call_as(AGENT, "GET", &format!("/v1/conversations/{conv}"), None);
+    let turns = got["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 7, "{got}");
+    assert_eq!(turns[5]["text"], "So what now?");
+    assert!(turns[5]["sentiment"].is_string(), "{got}");
+}
+
+#[test]
+fn a_calm_conversation_is_not_flagged_and_asking_for_a_person_is() {
+    let s = Server::start();
+    let conv = "calm-1";
+    turn(
+        &s,
+        conv,
+        "customer",
+        "Can you tell me how to change my Wi-Fi password?",
+    );
+    turn(
+        &s,
+        conv,
+        "bot",
+        "Open the app, go to Wi-Fi settings and choose a new password.",
+    );
+    let v = turn(&s, conv, "customer", "OK, I will try that now.");
+    assert_eq!(v["escalation"]["flagged"], false, "{v}");
+    assert_eq!(v["escalation"]["reasons"], json!([]), "{v}");
+
+    let v = turn(&s, "zh-1", "customer", "我要转人工");
+    assert_eq!(v["escalation"]["flagged"], true, "{v}");
+    assert_eq!(
+        v["escalation"]["reasons"][0]["reason"], "human_requested",
+        "{v}"
+    );
+}
+
+#[test]
+fn sentiment_scores_english_and_chinese() {
+    let s = Server::start();
+    let (status, v) = s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/sentiment",
+        Some(json!({"texts": [
+            "This is ridiculous, I have been without internet for three days and nobody cares!",
+            "三天都没网了，你们根本不管，太差劲了！",
+            "OK, I will try that now.",
+        ]})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0]["label"], "negative", "{v}");
+    assert_eq!(r[1]["label"], "negative", "{v}");
+    assert_ne!(r[2]["label"], "negative", "{v}");
+    for x in r {
+        let sum: f64 = ["negative", "neutral", "positive"]
+            .iter()
+            .map(|k| x["scores"][k].as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-3, "{x}");
+    }
+    let (status, one) = s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/sentiment",
+        Some(json!({"text": "OK, I will try that now."})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(one["results"][0]["label"], r[2]["label"]);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let s = Server::start();
+    for body in [
+        json!({}),
+        json!({"text": "a", "texts": ["b"]}),
+        json!({"texts": []}),
+        json!({"text": "   "}),
+        json!({"text": "x".repeat(2001)}),
+        json!({"texts": vec!["a"; 65]}),
+    ] {
+        let (status, v) = s.call_as(CHANNEL, "POST", "/v1/sentiment", Some(body.clone()));
+        assert_eq!(status, 422, "{body} -> {v}");
+        assert_eq!(error_code(&v), "invalid_request");
+    }
+    turn(&s, "owned", "customer", "hello");
+    for (body, want) in [
+        (
+            json!({"customer_id": "cust-7", "channel": "fax", "role": "customer", "text": "hi"}),
+            422,
+        ),
+        (
+            json!({"customer_id": "cust-7", "channel": "chat", "role": "robot", "text": "hi"}),
+            422,
+        ),
+        (
+            json!({"customer_id": "cust-7", "channel": "chat", "role": "customer", "text": ""}),
+            422,
+        ),
+        (
+            json!({"customer_id": "someone-else", "channel": "chat", "role": "customer", "text": "hi"}),
+            409,
+        ),
+    ] {
+        let (status, v) = s.call_as(
+            CHANNEL,
+            "POST",
+            "/v1/conversations/owned/turns",
+            Some(body.clone()),
+        );
+        assert_eq!(status, want, "{body} -> {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let (status, v) = s.call_as(AGENT, "GET", "/v1/conversations/owned", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        v["turns"].as_array().unwrap().len(),
+        1,
+        "refused turns are not stored: {v}"
+    );
+    let (status, _) = s.call_as(
+        AGENT,
+        "GET",
+        "/v1/conversations/owned?customer_id=someone-else",
+        None,
+    );
+    assert_eq!(status, 409);
+    let (status, v) = s.call_as(AGENT, "GET", "/v1/conversations/nobody", None);
+    assert_eq!(status, 404, "{v}");
+}
+
+#[test]
+fn with_sentiment_disabled_the_endpoint_says_so_and_turns_still_work() {
+    let s = Server::start_with(&[
+        (
+            "KEFU_API_KEYS",
+            &format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}"),
+        ),
+        ("KEFU_SENTIMENT", "none"),
+    ]);
+    let (status, v) = s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/sentiment",
+        Some(json!({"text": "hi"})),
+    );
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(error_code(&v), "unavailable");
+    let v = turn(&s, "c", "customer", "I want to talk to a real person");
+    assert!(v["turns"][0].get("sentiment").is_none(), "{v}");
+    assert_eq!(
+        v["escalation"]["reasons"][0]["reason"], "human_requested",
+        "{v}"
+    );
+}
