@@ -61,14 +61,21 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
             tracing::info!(model = %embedder_id, dim = e.dim(), max_tokens = e.max_tokens(), secs = started.elapsed().as_secs_f32(), "embedder loaded");
             let head = if want_sentiment {
                 let path = sentiment::head_path(&models_dir, e.id());
-                Some(if path.exists() {
-                    LinearHead::load(&path)?
+                if path.exists() {
+                    Some(LinearHead::load(&path)?)
                 } else {
                     // Like fetching a model on first start: the head is made from labelled data
-                    // (about two minutes on 2 cores), once.
+                    // (about two minutes on 2 cores), once. Without the data (offline) the
+                    // service still starts; sentiment then answers 503 and says why.
                     tracing::info!(path = %path.display(), "no sentiment head yet: training it (kefu train sentiment)");
-                    sentiment::train(&registry, &e, sentiment::TrainPlan::default(), &path)?
-                })
+                    match sentiment::train(&registry, &e, sentiment::TrainPlan::default(), &path) {
+                        Ok(h) => Some(h),
+                        Err(err) => {
+                            tracing::error!(error = %err, "could not train the sentiment head: starting without sentiment; run `kefu train sentiment` when the data can be fetched");
+                            None
+                        }
+                    }
+                }
             } else {
                 tracing::warn!("sentiment disabled (models.sentiment = \"none\"): /v1/sentiment answers 503");
                 None

@@ -286,6 +286,9 @@ fn switching_the_embedder_reembeds_published_cards() {
         .unwrap();
 
     s.set_env("KEFU_EMBEDDER", "minilm");
+    // A new embedder needs its own sentiment head, which the server would train on start
+    // (minutes); this test is about the card vectors.
+    s.set_env("KEFU_SENTIMENT", "none");
     s.restart();
     let hits = s.search("how to reset the router", json!({}));
     assert_eq!(hits[0]["card_id"], json!(id));

@@ -83,7 +83,7 @@ pub async fn sentiment(
     }
     let model = s.conversations.sentiment().ok_or_else(|| {
         Error::Unavailable(
-            "sentiment is disabled on this server (models.sentiment = \"none\")".into(),
+            "sentiment is not available on this server: models.sentiment is \"none\", or the head could not be trained at start (see the log; run `kefu train sentiment`)".into(),
         )
     })?;
     let results = model.classify(texts).await.map_err(Error::Model)?;
