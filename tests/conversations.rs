@@ -250,3 +250,52 @@ fn with_sentiment_disabled_the_endpoint_says_so_and_turns_still_work() {
         "{v}"
     );
 }
+
+const ROUTER: (&str, &str) = (
+    "Resetting the RT-AX58U router",
+    "To factory-reset the RT-AX58U router, hold the recessed RESET button on the back for 10 seconds with a paperclip until the power LED blinks. The router restarts in about 2 minutes. The default Wi-Fi name and password are printed on the label under the router.",
+);
+
+/// A customer who moves from chat to voice keeps their context: the follow-up in the new voice
+/// conversation is answered from the card of the chat question, and the customer view shows
+/// both conversations.
+#[test]
+fn a_chat_that_moves_to_voice_keeps_its_context() {
+    let s = keys_and("smollm2-135m", &[]);
+    let router = s.card(ROUTER.0, ROUTER.1, json!({}));
+    let ask = |body: Value| {
+        let (status, a) = s.call_as(CHANNEL, "POST", "/v1/answer", Some(body));
+        assert_eq!(status, 200, "{a}");
+        a
+    };
+    let a = ask(
+        json!({"question": "How do I factory reset my router?", "channel": "chat",
+                        "conversation_id": "chat-1", "customer_id": "cust-x"}),
+    );
+    assert_eq!(a["handoff"], false, "{a}");
+    let follow_up = "And where do I find the password afterwards?";
+    // Alone, with no history, the follow-up is not enough to answer from.
+    let alone =
+        ask(json!({"question": follow_up, "channel": "voice", "customer_id": "someone-new"}));
+    assert_eq!(alone["handoff"], true, "{alone}");
+    // The same customer on a new voice conversation: the chat comes along.
+    let v = ask(json!({"question": follow_up, "channel": "voice",
+                        "conversation_id": "voice-1", "customer_id": "cust-x"}));
+    assert_eq!(v["handoff"], false, "{v}");
+    assert_eq!(v["citations"][0]["card_id"], json!(router), "{v}");
+
+    let (status, c) = s.call_as(AGENT, "GET", "/v1/customers/cust-x", None);
+    assert_eq!(status, 200, "{c}");
+    let ids: Vec<&str> = c["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["voice-1", "chat-1"], "most recent first: {c}");
+    assert_eq!(c["channels"], json!(["chat", "voice"]), "{c}");
+    assert!(c["summary"].as_str().unwrap().contains(follow_up), "{c}");
+    assert_eq!(c["latest"]["id"], "voice-1", "{c}");
+    let (status, _) = s.call_as(AGENT, "GET", "/v1/customers/nobody", None);
+    assert_eq!(status, 404);
+}

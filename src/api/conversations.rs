@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiJson, ApiResult, ErrorBody};
-use crate::conversation::{ConversationView, NewTurn};
+use crate::conversation::{ConversationView, CustomerView, NewTurn};
 use crate::error::Error;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -68,5 +68,24 @@ pub async fn get_conversation(
         .get(&id, q.customer_id.as_deref())
         .await?
         .ok_or_else(|| Error::NotFound(format!("no conversation {id}")))?;
+    Ok(Json(view))
+}
+
+/// One customer across channels: their conversations, most recent first, and a one-line summary
+/// for whoever takes over.
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "conversation",
+    params(("id" = String, Path, description = "Customer id")),
+    responses((status = 200, body = CustomerView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_customer(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CustomerView>> {
+    let view = s
+        .conversations
+        .customer(&id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no conversations for customer {id}")))?;
     Ok(Json(view))
 }

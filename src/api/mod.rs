@@ -114,7 +114,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
-        search::search, sentiment::sentiment, conversations::get_conversation, conversations::add_turn,
+        search::search, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::get_customer,
         answer::answer, answer::feedback, answer::reload_prompts,
         openai::chat_completions, openai::embeddings, openai::models, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
@@ -161,6 +161,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{id}/turns",
             post(conversations::add_turn),
         )
+        .route("/v1/customers/{id}", get(conversations::get_customer))
         .route("/v1/answer", post(answer::answer))
         .route("/v1/answers/{id}/feedback", post(answer::feedback))
         .route("/v1/prompts/reload", post(answer::reload_prompts))

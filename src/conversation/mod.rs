@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::knowledge::blocking;
 use crate::store::Store;
-use crate::store::conversations::{ConversationRecord, Turn, TurnMood};
+use crate::store::conversations::{ConversationRecord, ConversationSummary, Turn, TurnMood};
 use escalation::{Escalation, EscalationPolicy, MoodTrend};
 use sentiment::SentimentModel;
 
@@ -53,7 +53,63 @@ pub struct ConversationView {
     pub escalation: Escalation,
 }
 
+/// One customer across channels.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CustomerView {
+    pub customer_id: String,
+    /// Most recent first (at most 50).
+    pub conversations: Vec<ConversationSummary>,
+    /// Every channel the customer used.
+    pub channels: Vec<String>,
+    /// The latest conversation's mood and escalation.
+    pub latest: Option<ConversationView>,
+    /// One line for a person taking over: contacts, channels, the last thing asked, the mood.
+    pub summary: String,
+}
+
 impl Conversations {
+    /// The customer's conversations across channels; `None` when none is known.
+    pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerView>> {
+        validate_id("customer id", customer_id)?;
+        let (store, id) = (self.store.clone(), customer_id.to_string());
+        let conversations = blocking(move || store.customer_conversations(&id, 50)).await?;
+        let Some(first) = conversations.first() else {
+            return Ok(None);
+        };
+        let latest = self.get(&first.id, Some(customer_id)).await?;
+        let mut channels: Vec<String> = conversations
+            .iter()
+            .flat_map(|c| c.channels.iter().cloned())
+            .collect();
+        channels.sort();
+        channels.dedup();
+        let mut summary = format!(
+            "{} conversation(s) over {}; last contact {}",
+            conversations.len(),
+            channels.join(", "),
+            first.updated_at
+        );
+        if let Some(text) = conversations
+            .iter()
+            .find_map(|c| c.last_customer_text.as_ref())
+        {
+            summary.push_str(&format!("; last asked: \"{}\"", truncate(text, 160)));
+        }
+        if let Some(v) = &latest {
+            summary.push_str(&format!("; mood {}", v.mood.direction));
+            if let Some(f) = v.escalation.reasons.first() {
+                summary.push_str(&format!("; flagged ({}: {})", f.reason, f.detail));
+            }
+        }
+        Ok(Some(CustomerView {
+            customer_id: customer_id.to_string(),
+            channels,
+            conversations,
+            latest,
+            summary,
+        }))
+    }
+
     pub fn new(
         store: Arc<Store>,
         sentiment: Option<SentimentModel>,
@@ -176,6 +232,13 @@ impl Conversations {
             escalation: self.policy.assess(&record.turns),
             record,
         }
+    }
+}
+
+fn truncate(s: &str, chars: usize) -> String {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 

@@ -50,6 +50,9 @@ impl Channel {
     }
 }
 
+/// How recent a customer's other conversation must be for its context to carry into a new one.
+const CARRY_HOURS: i64 = 24;
+
 #[derive(Debug, Clone)]
 pub struct AnswerRequest {
     pub question: String,
@@ -199,7 +202,23 @@ impl Answerer {
                 req.customer_id.clone(),
                 self.cfg.history_turns,
             );
-            super::blocking(move || store.recent_turns(&conv, cust.as_deref(), n)).await?
+            super::blocking(move || {
+                let own = store.recent_turns(&conv, cust.as_deref(), n)?;
+                match cust {
+                    // A new conversation of a known customer (they moved from chat to voice, or
+                    // to an agent): the context of their latest other conversation of the last
+                    // day comes with them.
+                    Some(c) if own.is_empty() => {
+                        let since = (time::OffsetDateTime::now_utc()
+                            - time::Duration::hours(CARRY_HOURS))
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .expect("RFC 3339 formats every UTC time");
+                        store.carried_turns(&c, &conv, &since, n)
+                    }
+                    _ => Ok(own),
+                }
+            })
+            .await?
         };
         let mut plan = Plan {
             req: AnswerRequest {

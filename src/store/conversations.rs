@@ -93,6 +93,20 @@ pub struct ConversationRecord {
     pub turns: Vec<Turn>,
 }
 
+/// One of a customer's conversations, for the customer view.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct ConversationSummary {
+    pub id: String,
+    /// The channel it started on.
+    pub channel: String,
+    /// Every channel its turns came from.
+    pub channels: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub turns: i64,
+    pub last_customer_text: Option<String>,
+}
+
 /// `seq` is set by the caller from the turn's position; the row id only orders.
 fn turn_from_row(r: &rusqlite::Row) -> rusqlite::Result<Turn> {
     Ok(Turn {
@@ -164,6 +178,65 @@ impl Store {
             sentiment: mood.map(|m| m.label.clone()),
             valence: mood.map(|m| m.valence),
         })
+    }
+
+    /// The last `n` turns of the customer's most recently updated other conversation, when it
+    /// was updated at or after `since` (RFC 3339): the context a customer brings when they move
+    /// from one channel to another. Oldest first; empty when there is none.
+    pub fn carried_turns(
+        &self,
+        customer_id: &str,
+        except_conversation: &str,
+        since: &str,
+        n: usize,
+    ) -> Result<Vec<Turn>, StoreError> {
+        let previous: Option<String> = {
+            let conn = self.conn.lock();
+            conn.query_row(
+                "SELECT id FROM conversations WHERE customer_id = ?1 AND id != ?2 AND updated_at >= ?3
+                 ORDER BY updated_at DESC LIMIT 1",
+                params![customer_id, except_conversation, since],
+                |r| r.get(0),
+            )
+            .optional()?
+        };
+        match previous {
+            Some(id) => self.recent_turns(&id, Some(customer_id), n),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The customer's conversations, most recent first, without their turns.
+    pub fn customer_conversations(
+        &self,
+        customer_id: &str,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(
+            "SELECT c.id, c.channel, c.created_at, c.updated_at,
+                    (SELECT COUNT(*) FROM turns t WHERE t.conversation_id = c.id),
+                    (SELECT GROUP_CONCAT(DISTINCT t.channel) FROM turns t WHERE t.conversation_id = c.id),
+                    (SELECT t.text FROM turns t WHERE t.conversation_id = c.id AND t.role = 'customer' ORDER BY t.id DESC LIMIT 1)
+             FROM conversations c WHERE c.customer_id = ?1 ORDER BY c.updated_at DESC LIMIT ?2",
+        )?;
+        let rows = st
+            .query_map(params![customer_id, limit as i64], |r| {
+                let channels: Option<String> = r.get(5)?;
+                Ok(ConversationSummary {
+                    id: r.get(0)?,
+                    channel: r.get(1)?,
+                    created_at: r.get(2)?,
+                    updated_at: r.get(3)?,
+                    turns: r.get(4)?,
+                    channels: channels
+                        .map(|c| c.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    last_customer_text: r.get(6)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     /// A conversation with all its turns; `None` when it does not exist. Fails when it belongs
