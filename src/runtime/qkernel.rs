@@ -99,15 +99,13 @@ impl WeightBlock for BlockQ5_0 {
         nibble_pairs(&self.qs, u32::from_le_bytes(self.qh)).map(|q| (q as i32 - 16) as f32 * d)
     }
     fn kernel() -> (Kernel<Self>, &'static str) {
-        static K: std::sync::OnceLock<(Kernel<BlockQ5_0>, &'static str)> =
-            std::sync::OnceLock::new();
-        *K.get_or_init(|| match x86_level() {
+        match x86_level() {
             #[cfg(target_arch = "x86_64")]
             Level::Vnni => (x86::q5_0_vnni, "avx512vnni"),
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => (x86::q5_0_avx2, "avx2"),
             Level::Scalar => (dot_scalar::<BlockQ5_0>, "scalar"),
-        })
+        }
     }
 }
 
@@ -126,15 +124,13 @@ impl WeightBlock for BlockQ4_1 {
         nibble_pairs(&self.qs, 0).map(|q| q as f32 * d + m)
     }
     fn kernel() -> (Kernel<Self>, &'static str) {
-        static K: std::sync::OnceLock<(Kernel<BlockQ4_1>, &'static str)> =
-            std::sync::OnceLock::new();
-        *K.get_or_init(|| match x86_level() {
+        match x86_level() {
             #[cfg(target_arch = "x86_64")]
             Level::Vnni => (x86::q4_1_vnni, "avx512vnni"),
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => (x86::q4_1_avx2, "avx2"),
             Level::Scalar => (dot_scalar::<BlockQ4_1>, "scalar"),
-        })
+        }
     }
 }
 
@@ -156,18 +152,17 @@ impl WeightBlock for BlockQ8_0 {
         self.qs.map(|q| q as f32 * d)
     }
     fn kernel() -> (Kernel<Self>, &'static str) {
-        static K: std::sync::OnceLock<(Kernel<BlockQ8_0>, &'static str)> =
-            std::sync::OnceLock::new();
-        *K.get_or_init(|| match x86_level() {
+        match x86_level() {
             #[cfg(target_arch = "x86_64")]
             Level::Vnni => (x86::q8_0_vnni, "avx512vnni"),
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => (x86::q8_0_avx2, "avx2"),
             Level::Scalar => (dot_scalar::<BlockQ8_0>, "scalar"),
-        })
+        }
     }
 }
 
+#[derive(Clone, Copy)]
 enum Level {
     #[cfg(target_arch = "x86_64")]
     Vnni,
@@ -176,18 +171,22 @@ enum Level {
     Scalar,
 }
 
+/// What this CPU offers, detected once.
 fn x86_level() -> Level {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx2") && has!("fma") && has!("f16c") {
-            if has!("avx512vnni") && has!("avx512vl") {
-                return Level::Vnni;
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                if has!("avx512vnni") && has!("avx512vl") {
+                    return Level::Vnni;
+                }
+                return Level::Avx2;
             }
-            return Level::Avx2;
         }
-    }
-    Level::Scalar
+        Level::Scalar
+    })
 }
 
 /// Which kernel this CPU runs for the 5- and 4-bit types, for the start-up log.
