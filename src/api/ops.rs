@@ -98,7 +98,7 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             "kefu_model_queue_depth",
             "gauge",
             "Requests waiting for the model",
-            vec![(emb.clone(), st.queue_depth.load(Ordering::Relaxed) as f64)],
+            vec![(emb.clone(), st.queue.depth() as f64)],
         ),
         (
             "kefu_model_batches_total",
@@ -145,7 +145,7 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             &mut rows,
             "kefu_model_queue_depth",
             gen_l.clone(),
-            gs.queue_depth.load(Ordering::Relaxed) as f64,
+            gs.queue.depth() as f64,
         );
         add(
             &mut rows,

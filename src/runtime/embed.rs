@@ -7,7 +7,7 @@
 //! immediate `Overloaded`, which the API turns into 503 + Retry-After.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Instant;
 
@@ -198,7 +198,7 @@ impl Embedder {
 /// Counters the worker keeps for `/metrics`.
 #[derive(Default)]
 pub struct EmbedStats {
-    pub queue_depth: AtomicUsize,
+    pub queue: super::QueueGauge,
     pub batches: AtomicU64,
     pub texts: AtomicU64,
     pub tokens: AtomicU64,
@@ -279,16 +279,13 @@ impl EmbedPool {
         };
         let texts = texts.into_iter().map(|t| format!("{prefix}{t}")).collect();
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.stats.queue_depth.fetch_add(1, Ordering::SeqCst);
-        match self.tx.try_send(Job { texts, reply }) {
+        match self.stats.queue.try_send(&self.tx, Job { texts, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.stats.queue_depth.fetch_sub(1, Ordering::SeqCst);
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 return Err(ModelError::Overloaded("embedding"));
             }
             Err(TrySendError::Disconnected(_)) => {
-                self.stats.queue_depth.fetch_sub(1, Ordering::SeqCst);
                 return Err(ModelError::WorkerGone("embedding"));
             }
         }
@@ -310,7 +307,7 @@ fn worker(embedder: Embedder, rx: Receiver<Job>, batch: usize, stats: &EmbedStat
                 Err(_) => break,
             }
         }
-        stats.queue_depth.fetch_sub(jobs.len(), Ordering::SeqCst);
+        stats.queue.took(jobs.len());
         // A caller that gave up (client gone) costs nothing.
         jobs.retain(|j| !j.reply.is_closed());
         if jobs.is_empty() {

@@ -267,7 +267,7 @@ impl ChatTemplate {
 /// Counters the worker keeps for `/metrics`.
 #[derive(Default)]
 pub struct GenStats {
-    pub queue_depth: AtomicUsize,
+    pub queue: super::QueueGauge,
     pub active: AtomicUsize,
     pub requests: AtomicU64,
     pub prompt_tokens: AtomicU64,
@@ -372,22 +372,18 @@ impl GenPool {
         params: SamplingParams,
     ) -> Result<tokio::sync::mpsc::UnboundedReceiver<GenEvent>, ModelError> {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.stats.queue_depth.fetch_add(1, Ordering::SeqCst);
-        match self.tx.try_send(Job {
+        let job = Job {
             prompt,
             params,
             events,
-        }) {
+        };
+        match self.stats.queue.try_send(&self.tx, job) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => {
-                self.stats.queue_depth.fetch_sub(1, Ordering::SeqCst);
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(ModelError::Overloaded("generation"))
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.stats.queue_depth.fetch_sub(1, Ordering::SeqCst);
-                Err(ModelError::WorkerGone("generation"))
-            }
+            Err(TrySendError::Disconnected(_)) => Err(ModelError::WorkerGone("generation")),
         }
     }
 }
@@ -426,7 +422,7 @@ fn worker(generator: Generator, rx: Receiver<Job>, slots: usize, stats: &GenStat
                     Err(TryRecvError::Disconnected) => break,
                 }
             };
-            stats.queue_depth.fetch_sub(1, Ordering::SeqCst);
+            stats.queue.took(1);
             if job.events.is_closed() {
                 stats.cancelled.fetch_add(1, Ordering::Relaxed);
                 continue;

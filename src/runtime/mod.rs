@@ -11,6 +11,38 @@ pub mod qkernel;
 pub mod registry;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+
+/// How many jobs wait in a worker's bounded queue. Two counters rather than one up-down gauge:
+/// a job is counted only once it is really in the channel (so a depth of 1 means a place is
+/// taken), and the worker may take it before the sender has counted it without the gauge
+/// wrapping below zero.
+#[derive(Default)]
+pub struct QueueGauge {
+    sent: AtomicU64,
+    taken: AtomicU64,
+}
+
+impl QueueGauge {
+    /// Sends without blocking, counting the job once it is queued.
+    pub fn try_send<T>(&self, tx: &SyncSender<T>, job: T) -> Result<(), TrySendError<T>> {
+        tx.try_send(job)?;
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The worker took `n` jobs off the queue.
+    pub fn took(&self, n: usize) {
+        self.taken.fetch_add(n as u64, Ordering::SeqCst);
+    }
+
+    pub fn depth(&self) -> u64 {
+        // `taken` first: reading `sent` later can only see more sends, never fewer.
+        let taken = self.taken.load(Ordering::SeqCst);
+        self.sent.load(Ordering::SeqCst).saturating_sub(taken)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
