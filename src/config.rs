@@ -54,6 +54,14 @@ pub struct EscalationConfig {
     pub sharp_drop: f32,
     /// Flag when the customer asks for a person ("talk to a human", 转人工).
     pub human_request: bool,
+    /// Flag when this many contacts of one customer (this conversation included), none marked
+    /// resolved, are about the same issue within `repeat_window_hours` (0: never). Contacts on
+    /// two or more channels also mark the conversation priority.
+    pub repeat_contacts: usize,
+    pub repeat_window_hours: u32,
+    /// Two contacts are about the same issue when the cosine of their opening turns' centered
+    /// embeddings reaches this (calibrated in eval/same_issue_pairs.jsonl).
+    pub same_issue_similarity: f32,
 }
 
 impl Default for EscalationConfig {
@@ -62,6 +70,9 @@ impl Default for EscalationConfig {
             negative_streak: 2,
             sharp_drop: 1.2,
             human_request: true,
+            repeat_contacts: 3,
+            repeat_window_hours: 72,
+            same_issue_similarity: 0.45,
         }
     }
 }

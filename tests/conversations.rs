@@ -8,14 +8,131 @@ use common::*;
 use serde_json::{Value, json};
 
 fn turn(s: &Server, conv: &str, role: &str, text: &str) -> Value {
+    turn_on(s, conv, "cust-7", "chat", role, text)
+}
+
+fn turn_on(s: &Server, conv: &str, customer: &str, channel: &str, role: &str, text: &str) -> Value {
     let (status, v) = s.call_as(
         CHANNEL,
         "POST",
         &format!("/v1/conversations/{conv}/turns"),
-        Some(json!({"customer_id": "cust-7", "channel": "chat", "role": role, "text": text})),
+        Some(json!({"customer_id": customer, "channel": channel, "role": role, "text": text})),
     );
     assert_eq!(status, 200, "{v}");
     v
+}
+
+fn reasons(v: &Value) -> Vec<String> {
+    v["escalation"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A customer who comes back about one unresolved issue on three channels is flagged and made
+/// priority; another issue is not; resolving an earlier contact takes it out of the count.
+#[test]
+fn repeated_contacts_about_one_issue_across_channels_are_priority() {
+    let s = Server::start();
+    let c = "cust-repeat";
+    let v = turn_on(
+        &s,
+        "r-chat",
+        c,
+        "chat",
+        "customer",
+        "My internet keeps cutting out every few minutes",
+    );
+    assert!(!reasons(&v).contains(&"repeated_contacts".into()), "{v}");
+    let v = turn_on(
+        &s,
+        "r-email",
+        c,
+        "email",
+        "customer",
+        "Following up on my email: my internet connection still keeps dropping",
+    );
+    assert!(
+        !reasons(&v).contains(&"repeated_contacts".into()),
+        "two contacts are not yet a pattern: {v}"
+    );
+    // A different question of the same customer is not a repeat.
+    let v = turn_on(
+        &s,
+        "r-billing",
+        c,
+        "chat",
+        "customer",
+        "How do I update my billing address?",
+    );
+    assert!(!reasons(&v).contains(&"repeated_contacts".into()), "{v}");
+    let v = turn_on(
+        &s,
+        "r-voice",
+        c,
+        "voice",
+        "customer",
+        "I'm calling a third time because the internet still cuts out",
+    );
+    let flag = v["escalation"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reason"] == "repeated_contacts")
+        .unwrap_or_else(|| panic!("not flagged: {v}"));
+    assert_eq!(flag["turn"], 1);
+    assert!(
+        flag["detail"].as_str().unwrap().starts_with("3 contacts"),
+        "{v}"
+    );
+    assert!(
+        flag["detail"]
+            .as_str()
+            .unwrap()
+            .contains("chat, email, voice"),
+        "{v}"
+    );
+    assert_eq!(v["escalation"]["flagged"], true);
+    assert_eq!(v["escalation"]["priority"], true, "{v}");
+    let (_, cust) = s.call_as(AGENT, "GET", &format!("/v1/customers/{c}"), None);
+    assert!(
+        cust["summary"].as_str().unwrap().contains("PRIORITY"),
+        "{cust}"
+    );
+
+    // The chat contact is resolved: two unresolved contacts remain, below the policy's three.
+    let (status, r) = s.call_as(
+        AGENT,
+        "POST",
+        "/v1/conversations/r-chat/resolve",
+        Some(json!({})),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert!(r["resolved_at"].is_string(), "{r}");
+    let (_, v) = s.call_as(AGENT, "GET", "/v1/conversations/r-voice", None);
+    assert!(!reasons(&v).contains(&"repeated_contacts".into()), "{v}");
+    assert_eq!(v["escalation"]["priority"], false);
+    // The customer writes on the chat again: it is open again, and counts again.
+    turn_on(&s, "r-chat", c, "chat", "customer", "It is dropping again.");
+    let (_, v) = s.call_as(AGENT, "GET", "/v1/conversations/r-voice", None);
+    assert!(reasons(&v).contains(&"repeated_contacts".into()), "{v}");
+
+    let (status, e) = s.call_as(
+        AGENT,
+        "POST",
+        "/v1/conversations/nobody/resolve",
+        Some(json!({})),
+    );
+    assert_eq!(status, 404, "{e}");
+    let (status, e) = s.call_as(
+        AGENT,
+        "POST",
+        "/v1/conversations/r-chat/resolve",
+        Some(json!({"resolved": "yes"})),
+    );
+    assert_eq!(status, 422, "{e}");
 }
 
 #[test]
@@ -297,5 +414,70 @@ fn a_chat_that_moves_to_voice_keeps_its_context() {
     assert!(c["summary"].as_str().unwrap().contains(follow_up), "{c}");
     assert_eq!(c["latest"]["id"], "voice-1", "{c}");
     let (status, _) = s.call_as(AGENT, "GET", "/v1/customers/nobody", None);
+    assert_eq!(status, 404);
+
+    // The voice call goes to an agent: the hand-off summary says what was asked, what was
+    // answered from which card, what is still open and how the customer feels.
+    let gift = ask(
+        json!({"question": "Do you also sell gift cards?", "channel": "voice",
+                           "conversation_id": "voice-1", "customer_id": "cust-x"}),
+    );
+    assert_eq!(gift["handoff"], true, "{gift}");
+    let (status, h) = s.call_as(AGENT, "GET", "/v1/conversations/voice-1/handoff", None);
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(h["customer_id"], "cust-x");
+    assert_eq!(
+        h["asked"],
+        json!([follow_up, "Do you also sell gift cards?"]),
+        "{h}"
+    );
+    assert_eq!(h["answered"].as_array().unwrap().len(), 1, "{h}");
+    assert_eq!(
+        h["answered"][0]["citations"][0]["card_id"],
+        json!(router),
+        "{h}"
+    );
+    assert_eq!(
+        h["unresolved"][0]["text"], "Do you also sell gift cards?",
+        "{h}"
+    );
+    assert_eq!(
+        h["unresolved"][0]["why"], "handed_off: no_relevant_card",
+        "{h}"
+    );
+    assert_eq!(h["other_contacts"][0]["conversation_id"], "chat-1", "{h}");
+    let summary = h["summary"].as_str().unwrap();
+    assert!(summary.contains(ROUTER.0), "{summary}");
+    assert!(summary.contains("Still open"), "{summary}");
+    // An angry turn nobody has answered yet is open too, and the feeling says so.
+    turn_on(
+        &s,
+        "voice-1",
+        "cust-x",
+        "voice",
+        "customer",
+        "This is useless, I still cannot get online and I am furious!",
+    );
+    let (_, h) = s.call_as(AGENT, "GET", "/v1/conversations/voice-1/handoff", None);
+    assert_eq!(h["feeling"]["last"], "negative", "{h}");
+    assert!(
+        h["unresolved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["why"] == "no_reply" && u["text"].as_str().unwrap().contains("furious")),
+        "{h}"
+    );
+    // Resolved: nothing is open.
+    s.call_as(
+        AGENT,
+        "POST",
+        "/v1/conversations/voice-1/resolve",
+        Some(json!({"resolved": true})),
+    );
+    let (_, h) = s.call_as(AGENT, "GET", "/v1/conversations/voice-1/handoff", None);
+    assert_eq!(h["resolved"], true);
+    assert_eq!(h["unresolved"], json!([]), "{h}");
+    let (status, _) = s.call_as(AGENT, "GET", "/v1/conversations/nobody/handoff", None);
     assert_eq!(status, 404);
 }

@@ -65,6 +65,7 @@ pub async fn answer(
             .assess_with(
                 &conversation_id,
                 b.customer_id.as_deref(),
+                b.channel.as_str(),
                 &b.question,
                 mood.as_ref(),
             )

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiJson, ApiResult, ErrorBody};
+use crate::conversation::handoff::HandoffSummary;
 use crate::conversation::{ConversationView, CustomerView, NewTurn};
 use crate::error::Error;
 
@@ -69,6 +70,56 @@ pub async fn get_conversation(
         .await?
         .ok_or_else(|| Error::NotFound(format!("no conversation {id}")))?;
     Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// `false` reopens the conversation. Default `true`.
+    #[serde(default = "yes")]
+    pub resolved: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Marks the conversation's issue resolved (or reopens it). Resolved contacts no longer count
+/// as repeated contacts; the customer's next turn reopens the conversation.
+#[utoipa::path(post, path = "/v1/conversations/{id}/resolve", tag = "conversation", request_body = ResolveBody,
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, body = ConversationView), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resolve(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ResolveBody>,
+) -> ApiResult<Json<ConversationView>> {
+    Ok(Json(s.conversations.resolve(&id, b.resolved).await?))
+}
+
+/// For the person taking a conversation over: what was asked, what was answered (with the
+/// cards), what is still open, how the customer feels, the escalation state and the customer's
+/// other recent contacts, with a few sentences to read first.
+#[utoipa::path(get, path = "/v1/conversations/{id}/handoff", tag = "conversation",
+    params(("id" = String, Path, description = "Conversation id"), ConversationQuery),
+    responses((status = 200, body = HandoffSummary),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn handoff(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ConversationQuery>,
+) -> ApiResult<Json<HandoffSummary>> {
+    let summary = s
+        .conversations
+        .handoff(&id, q.customer_id.as_deref())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no conversation {id}")))?;
+    Ok(Json(summary))
 }
 
 /// One customer across channels: their conversations, most recent first, and a one-line summary

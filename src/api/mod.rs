@@ -3,6 +3,7 @@
 //! place, [`router`], so another axum application can mount the whole API.
 
 pub mod answer;
+pub mod assist;
 pub mod auth;
 pub mod cards;
 pub mod conversations;
@@ -114,8 +115,8 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
-        search::search, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::get_customer,
-        answer::answer, answer::feedback, answer::reload_prompts,
+        search::search, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer,
+        answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
         openai::chat_completions, openai::embeddings, openai::models, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
     components(schemas(error::ErrorBody)),
@@ -161,8 +162,17 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{id}/turns",
             post(conversations::add_turn),
         )
+        .route(
+            "/v1/conversations/{id}/resolve",
+            post(conversations::resolve),
+        )
+        .route(
+            "/v1/conversations/{id}/handoff",
+            get(conversations::handoff),
+        )
         .route("/v1/customers/{id}", get(conversations::get_customer))
         .route("/v1/answer", post(answer::answer))
+        .route("/v1/assist/suggest", post(assist::suggest))
         .route("/v1/answers/{id}/feedback", post(answer::feedback))
         .route("/v1/prompts/reload", post(answer::reload_prompts))
         .route("/v1/chat/completions", post(openai::chat_completions))

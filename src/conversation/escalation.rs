@@ -14,7 +14,7 @@ pub use crate::config::EscalationConfig as EscalationPolicy;
 /// Why a conversation was flagged, and at which turn (`Turn::seq`).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Flag {
-    /// `negative_streak`, `sharp_drop` or `human_requested`.
+    /// `negative_streak`, `sharp_drop`, `human_requested` or `repeated_contacts`.
     pub reason: &'static str,
     pub turn: i64,
     pub detail: String,
@@ -23,6 +23,8 @@ pub struct Flag {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Escalation {
     pub flagged: bool,
+    /// The customer came back about one unresolved issue on more than one channel: serve first.
+    pub priority: bool,
     /// Every rule that fired, in turn order; the first is what flagged the conversation.
     pub reasons: Vec<Flag>,
 }
@@ -92,6 +94,7 @@ impl EscalationPolicy {
         }
         Escalation {
             flagged: !reasons.is_empty(),
+            priority: false,
             reasons,
         }
     }

@@ -5,12 +5,14 @@
 //!   training (`kefu train sentiment`).
 //! - [`escalation`]: the policy that flags a conversation whose mood is turning, and the mood
 //!   trend.
+//! - [`handoff`]: what a person taking over needs to know, without reading every turn.
 //!
 //! [`Conversations`] ties them to the store: every customer turn is scored as it arrives, and a
 //! conversation's escalation state is recomputed from its turns when read, so a changed policy
 //! applies to old conversations too.
 
 pub mod escalation;
+pub mod handoff;
 pub mod sentiment;
 
 use std::sync::Arc;
@@ -19,9 +21,14 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::knowledge::blocking;
-use crate::store::Store;
-use crate::store::conversations::{ConversationRecord, ConversationSummary, Turn, TurnMood};
-use escalation::{Escalation, EscalationPolicy, MoodTrend};
+use crate::knowledge::text::shorten as truncate;
+use crate::store::conversations::{
+    CARRY_HOURS, Contact, ConversationRecord, ConversationSummary, Turn, TurnMood,
+};
+use crate::store::vector::embedded::dot;
+use crate::store::{Store, hours_ago};
+use escalation::{Escalation, EscalationPolicy, Flag, MoodTrend};
+use handoff::HandoffSummary;
 use sentiment::SentimentModel;
 
 /// Longest turn accepted, in characters.
@@ -96,6 +103,9 @@ impl Conversations {
             summary.push_str(&format!("; last asked: \"{}\"", truncate(text, 160)));
         }
         if let Some(v) = &latest {
+            if v.escalation.priority {
+                summary.push_str("; PRIORITY (repeat contact about an unresolved issue)");
+            }
             summary.push_str(&format!("; mood {}", v.mood.direction));
             if let Some(f) = v.escalation.reasons.first() {
                 summary.push_str(&format!("; flagged ({}: {})", f.reason, f.detail));
@@ -185,20 +195,71 @@ impl Conversations {
             .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} vanished")))
     }
 
+    /// Marks the conversation's issue resolved, or open again; resolved contacts do not count
+    /// as repeated contacts. A later turn reopens it.
+    pub async fn resolve(&self, conversation_id: &str, resolved: bool) -> Result<ConversationView> {
+        validate_id("conversation id", conversation_id)?;
+        let (store, id) = (self.store.clone(), conversation_id.to_string());
+        if !blocking(move || store.set_resolved(&id, resolved)).await? {
+            return Err(Error::NotFound(format!(
+                "no conversation {conversation_id}"
+            )));
+        }
+        self.get(conversation_id, None)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} vanished")))
+    }
+
+    /// The turns an assistant reads for a conversation: its last `n`, or, while it has no
+    /// customer turn yet (an agent picking up a customer who came from another channel), the
+    /// last `n` of the customer's latest other conversation of the last day.
+    pub async fn context_turns(&self, view: &ConversationView, n: usize) -> Result<Vec<Turn>> {
+        let r = &view.record;
+        if r.turns.iter().any(|t| t.role == "customer") {
+            return Ok(r.turns[r.turns.len().saturating_sub(n)..].to_vec());
+        }
+        let Some(customer) = r.customer_id.clone() else {
+            return Ok(r.turns.clone());
+        };
+        let (store, id) = (self.store.clone(), r.id.clone());
+        let since = hours_ago(CARRY_HOURS);
+        let mut turns = blocking(move || store.carried_turns(&customer, &id, &since, n)).await?;
+        turns.extend(r.turns.iter().cloned());
+        Ok(turns)
+    }
+
+    /// What a person taking the conversation over needs: what was asked and answered, what is
+    /// still open, how the customer feels, and their other recent contacts.
+    pub async fn handoff(
+        &self,
+        conversation_id: &str,
+        customer_id: Option<&str>,
+    ) -> Result<Option<HandoffSummary>> {
+        let Some(view) = self.get(conversation_id, customer_id).await? else {
+            return Ok(None);
+        };
+        let (store, id) = (self.store.clone(), conversation_id.to_string());
+        let answers = blocking(move || store.conversation_answers(&id)).await?;
+        let others = match &view.record.customer_id {
+            Some(c) => {
+                let (store, c, id) = (self.store.clone(), c.clone(), conversation_id.to_string());
+                let since = hours_ago(self.policy.repeat_window_hours.into());
+                blocking(move || store.contacts_since(&c, &id, &since, 20)).await?
+            }
+            None => Vec::new(),
+        };
+        Ok(Some(handoff::summarise(view, answers, others)))
+    }
+
     pub async fn get(
         &self,
         conversation_id: &str,
         customer_id: Option<&str>,
     ) -> Result<Option<ConversationView>> {
-        let (store, id, cust) = (
-            self.store.clone(),
-            conversation_id.to_string(),
-            customer_id.map(str::to_string),
-        );
-        let Some(record) = blocking(move || store.conversation(&id, cust.as_deref())).await? else {
-            return Ok(None);
-        };
-        Ok(Some(self.view(record)))
+        match self.record(conversation_id, customer_id).await? {
+            Some(r) => Ok(Some(self.view(r).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The escalation state the conversation would have with one more customer turn (the
@@ -207,39 +268,159 @@ impl Conversations {
         &self,
         conversation_id: &str,
         customer_id: Option<&str>,
+        channel: &str,
         question: &str,
         mood: Option<&TurnMood>,
     ) -> Result<Escalation> {
-        let mut turns = match self.get(conversation_id, customer_id).await? {
-            Some(v) => v.record.turns,
-            None => Vec::new(),
+        let (mut turns, customer) = match self.record(conversation_id, customer_id).await? {
+            Some(r) => (r.turns, r.customer_id.or(customer_id.map(str::to_string))),
+            None => (Vec::new(), customer_id.map(str::to_string)),
         };
         turns.push(Turn {
             seq: turns.last().map_or(1, |t| t.seq + 1),
             role: "customer".into(),
-            channel: String::new(),
+            channel: channel.to_string(),
             text: question.to_string(),
             at: String::new(),
             sentiment: mood.map(|m| m.label.clone()),
             valence: mood.map(|m| m.valence),
         });
-        Ok(self.policy.assess(&turns))
+        // The new turn reopens a resolved conversation, so it counts as unresolved.
+        self.escalation(conversation_id, customer.as_deref(), &turns, false)
+            .await
     }
 
-    fn view(&self, record: ConversationRecord) -> ConversationView {
-        ConversationView {
+    async fn record(
+        &self,
+        conversation_id: &str,
+        customer_id: Option<&str>,
+    ) -> Result<Option<ConversationRecord>> {
+        let (store, id, cust) = (
+            self.store.clone(),
+            conversation_id.to_string(),
+            customer_id.map(str::to_string),
+        );
+        blocking(move || store.conversation(&id, cust.as_deref())).await
+    }
+
+    async fn view(&self, record: ConversationRecord) -> Result<ConversationView> {
+        let escalation = self
+            .escalation(
+                &record.id,
+                record.customer_id.as_deref(),
+                &record.turns,
+                record.resolved_at.is_some(),
+            )
+            .await?;
+        Ok(ConversationView {
             mood: escalation::mood_trend(&record.turns),
-            escalation: self.policy.assess(&record.turns),
+            escalation,
             record,
+        })
+    }
+
+    /// The policy over the turns, plus the one rule that needs the customer's other contacts.
+    async fn escalation(
+        &self,
+        conversation_id: &str,
+        customer_id: Option<&str>,
+        turns: &[Turn],
+        resolved: bool,
+    ) -> Result<Escalation> {
+        let mut e = self.policy.assess(turns);
+        if !resolved
+            && let Some(customer) = customer_id
+            && let Some((flag, priority)) = self
+                .repeated_contacts(conversation_id, customer, turns)
+                .await?
+        {
+            e.reasons.push(flag);
+            e.flagged = true;
+            e.priority = priority;
         }
+        Ok(e)
+    }
+
+    /// `repeated_contacts`: enough unresolved contacts of this customer, in the window, open
+    /// with what this conversation opens with. The embeddings are only computed when there are
+    /// enough recent unresolved contacts to matter, so a first-time customer costs one query.
+    async fn repeated_contacts(
+        &self,
+        conversation_id: &str,
+        customer_id: &str,
+        turns: &[Turn],
+    ) -> Result<Option<(Flag, bool)>> {
+        let p = &self.policy;
+        let Some(model) = &self.sentiment else {
+            return Ok(None);
+        };
+        let opening = opening(turns);
+        if p.repeat_contacts < 2 || opening.is_empty() {
+            return Ok(None);
+        }
+        let since = hours_ago(p.repeat_window_hours.into());
+        let (store, cust, conv) = (
+            self.store.clone(),
+            customer_id.to_string(),
+            conversation_id.to_string(),
+        );
+        let contacts: Vec<Contact> =
+            blocking(move || store.contacts_since(&cust, &conv, &since, 20))
+                .await?
+                .into_iter()
+                .filter(|c| !c.resolved && !c.opening.is_empty())
+                .collect();
+        if contacts.len() + 1 < p.repeat_contacts {
+            return Ok(None);
+        }
+        let mut texts = vec![opening];
+        texts.extend(contacts.iter().map(|c| c.opening.clone()));
+        let v = model.topic_vectors(texts).await?;
+        let same: Vec<&Contact> = contacts
+            .iter()
+            .zip(&v[1..])
+            .filter(|(_, x)| dot(&v[0], x) >= p.same_issue_similarity)
+            .map(|(c, _)| c)
+            .collect();
+        if same.len() + 1 < p.repeat_contacts {
+            return Ok(None);
+        }
+        let mut channels: Vec<String> = turns
+            .iter()
+            .map(|t| t.channel.clone())
+            .chain(same.iter().flat_map(|c| c.channels.iter().cloned()))
+            .filter(|c| !c.is_empty())
+            .collect();
+        channels.sort();
+        channels.dedup();
+        let turn = turns
+            .iter()
+            .rev()
+            .find(|t| t.role == "customer")
+            .map_or(0, |t| t.seq);
+        let flag = Flag {
+            reason: "repeated_contacts",
+            turn,
+            detail: format!(
+                "{} contacts about the same issue in {} h over {}, none resolved",
+                same.len() + 1,
+                p.repeat_window_hours,
+                channels.join(", ")
+            ),
+        };
+        Ok(Some((flag, channels.len() >= 2)))
     }
 }
 
-fn truncate(s: &str, chars: usize) -> String {
-    match s.char_indices().nth(chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
+/// What a conversation is about: its first customer turns.
+fn opening(turns: &[Turn]) -> String {
+    turns
+        .iter()
+        .filter(|t| t.role == "customer")
+        .take(3)
+        .map(|t| t.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn validate_id(name: &str, v: &str) -> Result<()> {

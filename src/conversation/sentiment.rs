@@ -96,6 +96,20 @@ impl SentimentModel {
     }
 }
 
+impl SentimentModel {
+    /// Vectors for comparing what texts are about (see [`LinearHead::centered`]); the cosine of
+    /// two is their similarity.
+    pub async fn topic_vectors(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ModelError> {
+        let langs: Vec<&str> = texts.iter().map(|t| detect_language(t)).collect();
+        let vectors = self.pool.embed(texts, TextKind::Query).await?;
+        Ok(vectors
+            .iter()
+            .zip(langs)
+            .map(|(v, lang)| self.head.centered(v, lang))
+            .collect())
+    }
+}
+
 fn to_sentiment(p: &[f32]) -> Sentiment {
     let i = LinearHead::argmax(p);
     Sentiment {

@@ -50,8 +50,7 @@ impl Channel {
     }
 }
 
-/// How recent a customer's other conversation must be for its context to carry into a new one.
-const CARRY_HOURS: i64 = 24;
+use crate::store::conversations::CARRY_HOURS;
 
 #[derive(Debug, Clone)]
 pub struct AnswerRequest {
@@ -95,10 +94,10 @@ pub enum AnswerEvent {
 }
 
 pub struct Answerer {
-    knowledge: Arc<Knowledge>,
-    generator: Option<GenPool>,
-    prompts: Arc<Prompts>,
-    cfg: AnswerConfig,
+    pub(super) knowledge: Arc<Knowledge>,
+    pub(super) generator: Option<GenPool>,
+    pub(super) prompts: Arc<Prompts>,
+    pub(super) cfg: AnswerConfig,
 }
 
 /// Everything decided before generation starts.
@@ -114,7 +113,7 @@ struct Plan {
     fingerprint: Option<guard::Fingerprint>,
 }
 
-fn language_name(code: &str) -> &str {
+pub(super) fn language_name(code: &str) -> &str {
     match code {
         "zh" | "zh-cn" | "zh-hans" => "Simplified Chinese",
         "zh-tw" | "zh-hant" => "Traditional Chinese",
@@ -129,7 +128,7 @@ fn language_name(code: &str) -> &str {
 
 const MAX_QUESTION_CHARS: usize = 2000;
 /// A card body longer than this goes to the model as its best-matching passage only.
-const MAX_CARD_CHARS: usize = 2400;
+pub(super) const MAX_CARD_CHARS: usize = 2400;
 
 impl Answerer {
     pub fn new(
@@ -209,10 +208,7 @@ impl Answerer {
                     // to an agent): the context of their latest other conversation of the last
                     // day comes with them.
                     Some(c) if own.is_empty() => {
-                        let since = (time::OffsetDateTime::now_utc()
-                            - time::Duration::hours(CARRY_HOURS))
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .expect("RFC 3339 formats every UTC time");
+                        let since = crate::store::hours_ago(CARRY_HOURS);
                         store.carried_turns(&c, &conv, &since, n)
                     }
                     _ => Ok(own),
@@ -241,7 +237,9 @@ impl Answerer {
             plan.handoff = Some("unsupported_request");
             return Ok(plan);
         }
-        let hits = self.retrieve(&question, &history, plan.req.channel).await?;
+        let hits = self
+            .retrieve(&question, &history, Some(plan.req.channel))
+            .await?;
         let best = hits.first().map(|h| h.score).unwrap_or(0.0);
         plan.confidence = self.confidence(best);
         if best < self.cfg.threshold {
@@ -300,14 +298,14 @@ impl Answerer {
 
     /// The question's hits, and for a follow-up (a conversation with earlier customer turns) the
     /// hits of the question read together with the previous one, best score per card.
-    async fn retrieve(
+    pub(super) async fn retrieve(
         &self,
         question: &str,
         history: &[Turn],
-        channel: Channel,
+        channel: Option<Channel>,
     ) -> Result<Vec<Hit>> {
         let filters = || Filters {
-            channel: Some(channel.as_str().to_string()),
+            channel: channel.map(|c| c.as_str().to_string()),
             ..Default::default()
         };
         let k = self.cfg.max_cards.max(3) * 2;
@@ -419,7 +417,11 @@ impl Answerer {
     /// answer as the best card's (within 0.03 cosine). Meaning rather than shared words, so that a
     /// Chinese answer from an English card cites it; the passages' vectors are the ones stored
     /// at indexing, so only the answer is embedded.
-    async fn cite(&self, answer: &str, cards: &[(Hit, String)]) -> Result<Vec<Citation>> {
+    pub(super) async fn cite(
+        &self,
+        answer: &str,
+        cards: &[(Hit, String)],
+    ) -> Result<Vec<Citation>> {
         if cards.len() <= 1 {
             return Ok(cards.iter().map(|(h, _)| citation(h)).collect());
         }
@@ -502,7 +504,7 @@ impl Answerer {
     }
 }
 
-fn citation(h: &Hit) -> Citation {
+pub(super) fn citation(h: &Hit) -> Citation {
     Citation {
         card_id: h.card_id.clone(),
         title: h.title.clone(),

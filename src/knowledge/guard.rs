@@ -43,6 +43,7 @@ pub fn sanitize_card(text: &str) -> String {
 }
 
 /// Word 6-grams (or 8-character runs of CJK text) of the service's fixed instructions.
+#[derive(Clone)]
 pub struct Fingerprint(HashSet<String>);
 
 const N: usize = 6;

@@ -7,6 +7,7 @@
 //! can neither interleave their index updates nor lose one another.
 
 pub mod answer;
+pub mod assist;
 pub mod card;
 pub mod compliance;
 pub mod guard;

@@ -1,4 +1,4 @@
-//! The answer templates (prompts/*.j2), loaded at start and reloadable without a restart.
+//! The answer and agent-assist templates (prompts/*.j2), loaded at start and reloadable without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// Templates built into the binary, used when no prompts folder is configured or present, and
 /// the list of names a folder must provide.
-const BUILTIN: [(&str, &str); 6] = [
+const BUILTIN: [(&str, &str); 8] = [
     ("_grounding.j2", include_str!("../../prompts/_grounding.j2")),
     (
         "answer.chat.j2",
@@ -29,6 +29,8 @@ const BUILTIN: [(&str, &str); 6] = [
         include_str!("../../prompts/answer.voice.j2"),
     ),
     ("handoff.j2", include_str!("../../prompts/handoff.j2")),
+    ("suggest.j2", include_str!("../../prompts/suggest.j2")),
+    ("coaching.j2", include_str!("../../prompts/coaching.j2")),
 ];
 
 pub struct Prompts {

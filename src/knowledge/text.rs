@@ -188,6 +188,14 @@ pub fn query_terms(text: &str) -> Vec<String> {
     t
 }
 
+/// The first `chars` characters of `s`, with an ellipsis when it was longer.
+pub fn shorten(s: &str, chars: usize) -> String {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,6 +91,21 @@ impl LinearHead {
         }
     }
 
+    /// The embedding with its group's center taken away, at unit length: what is left is what
+    /// distinguishes the text within its language, so cosines between such vectors spread out
+    /// where raw sentence embeddings bunch together (e5's unrelated sentences score ~0.8).
+    pub fn centered(&self, x: &[f32], group: &str) -> Vec<f32> {
+        let mut v: Vec<f32> = match self.centers.get(group) {
+            Some(c) => x.iter().zip(c).map(|(a, b)| a - b).collect(),
+            None => x.to_vec(),
+        };
+        let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|a| *a /= norm);
+        }
+        v
+    }
+
     /// Label probabilities for one embedding.
     pub fn predict(&self, x: &[f32]) -> Vec<f32> {
         let logits: Vec<f32> = self

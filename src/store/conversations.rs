@@ -52,9 +52,16 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
 "#;
 
+/// How recent a customer's other conversation must be for its context to carry into a new one
+/// (they moved from chat to voice, or to an agent).
+pub const CARRY_HOURS: i64 = 24;
+
 /// Columns added after the first release, with their types: added to older databases on open.
-pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("turns", "sentiment", "TEXT"), ("turns", "valence", "REAL")];
+pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("turns", "sentiment", "TEXT"),
+    ("turns", "valence", "REAL"),
+    ("conversations", "resolved_at", "TEXT"),
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Turn {
@@ -90,6 +97,9 @@ pub struct ConversationRecord {
     pub channel: String,
     pub created_at: String,
     pub updated_at: String,
+    /// When the issue was marked resolved (`POST /v1/conversations/{id}/resolve`); a new turn
+    /// reopens it.
+    pub resolved_at: Option<String>,
     pub turns: Vec<Turn>,
 }
 
@@ -105,6 +115,29 @@ pub struct ConversationSummary {
     pub updated_at: String,
     pub turns: i64,
     pub last_customer_text: Option<String>,
+    pub resolved_at: Option<String>,
+}
+
+/// One of a customer's other contacts, as the repeated-contacts rule reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    pub id: String,
+    pub channels: Vec<String>,
+    pub resolved: bool,
+    /// The customer's first turns (up to three), what the contact was about.
+    pub opening: String,
+}
+
+/// An answer the service gave, as a hand-off summary reads it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct GivenAnswer {
+    pub question: String,
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub handoff: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff_reason: Option<String>,
+    pub at: String,
 }
 
 /// `seq` is set by the caller from the turn's position; the row id only orders.
@@ -217,7 +250,8 @@ impl Store {
             "SELECT c.id, c.channel, c.created_at, c.updated_at,
                     (SELECT COUNT(*) FROM turns t WHERE t.conversation_id = c.id),
                     (SELECT GROUP_CONCAT(DISTINCT t.channel) FROM turns t WHERE t.conversation_id = c.id),
-                    (SELECT t.text FROM turns t WHERE t.conversation_id = c.id AND t.role = 'customer' ORDER BY t.id DESC LIMIT 1)
+                    (SELECT t.text FROM turns t WHERE t.conversation_id = c.id AND t.role = 'customer' ORDER BY t.id DESC LIMIT 1),
+                    c.resolved_at
              FROM conversations c WHERE c.customer_id = ?1 ORDER BY c.updated_at DESC LIMIT ?2",
         )?;
         let rows = st
@@ -233,6 +267,7 @@ impl Store {
                         .map(|c| c.split(',').map(str::to_string).collect())
                         .unwrap_or_default(),
                     last_customer_text: r.get(6)?,
+                    resolved_at: r.get(7)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -250,12 +285,12 @@ impl Store {
         check_owner(&conn, id, customer_id)?;
         let head = conn
             .query_row(
-                "SELECT customer_id, channel, created_at, updated_at FROM conversations WHERE id = ?1",
+                "SELECT customer_id, channel, created_at, updated_at, resolved_at FROM conversations WHERE id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let Some((customer_id, channel, created_at, updated_at)) = head else {
+        let Some((customer_id, channel, created_at, updated_at, resolved_at)) = head else {
             return Ok(None);
         };
         let mut st = conn.prepare(&format!(
@@ -273,8 +308,90 @@ impl Store {
             channel,
             created_at,
             updated_at,
+            resolved_at,
             turns,
         }))
+    }
+
+    /// Marks a conversation's issue resolved (or open again). `false` when there is no such
+    /// conversation.
+    pub fn set_resolved(&self, id: &str, resolved: bool) -> Result<bool, StoreError> {
+        let conn = self.conn.lock();
+        let at = resolved.then(now);
+        Ok(conn.execute(
+            "UPDATE conversations SET resolved_at = ?2 WHERE id = ?1",
+            params![id, at],
+        )? == 1)
+    }
+
+    /// The customer's other conversations updated at or after `since` (RFC 3339), most recent
+    /// first, at most `limit`.
+    pub fn contacts_since(
+        &self,
+        customer_id: &str,
+        except_conversation: &str,
+        since: &str,
+        limit: usize,
+    ) -> Result<Vec<Contact>, StoreError> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(
+            "SELECT c.id, c.resolved_at IS NOT NULL,
+                    (SELECT GROUP_CONCAT(DISTINCT t.channel) FROM turns t WHERE t.conversation_id = c.id),
+                    (SELECT GROUP_CONCAT(x.text, ' ') FROM
+                        (SELECT t.text FROM turns t WHERE t.conversation_id = c.id AND t.role = 'customer' ORDER BY t.id LIMIT 3) x)
+             FROM conversations c
+             WHERE c.customer_id = ?1 AND c.id != ?2 AND c.updated_at >= ?3
+             ORDER BY c.updated_at DESC LIMIT ?4",
+        )?;
+        let rows = st
+            .query_map(
+                params![customer_id, except_conversation, since, limit as i64],
+                |r| {
+                    let channels: Option<String> = r.get(2)?;
+                    Ok(Contact {
+                        id: r.get(0)?,
+                        resolved: r.get(1)?,
+                        channels: channels
+                            .map(|c| c.split(',').map(str::to_string).collect())
+                            .unwrap_or_default(),
+                        opening: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    })
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The answers the service gave in a conversation, oldest first.
+    pub fn conversation_answers(&self, id: &str) -> Result<Vec<GivenAnswer>, StoreError> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(
+            "SELECT question, answer, citations, handoff, handoff_reason, at FROM answers
+             WHERE conversation_id = ?1 ORDER BY at, rowid",
+        )?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok((
+                    GivenAnswer {
+                        question: r.get(0)?,
+                        answer: r.get(1)?,
+                        citations: Vec::new(),
+                        handoff: r.get(3)?,
+                        handoff_reason: r.get(4)?,
+                        at: r.get(5)?,
+                    },
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(mut a, cites)| {
+                a.citations = serde_json::from_str(&cites).map_err(|e| {
+                    StoreError::Corrupt(format!("citations of an answer in {id}: {e}"))
+                })?;
+                Ok(a)
+            })
+            .collect()
     }
 
     /// The last `n` turns of a conversation, oldest first; empty for a conversation not seen yet.
@@ -406,6 +523,7 @@ impl Store {
 }
 
 /// Creates the conversation on first use, or marks it updated (keeping its first customer).
+/// A new turn reopens a resolved issue: the customer is back about it.
 fn touch_conversation(
     conn: &rusqlite::Connection,
     id: &str,
@@ -415,7 +533,7 @@ fn touch_conversation(
 ) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO conversations (id, customer_id, channel, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at,
+         ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at, resolved_at = NULL,
            customer_id = COALESCE(conversations.customer_id, excluded.customer_id)",
         params![id, customer_id, channel, at],
     )?;

@@ -276,8 +276,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#;
 
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// The time `hours` ago, in the stored format (RFC 3339 UTC, so strings compare as times).
+pub fn hours_ago(hours: i64) -> String {
+    rfc3339(time::OffsetDateTime::now_utc() - time::Duration::hours(hours))
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
         .expect("RFC 3339 formats every UTC time")
 }
 

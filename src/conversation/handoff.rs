@@ -1,0 +1,215 @@
+//! The hand-off summary: what the person receiving a conversation (an agent taking over from
+//! the bot, or from another channel) needs to know without reading every turn. Extractive, from
+//! the stored turns and answers: nothing here is generated, so nothing in it can be invented.
+
+use serde::Serialize;
+
+use super::ConversationView;
+use super::escalation::{Escalation, MoodTrend};
+use crate::knowledge::text::shorten as truncate;
+use crate::store::conversations::{Contact, GivenAnswer};
+
+/// How many of the customer's turns the summary quotes.
+const ASKED: usize = 8;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HandoffSummary {
+    pub conversation_id: String,
+    pub customer_id: Option<String>,
+    /// Channels this conversation used.
+    pub channels: Vec<String>,
+    /// The customer's turns, oldest first (the last eight).
+    pub asked: Vec<String>,
+    /// What the service answered from the cards (hand-offs are under `unresolved`).
+    pub answered: Vec<GivenAnswer>,
+    /// What is still open: questions handed off, the customer's last turn when nobody answered
+    /// it or it was negative, in the order asked. Empty once the conversation is resolved.
+    pub unresolved: Vec<Unresolved>,
+    pub feeling: Feeling,
+    pub escalation: Escalation,
+    pub resolved: bool,
+    /// The customer's other contacts in the repeated-contacts window, most recent first.
+    pub other_contacts: Vec<OtherContact>,
+    /// The above in a few sentences, for a person to read first.
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Unresolved {
+    pub text: String,
+    /// `handed_off` (with the hand-off reason), `no_reply` or `still_unhappy`.
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Feeling {
+    /// The sentiment of the customer's last scored turn.
+    pub last: Option<String>,
+    #[serde(flatten)]
+    pub trend: MoodTrend,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OtherContact {
+    pub conversation_id: String,
+    pub channels: Vec<String>,
+    pub resolved: bool,
+    pub opening: String,
+}
+
+pub fn summarise(
+    view: ConversationView,
+    answers: Vec<GivenAnswer>,
+    others: Vec<Contact>,
+) -> HandoffSummary {
+    let r = &view.record;
+    let resolved = r.resolved_at.is_some();
+    let customer: Vec<_> = r.turns.iter().filter(|t| t.role == "customer").collect();
+    let asked: Vec<String> = customer
+        .iter()
+        .skip(customer.len().saturating_sub(ASKED))
+        .map(|t| t.text.clone())
+        .collect();
+    let mut unresolved = Vec::new();
+    if !resolved {
+        for a in answers.iter().filter(|a| a.handoff) {
+            unresolved.push(Unresolved {
+                text: a.question.clone(),
+                why: format!(
+                    "handed_off: {}",
+                    a.handoff_reason.as_deref().unwrap_or("unknown")
+                ),
+            });
+        }
+        if let Some(last) = customer.last()
+            && !unresolved.iter().any(|u| u.text == last.text)
+        {
+            let replied = r
+                .turns
+                .iter()
+                .any(|t| t.seq > last.seq && t.role != "customer");
+            let why = if !replied {
+                Some("no_reply")
+            } else if last.sentiment.as_deref() == Some("negative") {
+                Some("still_unhappy")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                unresolved.push(Unresolved {
+                    text: last.text.clone(),
+                    why: why.into(),
+                });
+            }
+        }
+    }
+    let mut channels: Vec<String> = r.turns.iter().map(|t| t.channel.clone()).collect();
+    channels.sort();
+    channels.dedup();
+    let answered: Vec<GivenAnswer> = answers.into_iter().filter(|a| !a.handoff).collect();
+    let feeling = Feeling {
+        last: customer.iter().rev().find_map(|t| t.sentiment.clone()),
+        trend: view.mood.clone(),
+    };
+    let other_contacts: Vec<OtherContact> = others
+        .into_iter()
+        .map(|c| OtherContact {
+            conversation_id: c.id,
+            channels: c.channels,
+            resolved: c.resolved,
+            opening: truncate(&c.opening, 200),
+        })
+        .collect();
+    let summary = sentences(
+        &view,
+        &channels,
+        &answered,
+        &unresolved,
+        &feeling,
+        &other_contacts,
+    );
+    HandoffSummary {
+        conversation_id: r.id.clone(),
+        customer_id: r.customer_id.clone(),
+        channels,
+        asked,
+        answered,
+        unresolved,
+        feeling,
+        escalation: view.escalation.clone(),
+        resolved,
+        other_contacts,
+        summary,
+    }
+}
+
+fn sentences(
+    view: &ConversationView,
+    channels: &[String],
+    answered: &[GivenAnswer],
+    unresolved: &[Unresolved],
+    feeling: &Feeling,
+    others: &[OtherContact],
+) -> String {
+    let r = &view.record;
+    let mut out = Vec::new();
+    if view.escalation.priority {
+        out.push("PRIORITY: repeat contact about an unresolved issue.".to_string());
+    }
+    let who = r.customer_id.as_deref().unwrap_or("an anonymous customer");
+    let asked = r.turns.iter().filter(|t| t.role == "customer").count();
+    out.push(format!(
+        "Conversation with {who} over {}: {asked} customer turn(s).",
+        channels.join(", ")
+    ));
+    if let Some(first) = r.turns.iter().find(|t| t.role == "customer") {
+        out.push(format!("First asked: \"{}\".", truncate(&first.text, 160)));
+    }
+    if !answered.is_empty() {
+        let mut titles: Vec<&str> = answered
+            .iter()
+            .flat_map(|a| a.citations.iter().map(|c| c.title.as_str()))
+            .collect();
+        titles.dedup();
+        out.push(format!(
+            "Answered {} time(s) from: {}.",
+            answered.len(),
+            if titles.is_empty() {
+                "no card".to_string()
+            } else {
+                titles.join("; ")
+            }
+        ));
+    }
+    if view.record.resolved_at.is_some() {
+        out.push("Marked resolved.".into());
+    } else if unresolved.is_empty() {
+        out.push("Nothing is known to be open.".into());
+    } else {
+        let open: Vec<String> = unresolved
+            .iter()
+            .map(|u| format!("\"{}\" ({})", truncate(&u.text, 120), u.why))
+            .collect();
+        out.push(format!("Still open: {}.", open.join("; ")));
+    }
+    if let Some(last) = &feeling.last {
+        out.push(format!(
+            "The customer's last turn was {last}; mood {}.",
+            feeling.trend.direction
+        ));
+    }
+    if let Some(f) = view.escalation.reasons.first() {
+        out.push(format!(
+            "Flagged at turn {} ({}: {}).",
+            f.turn, f.reason, f.detail
+        ));
+    }
+    let open_others = others.iter().filter(|c| !c.resolved).count();
+    if !others.is_empty() {
+        out.push(format!(
+            "{} other recent contact(s), {open_others} unresolved.",
+            others.len()
+        ));
+    }
+    out.join(" ")
+}
