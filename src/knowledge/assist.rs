@@ -176,13 +176,18 @@ impl Answerer {
         } else if covering.is_empty() {
             context.no_suggestions = Some("not_covered");
         } else if let Some(g) = &self.generator {
-            let ctx = |cards: Vec<minijinja::Value>| {
+            let card_limits: Vec<String> =
+                covering.iter().flat_map(|(_, body)| limits(body)).collect();
+            // Card text (the cards and their limit sentences) is left out of the fingerprint:
+            // a reply may quote the cards, not the instructions.
+            let ctx = |cards: Vec<minijinja::Value>, limits: &[String]| {
                 minijinja::context! {
                     cards => cards,
                     language => &context.language,
                     language_name => language_name(&context.language),
                     channel => req.turns[last].channel.as_str(),
                     upset => upset,
+                    limits => limits.to_vec(),
                 }
             };
             let card_ctx = covering
@@ -190,9 +195,11 @@ impl Answerer {
                 .enumerate()
                 .map(|(i, (h, body))| minijinja::context! { n => i + 1, title => &h.title, body => body })
                 .collect();
-            let system = self.prompts.render("suggest.j2", ctx(card_ctx))?;
+            let system = self
+                .prompts
+                .render("suggest.j2", ctx(card_ctx, &card_limits))?;
             fingerprint = Some(guard::Fingerprint::of(
-                &self.prompts.render("suggest.j2", ctx(Vec::new()))?,
+                &self.prompts.render("suggest.j2", ctx(Vec::new(), &[]))?,
             ));
             // The customer speaks as the user; the bot and the agent are both "us".
             let mut messages = vec![ChatMessage::new("system", system)];
