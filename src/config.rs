@@ -41,6 +41,41 @@ pub struct Config {
     pub search: SearchConfig,
     pub answer: AnswerConfig,
     pub escalation: EscalationConfig,
+    pub vector: VectorConfig,
+}
+
+/// Where the card vectors live: in process (default), or in Qdrant when one machine is not
+/// enough. SQLite stays the source of truth either way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorConfig {
+    /// `embedded` or `qdrant`.
+    pub backend: String,
+    /// Qdrant's gRPC address.
+    pub url: String,
+    pub api_key: Option<String>,
+    pub collection: String,
+    pub shard_number: u32,
+    pub replication_factor: u32,
+    /// Keep the vectors on disk (memory-mapped) rather than in RAM.
+    pub on_disk: bool,
+    /// How long one request to Qdrant may take before it counts as unavailable.
+    pub timeout_ms: u64,
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        VectorConfig {
+            backend: "embedded".into(),
+            url: "http://127.0.0.1:6334".into(),
+            api_key: None,
+            collection: "kefu_cards".into(),
+            shard_number: 1,
+            replication_factor: 1,
+            on_disk: false,
+            timeout_ms: 5000,
+        }
+    }
 }
 
 /// When a conversation is flagged for a person (`conversation::escalation`).
@@ -194,6 +229,7 @@ impl Default for Config {
             search: SearchConfig::default(),
             answer: AnswerConfig::default(),
             escalation: EscalationConfig::default(),
+            vector: VectorConfig::default(),
         }
     }
 }
@@ -370,6 +406,27 @@ impl Config {
         if let Some(v) = get("KEFU_EMBED_QUEUE") {
             self.limits.embed_queue = num("KEFU_EMBED_QUEUE", &v)?;
         }
+        if let Some(v) = get("KEFU_VECTOR_BACKEND") {
+            self.vector.backend = v.trim().to_string();
+        }
+        if let Some(v) = get("KEFU_VECTOR_URL") {
+            self.vector.url = v.trim().to_string();
+        }
+        if let Some(v) = get("KEFU_VECTOR_API_KEY") {
+            self.vector.api_key = Some(v).filter(|k| !k.is_empty());
+        }
+        if let Some(v) = get("KEFU_VECTOR_COLLECTION") {
+            self.vector.collection = v.trim().to_string();
+        }
+        if let Some(v) = get("KEFU_VECTOR_SHARD_NUMBER") {
+            self.vector.shard_number = num("KEFU_VECTOR_SHARD_NUMBER", &v)? as u32;
+        }
+        if let Some(v) = get("KEFU_VECTOR_REPLICATION_FACTOR") {
+            self.vector.replication_factor = num("KEFU_VECTOR_REPLICATION_FACTOR", &v)? as u32;
+        }
+        if let Some(v) = get("KEFU_VECTOR_ON_DISK") {
+            self.vector.on_disk = matches!(v.trim(), "1" | "true" | "yes");
+        }
         if let Some(v) = get("KEFU_COMPLIANCE_ALLOW") {
             self.compliance.allow = v
                 .split(',')
@@ -402,6 +459,20 @@ impl Config {
                 "models.sentiment is {:?}: use \"head\" or \"none\"",
                 self.models.sentiment
             )));
+        }
+        let v = &self.vector;
+        if !matches!(v.backend.as_str(), "embedded" | "qdrant") {
+            return Err(ConfigError::Invalid(format!(
+                "vector.backend is {:?}: use \"embedded\" or \"qdrant\"",
+                v.backend
+            )));
+        }
+        if v.backend == "qdrant"
+            && (v.collection.is_empty() || v.shard_number == 0 || v.replication_factor == 0)
+        {
+            return Err(ConfigError::Invalid(
+                "vector.collection must be set and vector.shard_number and vector.replication_factor be at least 1".into(),
+            ));
         }
         for k in &self.auth.keys {
             if k.key.len() < 8 {

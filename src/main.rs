@@ -66,6 +66,35 @@ enum Command {
         #[command(subcommand)]
         command: TrainCommand,
     },
+    /// The vector index ([vector] in kefu.toml): rebuild it from the cards, or check it.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Write every published card into the configured backend, in batches, with a progress
+    /// bar. Resumable: run it again after an interruption and it continues. Moving from the
+    /// embedded index to Qdrant is: set [vector] backend = "qdrant", run this.
+    Rebuild {
+        /// Chunk and embed every card again with the current embedder (otherwise the vectors
+        /// stored with the cards are copied, which is much faster).
+        #[arg(long)]
+        reembed: bool,
+        /// Cards per checkpoint.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, env = "KEFU_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Report published cards missing from or stale in the index, and cards it holds that are
+    /// not published; exits 1 when it disagrees with the cards.
+    Verify {
+        #[arg(long, env = "KEFU_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,9 +194,15 @@ fn main() -> anyhow::Result<()> {
         offline: cli.global.offline,
         ..Default::default()
     };
-    if let Command::Serve { addr, data_dir } = &cli.command {
-        ov.addr = *addr;
-        ov.data_dir = data_dir.clone();
+    match &cli.command {
+        Command::Serve { addr, data_dir } => {
+            ov.addr = *addr;
+            ov.data_dir = data_dir.clone();
+        }
+        Command::Index {
+            command: IndexCommand::Rebuild { data_dir, .. } | IndexCommand::Verify { data_dir },
+        } => ov.data_dir = data_dir.clone(),
+        _ => {}
     }
     let cfg = Config::load(cli.global.config.as_deref(), &ov)?;
     if cfg.models.threads > 0 {
@@ -223,6 +258,44 @@ fn main() -> anyhow::Result<()> {
             let head = sentiment::train(&reg, &embedder, plan, &out)?;
             println!("{}", serde_json::to_string_pretty(&head.provenance)?);
             println!("wrote {}", out.display());
+        }
+        Command::Index { command } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let code = rt.block_on(async {
+                let k = kefu::server::knowledge_only(&cfg).await?;
+                if let Err(why) = k.index_readiness() {
+                    anyhow::bail!("the vector index is not available: {why}");
+                }
+                match command {
+                    IndexCommand::Rebuild { reembed, batch, .. } => {
+                        let bar = indicatif::ProgressBar::new(0).with_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{msg} [{bar:40}] {pos}/{len} cards ({per_sec}, {eta} left)",
+                            )
+                            .expect("valid template"),
+                        );
+                        bar.set_message(format!("rebuilding the {} index", k.index_backend()));
+                        let n = k
+                            .rebuild_index(reembed, batch, |done, total| {
+                                bar.set_length(total as u64);
+                                bar.set_position(done as u64);
+                            })
+                            .await?;
+                        bar.finish_and_clear();
+                        let status = k.index_status().await?;
+                        println!("{}", serde_json::to_string_pretty(&status)?);
+                        println!("rebuilt {n} cards into the {} index", k.index_backend());
+                        Ok(if status.consistent { 0 } else { 1 })
+                    }
+                    IndexCommand::Verify { .. } => {
+                        k.prepare_index().await?;
+                        let status = k.index_status().await?;
+                        println!("{}", serde_json::to_string_pretty(&status)?);
+                        Ok(if status.consistent { 0 } else { 1 })
+                    }
+                }
+            })?;
+            std::process::exit(code);
         }
         Command::Config => {
             let mut shown = cfg.clone();

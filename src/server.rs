@@ -17,6 +17,8 @@ use crate::runtime::generate::{GenPool, Generator};
 use crate::runtime::registry::Registry;
 use crate::runtime::{ModelError, device};
 use crate::store::vector::embedded::EmbeddedIndex;
+use crate::store::vector::qdrant::QdrantIndex;
+use crate::store::vector::{VectorError, VectorIndex};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,11 +124,11 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
             .map_err(|e| StartError::Other(format!("prompt templates: {e}")))?,
     );
     tracing::info!(source = %prompts.info().source, "prompt templates loaded");
-    let index = Arc::new(EmbeddedIndex::new(pool.dim()));
+    let index = vector_index(&cfg.vector, pool.dim()).await?;
     let knowledge = Arc::new(Knowledge::new(
         store,
         pool,
-        index.clone(),
+        index,
         &cfg.compliance.allow,
         cfg.limits.max_card_bytes,
     ));
@@ -134,11 +136,8 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         .prepare_index()
         .await
         .map_err(|e| StartError::Other(format!("loading the vector index: {e}")))?;
-    tracing::info!(
-        vectors = index.len(),
-        backend = "embedded",
-        "vector index ready"
-    );
+    knowledge.spawn_index_repair();
+    tracing::info!(backend = knowledge.index_backend(), "vector index ready");
     let conversations = Arc::new(Conversations::new(
         knowledge.store().clone(),
         sentiment,
@@ -158,6 +157,53 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         config: Arc::new(cfg),
         metrics: Arc::new(api::Metrics::new()),
     })
+}
+
+/// The cards and their vector index without the models a server needs (for `kefu index`):
+/// the store, the embedder and the configured backend.
+pub async fn knowledge_only(cfg: &Config) -> Result<Arc<Knowledge>, StartError> {
+    let store = Arc::new(Store::open(&cfg.data_dir)?);
+    let registry = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
+    let id = cfg.models.embedder.clone();
+    let embedder = tokio::task::spawn_blocking(move || -> Result<Embedder, ModelError> {
+        let files = registry.ensure(&id)?;
+        Embedder::load(&files, &device::select())
+    })
+    .await
+    .map_err(|e| StartError::Other(e.to_string()))??;
+    let pool = EmbedPool::start(embedder, cfg.limits.embed_queue, cfg.limits.embed_batch);
+    let index = vector_index(&cfg.vector, pool.dim()).await?;
+    Ok(Arc::new(Knowledge::new(
+        store,
+        pool,
+        index,
+        &cfg.compliance.allow,
+        cfg.limits.max_card_bytes,
+    )))
+}
+
+/// The configured vector backend. Qdrant that cannot be reached does not stop the server (it
+/// starts, says why in /readyz, answers retrieval with 503 and reconnects); a Qdrant collection
+/// made for another embedding model does.
+pub async fn vector_index(
+    cfg: &crate::config::VectorConfig,
+    dim: usize,
+) -> Result<Arc<dyn VectorIndex>, StartError> {
+    if cfg.backend != "qdrant" {
+        return Ok(Arc::new(EmbeddedIndex::new(dim)));
+    }
+    let q = QdrantIndex::new(cfg, dim).map_err(|e| StartError::Other(e.to_string()))?;
+    match q.connect().await {
+        Ok(()) => {
+            tracing::info!(url = %cfg.url, collection = q.collection(), "connected to Qdrant")
+        }
+        Err(VectorError::Unusable(m)) => return Err(StartError::Other(m)),
+        Err(e) => {
+            tracing::error!(error = %e, "Qdrant is unavailable: starting anyway; retrieval answers 503 until it is reachable")
+        }
+    }
+    q.spawn_watchdog();
+    Ok(q)
 }
 
 /// Builds, binds and serves until SIGINT or SIGTERM. Prints `kefu listening on http://ADDR` on

@@ -1,8 +1,10 @@
-//! Retrieval over published cards with the real embedding model and the embedded index.
+//! Retrieval over published cards with the real embedding model, on every vector backend: the
+//! embedded index, and Qdrant when a server is available (see `common::backends`). One suite:
+//! each test below runs once per backend.
 
 mod common;
 
-use common::{AGENT, Server, error_code};
+use common::{AGENT, Backend, Server, backends, error_code};
 use serde_json::json;
 
 /// A small knowledge base for two businesses, in both languages.
@@ -51,9 +53,8 @@ fn seed(s: &Server) -> std::collections::HashMap<&'static str, String> {
         .collect()
 }
 
-#[test]
-fn finds_by_paraphrase_code_and_language() {
-    let s = Server::start();
+fn finds_by_paraphrase_code_and_language_on(b: &Backend) {
+    let s = b.start(&[]);
     let ids = seed(&s);
     // Paraphrases that share few words with the card.
     assert_eq!(
@@ -104,9 +105,8 @@ fn finds_by_paraphrase_code_and_language() {
     assert!(h["similarity"].as_f64().unwrap() > 0.8);
 }
 
-#[test]
-fn filters_and_roles() {
-    let s = Server::start();
+fn filters_and_roles_on(b: &Backend) {
+    let s = b.start(&[]);
     let ids = seed(&s);
     let only = |q: &str, filters: serde_json::Value| -> Vec<String> {
         s.search(q, json!({ "filters": filters, "top_k": 10 }))
@@ -162,9 +162,8 @@ fn filters_and_roles() {
     );
 }
 
-#[test]
-fn only_published_cards_are_found_and_edits_reindex_at_once() {
-    let s = Server::start();
+fn only_published_cards_are_found_and_edits_reindex_at_once_on(b: &Backend) {
+    let s = b.start(&[]);
     let ids = seed(&s);
     let draft = s.create(
         "Loyalty points ZX-9001",
@@ -232,9 +231,8 @@ fn only_published_cards_are_found_and_edits_reindex_at_once() {
     assert_eq!(st["published_cards"], 6);
 }
 
-#[test]
-fn long_cards_are_chunked_and_the_matching_passage_is_cited() {
-    let s = Server::start();
+fn long_cards_are_chunked_and_the_matching_passage_is_cited_on(b: &Backend) {
+    let s = b.start(&[]);
     let mut body = String::new();
     for (i, topic) in [
         "billing address changes",
@@ -265,9 +263,8 @@ fn long_cards_are_chunked_and_the_matching_passage_is_cited() {
     assert!(st["vectors"].as_u64().unwrap() >= 4, "{st}");
 }
 
-#[test]
-fn switching_the_embedder_reembeds_published_cards() {
-    let mut s = Server::start();
+fn switching_the_embedder_reembeds_published_cards_on(b: &Backend) {
+    let mut s = b.start(&[]);
     let id = s.card(
         "Router reset",
         "Hold the reset button on the router for ten seconds until the light blinks.",
@@ -320,9 +317,8 @@ fn switching_the_embedder_reembeds_published_cards() {
 /// the question's own language, which language centering in retrieval corrects. Measured with
 /// e5-small: same language 12/12 first; other language 4/12 first, MRR 0.61 (0/12 and 0.27
 /// without centering). The floors sit below those figures.
-#[test]
-fn cross_language_questions_find_cards_of_the_other_language() {
-    let s = Server::start();
+fn cross_language_questions_find_cards_of_the_other_language_on(b: &Backend) {
+    let s = b.start(&[]);
     #[rustfmt::skip]
     let topics = [
         ("en", "Reset your password", "Open Settings > Account > Security and choose Forgot password; a reset link is e-mailed to you.", "我忘记密码了，怎么重置？", "I forgot my password, how do I reset it?"),
@@ -363,4 +359,42 @@ fn cross_language_questions_find_cards_of_the_other_language() {
         other_first >= 3 && other_mrr >= 0.5,
         "other language: {other_first}/12 first, MRR {other_mrr:.2}"
     );
+}
+
+/// Runs a retrieval test on every available backend, saying which one failed.
+fn on_every_backend(test: fn(&Backend)) {
+    for b in backends() {
+        eprintln!("backend: {}", b.name());
+        test(&b);
+    }
+}
+
+#[test]
+fn finds_by_paraphrase_code_and_language() {
+    on_every_backend(finds_by_paraphrase_code_and_language_on);
+}
+
+#[test]
+fn filters_and_roles() {
+    on_every_backend(filters_and_roles_on);
+}
+
+#[test]
+fn only_published_cards_are_found_and_edits_reindex_at_once() {
+    on_every_backend(only_published_cards_are_found_and_edits_reindex_at_once_on);
+}
+
+#[test]
+fn long_cards_are_chunked_and_the_matching_passage_is_cited() {
+    on_every_backend(long_cards_are_chunked_and_the_matching_passage_is_cited_on);
+}
+
+#[test]
+fn switching_the_embedder_reembeds_published_cards() {
+    on_every_backend(switching_the_embedder_reembeds_published_cards_on);
+}
+
+#[test]
+fn cross_language_questions_find_cards_of_the_other_language() {
+    on_every_backend(cross_language_questions_find_cards_of_the_other_language_on);
 }

@@ -77,7 +77,7 @@ impl From<Error> for ApiError {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", m.to_string())
             }
             Error::Unavailable(m) => ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", m),
-            Error::Vector(v @ VectorError::Unavailable { .. }) => {
+            Error::Vector(v @ (VectorError::Unavailable { .. } | VectorError::Unusable(_))) => {
                 ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", v.to_string())
             }
             Error::Model(m) => {

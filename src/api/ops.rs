@@ -58,7 +58,11 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         Some(g) if g.is_alive() => (format!("ok ({})", g.id()), true),
         Some(_) => ("the generation worker stopped".to_string(), false),
     };
-    let ready = store == "ok" && k.embedder().is_alive() && gen_ok;
+    let (index_state, index_ok) = match k.index_readiness() {
+        Ok(()) => (format!("ok ({})", k.index_backend()), true),
+        Err(why) => (why, false),
+    };
+    let ready = store == "ok" && k.embedder().is_alive() && gen_ok && index_ok;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -71,7 +75,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             store,
             embedder,
             generator,
-            index: k.index_backend().to_string(),
+            index: index_state,
         }),
     )
 }

@@ -52,11 +52,15 @@ pub struct IndexStatus {
     pub published_cards: usize,
     pub indexed_cards: usize,
     pub vectors: usize,
-    /// Published cards whose chunks are missing from the index or differ in number.
+    /// Published cards the index does not hold.
     pub missing: Vec<String>,
+    /// Published cards the index holds other chunks of (edited since it was indexed).
+    pub stale: Vec<String>,
     /// Cards in the index that are not published.
     pub stray: Vec<String>,
     pub consistent: bool,
+    /// Card changes the index missed while it was down, waiting to be applied.
+    pub pending: usize,
 }
 
 fn store_err(e: StoreError) -> Error {
@@ -200,29 +204,171 @@ impl Knowledge {
     }
 
     /// Copies a card's committed chunks into the vector index. The store already holds the
-    /// truth; an index that fails here is repaired from it at the next start, so the write the
-    /// client asked for is not failed after it was committed.
+    /// truth; when the index fails (an external backend that is down), the card is remembered
+    /// as pending and applied when the index is back, so the write the client asked for is not
+    /// failed after it was committed.
     async fn sync_index(&self, card_id: &str) {
+        if let Err(e) = self.index_card(card_id).await {
+            tracing::error!(card = card_id, error = %e, "vector index update failed; kept as pending and applied when the index is back");
+            let (store, id) = (self.store.clone(), card_id.to_string());
+            if let Err(e) = blocking(move || store.mark_index_pending(&id)).await {
+                tracing::error!(card = card_id, error = %e, "could not record the pending index update; `kefu index verify` will find it");
+            }
+        }
+    }
+
+    /// Makes the index hold exactly the card's committed chunks (none for a card that is not
+    /// published).
+    async fn index_card(&self, card_id: &str) -> Result<()> {
         let (store, id) = (self.store.clone(), card_id.to_string());
-        let result = async {
-            let chunks = blocking(move || store.card_chunks(&id)).await?;
-            let points = chunks
-                .into_iter()
-                .map(|c| Point {
-                    chunk_id: c.chunk_id,
-                    vector: c.vector,
-                    meta: c.meta,
-                })
-                .collect();
-            self.index
-                .upsert_card(card_id, points)
-                .await
-                .map_err(Error::from)
+        let chunks = blocking(move || store.card_chunks(&id)).await?;
+        let points = chunks
+            .into_iter()
+            .map(|c| Point {
+                chunk_id: c.chunk_id,
+                vector: c.vector,
+                meta: c.meta,
+            })
+            .collect();
+        Ok(self.index.upsert_card(card_id, points).await?)
+    }
+
+    /// Whether the vector index can serve, and if not why.
+    pub fn index_readiness(&self) -> std::result::Result<(), String> {
+        self.index.readiness()
+    }
+
+    /// Applies the index updates missed while the index was down; returns how many.
+    pub async fn apply_pending(&self) -> Result<usize> {
+        let store = self.store.clone();
+        let pending = blocking(move || store.index_pending()).await?;
+        for id in &pending {
+            let _guard = self.lock_for(id).lock().await;
+            self.index_card(id).await?;
+            let (store, id) = (self.store.clone(), id.clone());
+            blocking(move || store.clear_index_pending(&id)).await?;
         }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(card = card_id, error = %e, "vector index update failed; it will be rebuilt from the store at the next start");
+        if !pending.is_empty() {
+            tracing::info!(
+                cards = pending.len(),
+                "applied the vector index updates missed while it was down"
+            );
         }
+        Ok(pending.len())
+    }
+
+    /// Compares the index with the store and queues every card that differs (missing, stale or
+    /// stray) for [`Knowledge::apply_pending`]; returns how many.
+    pub async fn reconcile(&self) -> Result<usize> {
+        let status = self.index_status().await?;
+        let ids: Vec<String> = status
+            .missing
+            .into_iter()
+            .chain(status.stale)
+            .chain(status.stray)
+            .collect();
+        let n = ids.len();
+        let store = self.store.clone();
+        blocking(move || {
+            for id in &ids {
+                store.mark_index_pending(id)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// For an external index: whenever it becomes reachable, reconcile it with the store, and
+    /// while it is reachable apply any update it missed. Runs for the life of the process.
+    pub fn spawn_index_repair(self: &Arc<Self>) {
+        if self.index.is_ephemeral() {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut was_ready = false;
+            loop {
+                let Some(k) = me.upgrade() else { return };
+                let ready = k.index.readiness().is_ok();
+                if ready {
+                    let result = async {
+                        if !was_ready {
+                            k.reconcile().await?;
+                        }
+                        k.apply_pending().await
+                    }
+                    .await;
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "vector index repair failed; retrying");
+                    }
+                }
+                was_ready = ready;
+                drop(k);
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        });
+    }
+
+    /// Writes every published card into the index, `batch` cards between checkpoints, calling
+    /// `progress(done, total)`. With `reembed`, each card is chunked and embedded again with
+    /// the current embedder first (the stored vectors are replaced); without, the stored
+    /// vectors are copied. Resumable: an interrupted rebuild continues after the last
+    /// checkpoint. Cards the index holds that are not published are removed at the end.
+    pub async fn rebuild_index(
+        &self,
+        reembed: bool,
+        batch: usize,
+        progress: impl Fn(usize, usize),
+    ) -> Result<usize> {
+        let key = format!(
+            "rebuild_cursor:{}:{}",
+            self.index.name(),
+            if reembed { "reembed" } else { "copy" }
+        );
+        let (store, k) = (self.store.clone(), key.clone());
+        let (ids, cursor) = blocking(move || Ok((store.published_ids()?, store.meta(&k)?))).await?;
+        let total = ids.len();
+        let start = cursor
+            .as_deref()
+            .map_or(0, |c| ids.partition_point(|id| id.as_str() <= c));
+        if start > 0 {
+            tracing::info!(done = start, total, "resuming an interrupted rebuild");
+        }
+        let system = Actor("system:rebuild".into());
+        for (n, chunk) in ids[start..].chunks(batch.max(1)).enumerate() {
+            for id in chunk {
+                let _guard = self.lock_for(id).lock().await;
+                if reembed {
+                    let card = self.get(id).await?;
+                    let chunks = self.chunk(&card.content).await?;
+                    let change = Change::new(
+                        system.0.clone(),
+                        "reindex",
+                        CardStatus::Published,
+                        ChunkChange::Replace(chunks),
+                        serde_json::json!({}),
+                    );
+                    let (store, cid, version) = (self.store.clone(), id.clone(), card.version);
+                    blocking(move || store.update_card(&cid, version, change)).await?;
+                }
+                self.index_card(id).await?;
+            }
+            let (store, k, last) = (
+                self.store.clone(),
+                key.clone(),
+                chunk.last().cloned().unwrap_or_default(),
+            );
+            blocking(move || store.set_meta(&k, &last)).await?;
+            progress((start + (n + 1) * batch.max(1)).min(total), total);
+        }
+        let status = self.index_status().await?;
+        for id in &status.stray {
+            self.index.upsert_card(id, Vec::new()).await?;
+        }
+        let store = self.store.clone();
+        blocking(move || store.delete_meta(&key)).await?;
+        Ok(total)
     }
 
     pub async fn update(&self, id: &str, patch: CardPatch, actor: &Actor) -> Result<Card> {
@@ -393,13 +539,18 @@ impl Knowledge {
 
     pub async fn index_status(&self) -> Result<IndexStatus> {
         let store = self.store.clone();
-        let expected = blocking(move || store.published_chunk_counts()).await?;
-        let actual = self.index.card_counts().await?;
-        let missing: Vec<String> = expected
-            .iter()
-            .filter(|(id, n)| actual.get(id) != Some(n))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let expected = blocking(move || store.published_chunk_ids()).await?;
+        let actual = self.index.indexed_chunks().await?;
+        let mut missing = Vec::new();
+        let mut stale = Vec::new();
+        for (id, chunks) in &expected {
+            match actual.get(id) {
+                None if chunks.is_empty() => {}
+                None => missing.push(id.clone()),
+                Some(held) if held != chunks => stale.push(id.clone()),
+                Some(_) => {}
+            }
+        }
         let published: std::collections::HashSet<&String> =
             expected.iter().map(|(id, _)| id).collect();
         let mut stray: Vec<String> = actual
@@ -408,15 +559,19 @@ impl Knowledge {
             .cloned()
             .collect();
         stray.sort();
+        let store = self.store.clone();
+        let pending = blocking(move || store.index_pending()).await?.len();
         Ok(IndexStatus {
             backend: self.index.name().to_string(),
             embedder: self.embed.id().to_string(),
             published_cards: expected.len(),
             indexed_cards: actual.len(),
-            vectors: actual.values().sum(),
-            consistent: missing.is_empty() && stray.is_empty(),
+            vectors: actual.values().map(Vec::len).sum(),
+            consistent: missing.is_empty() && stale.is_empty() && stray.is_empty(),
             missing,
+            stale,
             stray,
+            pending,
         })
     }
 }

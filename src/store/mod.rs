@@ -273,6 +273,8 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_card ON audit(card_id, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Cards whose committed chunks an external vector index has not taken yet (it was down).
+CREATE TABLE IF NOT EXISTS index_pending (card_id TEXT PRIMARY KEY, since TEXT NOT NULL);
 "#;
 
 pub fn now() -> String {
@@ -389,6 +391,36 @@ impl Store {
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, value],
         )?;
+        Ok(())
+    }
+
+    pub fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        self.conn
+            .lock()
+            .execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    /// Remembers that the vector index missed this card's last change.
+    pub fn mark_index_pending(&self, card_id: &str) -> Result<(), StoreError> {
+        self.conn.lock().execute(
+            "INSERT INTO index_pending (card_id, since) VALUES (?1, ?2) ON CONFLICT(card_id) DO NOTHING",
+            params![card_id, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn index_pending(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare("SELECT card_id FROM index_pending ORDER BY since, card_id")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn clear_index_pending(&self, card_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .lock()
+            .execute("DELETE FROM index_pending WHERE card_id = ?1", [card_id])?;
         Ok(())
     }
 
@@ -706,15 +738,27 @@ impl Store {
     }
 
     /// Published cards and how many chunks each has, for checking that an index agrees.
-    pub fn published_chunk_counts(&self) -> Result<Vec<(String, usize)>, StoreError> {
+    /// Every published card with its chunk ids, ascending: what the vector index must hold.
+    pub fn published_chunk_ids(&self) -> Result<Vec<(String, Vec<i64>)>, StoreError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
-            "SELECT k.id, (SELECT COUNT(*) FROM chunks c WHERE c.card_id = k.id) FROM cards k WHERE k.status = 'published' ORDER BY k.id",
+            "SELECT k.id, c.id FROM cards k LEFT JOIN chunks c ON c.card_id = k.id
+             WHERE k.status = 'published' ORDER BY k.id, c.id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut out: Vec<(String, Vec<i64>)> = Vec::new();
+        for row in rows {
+            let (card, chunk) = row?;
+            if out.last().is_none_or(|(c, _)| *c != card) {
+                out.push((card, Vec::new()));
+            }
+            if let Some(id) = chunk {
+                out.last_mut().expect("pushed above").1.push(id);
+            }
+        }
+        Ok(out)
     }
 
     pub fn published_ids(&self) -> Result<Vec<String>, StoreError> {

@@ -300,3 +300,182 @@ pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
     }
     found
 }
+
+/// A vector backend to run a test against. The retrieval suite runs once per backend.
+pub enum Backend {
+    Embedded,
+    Qdrant(QdrantServer),
+}
+
+/// The embedded index always; Qdrant when `KEFU_TEST_QDRANT_URL` names one (gRPC) or a `qdrant`
+/// binary is on PATH (started here on loopback with a temporary storage folder). Says so on
+/// stderr when Qdrant is skipped.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Embedded];
+    match QdrantServer::start() {
+        Some(q) => out.push(Backend::Qdrant(q)),
+        None => eprintln!(
+            "SKIPPED: the Qdrant backend (set KEFU_TEST_QDRANT_URL or put a qdrant binary on PATH)"
+        ),
+    }
+    out
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Qdrant(_) => "qdrant",
+        }
+    }
+
+    /// The variables that put a server on this backend; each server gets its own collection.
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Backend::Embedded => vec![("KEFU_VECTOR_BACKEND".into(), "embedded".into())],
+            Backend::Qdrant(q) => vec![
+                ("KEFU_VECTOR_BACKEND".into(), "qdrant".into()),
+                ("KEFU_VECTOR_URL".into(), q.grpc.clone()),
+                (
+                    "KEFU_VECTOR_COLLECTION".into(),
+                    format!("test_{}", uuid_like()),
+                ),
+            ],
+        }
+    }
+
+    /// A server with the three test keys on this backend, plus `extra`.
+    pub fn start(&self, extra: &[(&str, &str)]) -> Server {
+        let keys = format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}");
+        let mut env = self.env();
+        env.push(("KEFU_API_KEYS".into(), keys));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::start_with(&env)
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", t, std::process::id())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Qdrant server for tests: the one `KEFU_TEST_QDRANT_URL` names, or one started from
+/// the `qdrant` binary on PATH (stopped when this is dropped).
+pub struct QdrantServer {
+    child: Option<Child>,
+    /// gRPC address, for kefu.
+    pub grpc: String,
+    /// REST address, for tests that set up a collection by hand.
+    pub http: String,
+    ports: (u16, u16),
+    pub storage: Option<tempfile::TempDir>,
+}
+
+impl QdrantServer {
+    pub fn start() -> Option<QdrantServer> {
+        if let Ok(url) = std::env::var("KEFU_TEST_QDRANT_URL") {
+            let http = std::env::var("KEFU_TEST_QDRANT_HTTP_URL")
+                .unwrap_or_else(|_| url.replace(":6334", ":6333"));
+            return Some(QdrantServer {
+                child: None,
+                grpc: url,
+                http,
+                ports: (0, 0),
+                storage: None,
+            });
+        }
+        let found = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("qdrant"))
+                .find(|b| b.is_file())
+        });
+        found?;
+        let mut q = QdrantServer {
+            child: None,
+            grpc: String::new(),
+            http: String::new(),
+            ports: (free_port(), free_port()),
+            storage: Some(tempfile::tempdir().unwrap()),
+        };
+        q.run();
+        Some(q)
+    }
+
+    /// Starts (or restarts) the local binary on the same ports and storage.
+    pub fn run(&mut self) {
+        let dir = self.storage.as_ref().expect("a local qdrant").path();
+        let (http, grpc) = self.ports;
+        let child = Command::new("qdrant")
+            .current_dir(dir)
+            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
+            .env("QDRANT__SERVICE__HTTP_PORT", http.to_string())
+            .env("QDRANT__SERVICE__GRPC_PORT", grpc.to_string())
+            .env("QDRANT__STORAGE__STORAGE_PATH", dir.join("storage"))
+            .env("QDRANT__STORAGE__SNAPSHOTS_PATH", dir.join("snapshots"))
+            .env("QDRANT__TELEMETRY_DISABLED", "true")
+            .env("QDRANT__LOG_LEVEL", "WARN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn qdrant");
+        self.child = Some(child);
+        self.http = format!("http://127.0.0.1:{http}");
+        self.grpc = format!("http://127.0.0.1:{grpc}");
+        let started = std::time::Instant::now();
+        while Client::new()
+            .get(format!("{}/readyz", self.http))
+            .send()
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "qdrant did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the local binary (its data stays for `run`).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The same addresses without owning the process (to build a backend's variables while
+    /// the test keeps the server to stop and restart).
+    pub fn placeholder(other: &QdrantServer) -> QdrantServer {
+        QdrantServer {
+            child: None,
+            grpc: other.grpc.clone(),
+            http: other.http.clone(),
+            ports: other.ports,
+            storage: None,
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.storage.is_some()
+    }
+}
+
+impl Drop for QdrantServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

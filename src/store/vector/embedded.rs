@@ -240,13 +240,15 @@ impl VectorIndex for EmbeddedIndex {
             .collect())
     }
 
-    async fn card_counts(&self) -> Result<HashMap<String, usize>, VectorError> {
-        Ok(self
-            .inner
-            .read()
-            .rows_of_card
+    async fn indexed_chunks(&self) -> Result<HashMap<String, Vec<i64>>, VectorError> {
+        let g = self.inner.read();
+        Ok(g.rows_of_card
             .iter()
-            .map(|(k, v)| (k.to_string(), v.len()))
+            .map(|(card, rows)| {
+                let mut ids: Vec<i64> = rows.iter().map(|r| g.chunk_ids[*r]).collect();
+                ids.sort_unstable();
+                (card.to_string(), ids)
+            })
             .collect())
     }
 }

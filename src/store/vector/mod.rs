@@ -2,6 +2,7 @@
 //! engine. The `chunks` table in SQLite is the source of truth; a backend indexes it.
 
 pub mod embedded;
+pub mod qdrant;
 
 use async_trait::async_trait;
 
@@ -12,6 +13,10 @@ pub enum VectorError {
     /// The caller's vector does not fit the index (another embedding model).
     #[error("vector has {got} dimensions, the index holds {expected}")]
     Dimension { expected: usize, got: usize },
+    /// The backend was reached but cannot serve this index (a collection made for another
+    /// embedding model): an operator's configuration error, not transient.
+    #[error("vector backend unusable: {0}")]
+    Unusable(String),
     /// The backend cannot be reached or failed; the system's fault, usually transient.
     #[error("vector backend {backend} unavailable: {message}")]
     Unavailable {
@@ -40,6 +45,10 @@ pub trait VectorIndex: Send + Sync {
     fn name(&self) -> &'static str;
     /// True when the index keeps nothing itself and is loaded from the store at start.
     fn is_ephemeral(&self) -> bool;
+    /// Whether it can serve now, and if not why (for /readyz).
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Replaces every point of `card_id` with `points` (none: removes the card).
     async fn upsert_card(&self, card_id: &str, points: Vec<Point>) -> Result<(), VectorError>;
     /// The `k` nearest chunks that pass `filter`, best first.
@@ -53,6 +62,9 @@ pub trait VectorIndex: Send + Sync {
     async fn language_centroids(
         &self,
     ) -> Result<std::collections::HashMap<String, (Vec<f32>, usize)>, VectorError>;
-    /// Points held per card, for checking that the index agrees with the store.
-    async fn card_counts(&self) -> Result<std::collections::HashMap<String, usize>, VectorError>;
+    /// The chunk ids held per card, ascending, for checking that the index agrees with the
+    /// store (a card edited since it was indexed has new chunk ids).
+    async fn indexed_chunks(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<i64>>, VectorError>;
 }
