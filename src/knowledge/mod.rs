@@ -340,17 +340,7 @@ impl Knowledge {
             for id in chunk {
                 let _guard = self.lock_for(id).lock().await;
                 if reembed {
-                    let card = self.get(id).await?;
-                    let chunks = self.chunk(&card.content).await?;
-                    let change = Change::new(
-                        system.0.clone(),
-                        "reindex",
-                        CardStatus::Published,
-                        ChunkChange::Replace(chunks),
-                        serde_json::json!({}),
-                    );
-                    let (store, cid, version) = (self.store.clone(), id.clone(), card.version);
-                    blocking(move || store.update_card(&cid, version, change)).await?;
+                    self.reembed(id, &system).await?;
                 }
                 self.index_card(id).await?;
             }
@@ -513,6 +503,21 @@ impl Knowledge {
         Ok(())
     }
 
+    /// Chunks and embeds a published card again with the current embedder, and commits it.
+    /// The caller holds the card's lock.
+    async fn reembed(&self, id: &str, actor: &Actor) -> Result<Card> {
+        let card = self.get(id).await?;
+        let chunks = self.chunk(&card.content).await?;
+        let change = Change::new(
+            actor.0.clone(),
+            "reindex",
+            CardStatus::Published,
+            ChunkChange::Replace(chunks),
+            serde_json::json!({}),
+        );
+        self.commit(&card, change).await
+    }
+
     async fn reembed_all(&self) -> Result<()> {
         let store = self.store.clone();
         let ids = blocking(move || store.published_ids()).await?;
@@ -521,16 +526,7 @@ impl Knowledge {
         let system = Actor("system:reindex".into());
         for id in ids {
             let _guard = self.lock_for(&id).lock().await;
-            let card = self.get(&id).await?;
-            let chunks = self.chunk(&card.content).await?;
-            let change = Change::new(
-                system.0.clone(),
-                "reindex",
-                CardStatus::Published,
-                ChunkChange::Replace(chunks),
-                serde_json::json!({}),
-            );
-            self.commit(&card, change).await?;
+            self.reembed(&id, &system).await?;
             bar.inc(1);
         }
         bar.finish_and_clear();

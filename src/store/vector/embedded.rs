@@ -228,16 +228,7 @@ impl VectorIndex for EmbeddedIndex {
     }
 
     async fn language_centroids(&self) -> Result<HashMap<String, (Vec<f32>, usize)>, VectorError> {
-        let g = self.inner.read();
-        Ok(g.language_sums
-            .iter()
-            .map(|(lang, (sum, n))| {
-                (
-                    lang.clone(),
-                    (sum.iter().map(|x| (x / *n as f64) as f32).collect(), *n),
-                )
-            })
-            .collect())
+        Ok(super::centroids(&self.inner.read().language_sums))
     }
 
     async fn indexed_chunks(&self) -> Result<HashMap<String, Vec<i64>>, VectorError> {

@@ -25,6 +25,22 @@ pub enum VectorError {
     },
 }
 
+/// Per language, the sum of the vectors (f64, so that many adds and removes do not drift) and
+/// their count.
+pub type LanguageSums = std::collections::HashMap<String, (Vec<f64>, usize)>;
+
+/// The language centroids (means) from their sums.
+pub fn centroids(sums: &LanguageSums) -> std::collections::HashMap<String, (Vec<f32>, usize)> {
+    sums.iter()
+        .map(|(lang, (sum, n))| {
+            (
+                lang.clone(),
+                (sum.iter().map(|x| (x / *n as f64) as f32).collect(), *n),
+            )
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Point {
     pub chunk_id: i64,

@@ -397,17 +397,7 @@ impl VectorIndex for QdrantIndex {
 
     async fn language_centroids(&self) -> Result<HashMap<String, (Vec<f32>, usize)>, VectorError> {
         self.check()?;
-        Ok(self
-            .sums
-            .lock()
-            .iter()
-            .map(|(lang, (sum, n))| {
-                (
-                    lang.clone(),
-                    (sum.iter().map(|x| (x / *n as f64) as f32).collect(), *n),
-                )
-            })
-            .collect())
+        Ok(super::centroids(&self.sums.lock()))
     }
 
     async fn indexed_chunks(&self) -> Result<HashMap<String, Vec<i64>>, VectorError> {
