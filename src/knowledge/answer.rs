@@ -113,6 +113,14 @@ struct Plan {
     fingerprint: Option<guard::Fingerprint>,
 }
 
+/// The language to reply in: the caller's, else the one the customer wrote in.
+pub(super) fn reply_language(given: Option<&str>, customer_text: &str) -> String {
+    given
+        .map(|l| l.trim().to_lowercase())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| super::card::detect_language(customer_text).to_string())
+}
+
 pub(super) fn language_name(code: &str) -> &str {
     match code {
         "zh" | "zh-cn" | "zh-hans" => "Simplified Chinese",
@@ -184,12 +192,7 @@ impl Answerer {
                 ));
             }
         }
-        let language = req
-            .language
-            .as_deref()
-            .map(|l| l.trim().to_lowercase())
-            .filter(|l| !l.is_empty())
-            .unwrap_or_else(|| super::card::detect_language(&question).to_string());
+        let language = reply_language(req.language.as_deref(), &question);
         let conversation_id = req
             .conversation_id
             .clone()

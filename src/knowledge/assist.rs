@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 use regex::Regex;
 use serde::Serialize;
 
-use super::answer::{Answerer, Channel, MAX_CARD_CHARS, clean, language_name};
+use super::answer::{Answerer, Channel, MAX_CARD_CHARS, clean, language_name, reply_language};
 use super::guard;
 use super::retrieval::Hit;
 use crate::error::{Error, Result};
@@ -126,12 +126,7 @@ impl Answerer {
             ));
         };
         let question = req.turns[last].text.clone();
-        let language = req
-            .language
-            .as_deref()
-            .map(|l| l.trim().to_lowercase())
-            .filter(|l| !l.is_empty())
-            .unwrap_or_else(|| super::card::detect_language(&question).to_string());
+        let language = reply_language(req.language.as_deref(), &question);
         // Agents may use every published card, whatever channels it is meant for.
         let hits = self.retrieve(&question, &req.turns[..last], None).await?;
         let threshold = self.cfg.threshold;
