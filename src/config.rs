@@ -42,6 +42,64 @@ pub struct Config {
     pub answer: AnswerConfig,
     pub escalation: EscalationConfig,
     pub vector: VectorConfig,
+    pub voice: VoiceConfig,
+}
+
+/// Speech: file transcription and live voice streams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoiceConfig {
+    /// Utterances decoded at once (each worker holds its own decoding state, ~30 MB for base).
+    pub workers: usize,
+    /// Threads per worker (0: the cores divided among the workers).
+    pub threads: usize,
+    /// Utterances that may wait for a worker; one more is refused (503), and new streams are
+    /// refused while the pool is saturated.
+    pub queue: usize,
+    /// Live streams at once; one more is refused with a close reason.
+    pub max_streams: usize,
+    /// Largest upload to /v1/audio/transcriptions, in bytes (OpenAI's limit is 25 MB).
+    pub max_upload_bytes: usize,
+    /// Longest audio per upload, in seconds.
+    pub max_audio_seconds: u64,
+    /// A partial transcript every this much new speech.
+    pub partial_every_ms: u64,
+    /// Silence that ends an utterance.
+    pub end_silence_ms: u64,
+    /// Voice-activity score (0-1) above which a 16 ms frame counts as speech.
+    pub vad_threshold: f32,
+}
+
+impl VoiceConfig {
+    /// Threads each speech worker uses: `threads`, else the model threads (or every core)
+    /// shared among the workers.
+    pub fn threads_per_worker(&self, model_threads: usize) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        let cores = if model_threads > 0 {
+            model_threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        (cores / self.workers.max(1)).max(1)
+    }
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        VoiceConfig {
+            workers: 1,
+            threads: 0,
+            queue: 8,
+            max_streams: 64,
+            max_upload_bytes: 25 << 20,
+            max_audio_seconds: 1800,
+            partial_every_ms: 1000,
+            end_silence_ms: 600,
+            vad_threshold: 0.5,
+        }
+    }
 }
 
 /// Where the card vectors live: in process (default), or in Qdrant when one machine is not
@@ -123,6 +181,9 @@ pub struct ModelsConfig {
     /// Sentiment of customer turns: "head" (the head over the embedder's vectors, trained on
     /// first start when the models cache has none: see `kefu train sentiment`) or "none".
     pub sentiment: String,
+    /// Manifest id of the speech model ("" or "none": no voice; the voice endpoints then answer
+    /// 503 and everything else works).
+    pub asr: String,
     /// Worker threads for model maths (0: all cores).
     pub threads: usize,
 }
@@ -230,6 +291,7 @@ impl Default for Config {
             answer: AnswerConfig::default(),
             escalation: EscalationConfig::default(),
             vector: VectorConfig::default(),
+            voice: VoiceConfig::default(),
         }
     }
 }
@@ -240,6 +302,7 @@ impl Default for ModelsConfig {
             embedder: "e5-small".into(),
             generator: "qwen2.5-0.5b".into(),
             sentiment: "head".into(),
+            asr: "whisper-base".into(),
             threads: 0,
         }
     }
@@ -379,6 +442,21 @@ impl Config {
         if let Some(v) = get("KEFU_SENTIMENT") {
             self.models.sentiment = v;
         }
+        if let Some(v) = get("KEFU_ASR") {
+            self.models.asr = v;
+        }
+        if let Some(v) = get("KEFU_VOICE_WORKERS") {
+            self.voice.workers = num("KEFU_VOICE_WORKERS", &v)?;
+        }
+        if let Some(v) = get("KEFU_VOICE_QUEUE") {
+            self.voice.queue = num("KEFU_VOICE_QUEUE", &v)?;
+        }
+        if let Some(v) = get("KEFU_VOICE_MAX_STREAMS") {
+            self.voice.max_streams = num("KEFU_VOICE_MAX_STREAMS", &v)?;
+        }
+        if let Some(v) = get("KEFU_VOICE_MAX_UPLOAD_BYTES") {
+            self.voice.max_upload_bytes = num("KEFU_VOICE_MAX_UPLOAD_BYTES", &v)?;
+        }
         if let Some(v) = get("KEFU_GEN_SLOTS") {
             self.limits.gen_slots = num("KEFU_GEN_SLOTS", &v)?;
         }
@@ -458,6 +536,18 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "models.sentiment is {:?}: use \"head\" or \"none\"",
                 self.models.sentiment
+            )));
+        }
+        let vc = &self.voice;
+        if vc.workers == 0 || vc.queue == 0 || vc.max_upload_bytes == 0 || vc.max_audio_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "voice.workers, voice.queue, voice.max_upload_bytes and voice.max_audio_seconds must be at least 1".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&vc.vad_threshold) {
+            return Err(ConfigError::Invalid(format!(
+                "voice.vad_threshold is {}: use a score between 0 and 1",
+                vc.vad_threshold
             )));
         }
         let v = &self.vector;

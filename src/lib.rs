@@ -29,6 +29,7 @@ pub mod error;
 pub mod knowledge;
 pub mod runtime;
 pub mod server;
+pub mod speech;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -66,6 +66,23 @@ enum Command {
         #[command(subcommand)]
         command: TrainCommand,
     },
+    /// Transcribe audio files with the configured speech model, as the server does, and print
+    /// each transcript with its real-time factor (decode time / audio time).
+    Transcribe {
+        files: Vec<PathBuf>,
+        /// Manifest id (default: models.asr).
+        #[arg(long)]
+        model: Option<String>,
+        /// Language code; default: detect (multilingual models).
+        #[arg(long)]
+        language: Option<String>,
+        /// Threads for the model (default: models.threads, else every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print one JSON object per file instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// The vector index ([vector] in kefu.toml): rebuild it from the cards, or check it.
     Index {
         #[command(subcommand)]
@@ -163,6 +180,14 @@ enum ModelsCommand {
     },
     /// Re-hash model files against the manifest.
     Verify { ids: Vec<String> },
+    /// Convert CTranslate2 Whisper models to whisper.cpp's ggml format (fetch does this by
+    /// itself; this redoes it). Default: the configured speech model.
+    Convert {
+        ids: Vec<String>,
+        /// Convert again even when an up-to-date conversion is there.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 mod bench;
@@ -241,6 +266,16 @@ fn main() -> anyhow::Result<()> {
         } => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(bench::generate(cfg, model, concurrency, max_tokens, json))?;
+        }
+        Command::Transcribe {
+            files,
+            model,
+            language,
+            threads,
+            json,
+        } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(bench::transcribe(cfg, files, model, language, threads, json))?;
         }
         Command::Train {
             command: TrainCommand::Sentiment { per_class, out },
@@ -378,6 +413,30 @@ fn main() -> anyhow::Result<()> {
                     }
                     if bad > 0 {
                         bail!("{bad} model(s) missing or corrupt");
+                    }
+                }
+                ModelsCommand::Convert { ids, force } => {
+                    let ids = if ids.is_empty() {
+                        vec![cfg.models.asr.clone()]
+                    } else {
+                        ids
+                    };
+                    for id in &ids {
+                        let out = reg
+                            .convert(id, force)
+                            .with_context(|| format!("converting {id}"))?;
+                        let (hp, tensors) = kefu::runtime::whisper_ggml::read_ggml_index(&out)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                        println!(
+                            "{id}: {} ({} tensors; vocab {}, {} audio / {} text layers of width {}, {} mels)",
+                            out.display(),
+                            tensors.len(),
+                            hp.n_vocab,
+                            hp.n_audio_layer,
+                            hp.n_text_layer,
+                            hp.n_audio_state,
+                            hp.n_mels
+                        );
                     }
                 }
             }

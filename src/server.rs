@@ -11,6 +11,7 @@ use crate::conversation::sentiment::{self, SentimentModel};
 use crate::knowledge::Knowledge;
 use crate::knowledge::answer::Answerer;
 use crate::knowledge::prompts::Prompts;
+use crate::runtime::asr::AsrPool;
 use crate::runtime::classify::LinearHead;
 use crate::runtime::embed::{EmbedPool, Embedder};
 use crate::runtime::generate::{GenPool, Generator};
@@ -40,6 +41,9 @@ pub enum StartError {
     Other(String),
 }
 
+/// The models `build` loads off the reactor.
+type Loaded = (Embedder, Option<Generator>, Option<LinearHead>, Option<AsrPool>);
+
 /// Everything the API needs, built and ready.
 pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     if !cfg.addr.ip().is_loopback() && cfg.auth.keys.is_empty() {
@@ -55,8 +59,26 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     // Fetching and loading read hundreds of megabytes: off the async reactor.
     let want_sentiment = cfg.models.sentiment == "head";
     let models_dir = cfg.models_dir.clone();
-    let (embedder, generator, head) = tokio::task::spawn_blocking(
-        move || -> Result<(Embedder, Option<Generator>, Option<LinearHead>), ModelError> {
+    let asr_id = Some(cfg.models.asr.clone()).filter(|a| !a.is_empty() && a != "none");
+    let voice = cfg.voice.clone();
+    let asr_threads = voice.threads_per_worker(cfg.models.threads);
+    let gpu = cfg!(feature = "cuda");
+    let (embedder, generator, head, asr) = tokio::task::spawn_blocking(
+        move || -> Result<Loaded, ModelError> {
+            let asr = match asr_id {
+                None => {
+                    tracing::warn!("no speech model configured (models.asr = \"none\"): the voice endpoints answer 503");
+                    None
+                }
+                Some(id) => {
+                    // Fetching converts the CTranslate2 weights to ggml, once.
+                    let files = registry.ensure(&id)?;
+                    let started = std::time::Instant::now();
+                    let pool = AsrPool::start(&files, voice.workers, asr_threads, voice.queue, gpu)?;
+                    tracing::info!(model = %id, workers = pool.workers(), threads = pool.threads(), multilingual = pool.multilingual(), secs = started.elapsed().as_secs_f32(), whisper_cpp = %crate::runtime::asr::system_info(), "speech model loaded");
+                    Some(pool)
+                }
+            };
             let files = registry.ensure(&embedder_id)?;
             let started = std::time::Instant::now();
             let e = Embedder::load(&files, &dev)?;
@@ -95,7 +117,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
                     Some(g)
                 }
             };
-            Ok((e, g, head))
+            Ok((e, g, head, asr))
         },
     )
     .await
@@ -156,6 +178,8 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         keys: Arc::new(Keys::new(&cfg.auth.keys)),
         config: Arc::new(cfg),
         metrics: Arc::new(api::Metrics::new()),
+        asr,
+        streams: Default::default(),
     })
 }
 

