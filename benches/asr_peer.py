@@ -83,8 +83,7 @@ def make_clips(dir_):
     return clips
 
 
-def run_kefu(model, clips, threads):
-    kefu = ROOT / "target/release/kefu"
+def run_kefu(model, clips, threads, kefu):
     out = subprocess.run([str(kefu), "transcribe", "--json", "--model", model,
                           "--threads", str(threads)] + [str(c[0]) for c in clips],
                          check=True, capture_output=True, text=True).stdout
@@ -168,13 +167,14 @@ def main():
     ap.add_argument("--stream", help="a running kefu server to measure streaming latency on")
     ap.add_argument("--key", default=os.environ.get("KEFU_KEY", ""))
     ap.add_argument("--json")
+    ap.add_argument("--kefu", default=str(ROOT / "target/release/kefu"), help="the kefu binary")
     a = ap.parse_args()
     ensure_pylib()
     results = {"threads": a.threads, "clips": len(SENTENCES), "models": []}
     with tempfile.TemporaryDirectory() as d:
         clips = make_clips(d)
         for model in a.models.split(","):
-            k = summarise("kefu (whisper.cpp)", run_kefu(model, clips, a.threads), clips)
+            k = summarise("kefu (whisper.cpp)", run_kefu(model, clips, a.threads, a.kefu), clips)
             f = summarise("faster-whisper", run_faster_whisper(model, clips, a.threads), clips)
             results["models"].append({"model": model, "kefu": k, "faster_whisper": f,
                                       "rtf_ratio_kefu_over_peer": k["rtf"] / f["rtf"]})

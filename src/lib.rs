@@ -8,15 +8,19 @@
 //! - [`error`]: the library's error type. Its mapping to HTTP statuses lives in `api::error`.
 //! - [`api`]: HTTP only. Routing (declared in one place, `api::router`), auth, limits, JSON shapes,
 //!   one file per kind of caller (`cards` for admins, `search` for hit testing, `answer` for
-//!   chatbots, `openai` for OpenAI-compatible clients, `ops` for operators).
+//!   chatbots, `voice` for voice channels, `openai` for OpenAI-compatible clients, `ops` for
+//!   operators).
 //! - [`knowledge`]: knowledge cards, their lifecycle and compliance checks, chunking, hybrid
 //!   retrieval (dense vectors fused with keyword matching), and grounded answers (`answer`: the
 //!   hand-off decision, prompt templates in `prompts`, prompt-injection defence in `guard`).
 //! - [`conversation`]: how the customer feels: sentiment of every customer turn (a head over the
 //!   retrieval embedder's vectors, trained by `kefu train sentiment`).
+//! - [`speech`]: voice. Audio decoding and resampling, voice-activity segmentation, and live
+//!   streaming sessions that turn a caller's audio into partial and final transcripts.
 //! - [`runtime`]: models on a device and nothing about HTTP or cards: the model registry (manifest,
 //!   fetch, checksums), the sentence embedder, the GGUF chat model (`gguf_lm`) and its scheduler
-//!   (`generate`), each on its own thread behind a bounded queue.
+//!   (`generate`), Whisper (`asr`, with the CTranslate2-to-ggml converter in `whisper_ggml`), each
+//!   on its own threads behind a bounded queue.
 //! - [`store`]: persistence. SQLite for cards, versions, chunks, keyword index, audit log, and
 //!   conversations with their answers and feedback; vector backends behind one trait
 //!   (`store::vector`).
