@@ -65,20 +65,6 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     let gpu = cfg!(feature = "cuda");
     let (embedder, generator, head, asr) = tokio::task::spawn_blocking(
         move || -> Result<Loaded, ModelError> {
-            let asr = match asr_id {
-                None => {
-                    tracing::warn!("no speech model configured (models.asr = \"none\"): the voice endpoints answer 503");
-                    None
-                }
-                Some(id) => {
-                    // Fetching converts the CTranslate2 weights to ggml, once.
-                    let files = registry.ensure(&id)?;
-                    let started = std::time::Instant::now();
-                    let pool = AsrPool::start(&files, voice.workers, asr_threads, voice.queue, gpu)?;
-                    tracing::info!(model = %id, workers = pool.workers(), threads = pool.threads(), multilingual = pool.multilingual(), secs = started.elapsed().as_secs_f32(), whisper_cpp = %crate::runtime::asr::system_info(), "speech model loaded");
-                    Some(pool)
-                }
-            };
             let files = registry.ensure(&embedder_id)?;
             let started = std::time::Instant::now();
             let e = Embedder::load(&files, &dev)?;
@@ -115,6 +101,21 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
                     let g = Generator::load(&files, &dev, gen_context)?;
                     tracing::info!(model = %id, secs = started.elapsed().as_secs_f32(), "generator loaded");
                     Some(g)
+                }
+            };
+            // Voice last: a missing core model (the embedder) is the first thing to report.
+            let asr = match asr_id {
+                None => {
+                    tracing::warn!("no speech model configured (models.asr = \"none\"): the voice endpoints answer 503");
+                    None
+                }
+                Some(id) => {
+                    // Fetching converts the CTranslate2 weights to ggml, once.
+                    let files = registry.ensure(&id)?;
+                    let started = std::time::Instant::now();
+                    let pool = AsrPool::start(&files, voice.workers, asr_threads, voice.queue, gpu)?;
+                    tracing::info!(model = %id, workers = pool.workers(), threads = pool.threads(), multilingual = pool.multilingual(), secs = started.elapsed().as_secs_f32(), whisper_cpp = %crate::runtime::asr::system_info(), "speech model loaded");
+                    Some(pool)
                 }
             };
             Ok((e, g, head, asr))
