@@ -9,10 +9,10 @@ Standard library only."""
 import argparse
 import json
 import statistics
-import threading
 import time
-import urllib.request
 from pathlib import Path
+
+from loadgen import pct, post, run_pool, sse
 
 ap = argparse.ArgumentParser()
 ap.add_argument("base")
@@ -26,51 +26,20 @@ qs = [q["q"] for q in qs if q["card"]]
 
 
 def ask(q):
-    body = json.dumps({"question": q, "channel": args.channel, "stream": True}).encode()
-    req = urllib.request.Request(args.base + "/v1/answer", data=body, method="POST")
-    req.add_header("Content-Type", "application/json")
-    if args.key:
-        req.add_header("Authorization", "Bearer " + args.key)
     t0 = time.perf_counter()
     first, done = None, None
-    with urllib.request.urlopen(req, timeout=600) as r:
-        event = None
-        for raw in r:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                if event == "delta" and first is None:
-                    first = time.perf_counter() - t0
-                if event == "done":
-                    done = json.loads(line[5:])
+    with post(args.base, args.key, "/v1/answer", {"question": q, "channel": args.channel, "stream": True}) as r:
+        for event, data in sse(r):
+            if event == "delta" and first is None:
+                first = time.perf_counter() - t0
+            if event == "done":
+                done = json.loads(data)
     return time.perf_counter() - t0, first, done["handoff"]
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 for n in [int(c) for c in args.concurrency.split(",")]:
     work = [qs[i % len(qs)] for i in range(max(n, len(qs) if n == 1 else n) * args.rounds)]
-    results, lock = [], threading.Lock()
-
-    def worker():
-        while True:
-            with lock:
-                if not work:
-                    return
-                q = work.pop()
-            r = ask(q)
-            with lock:
-                results.append(r)
-
-    t0 = time.perf_counter()
-    ts = [threading.Thread(target=worker) for _ in range(n)]
-    [t.start() for t in ts]
-    [t.join() for t in ts]
-    wall = time.perf_counter() - t0
+    results, wall = run_pool(work, n, ask)
     lat = [r[0] for r in results]
     ttft = [r[1] for r in results if r[1] is not None]
     print(json.dumps({

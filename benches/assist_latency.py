@@ -11,11 +11,11 @@ response; and how often the right card came first. Standard library only."""
 import argparse
 import json
 import statistics
-import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
+
+from loadgen import pct, post, run_pool, sse
 
 ap = argparse.ArgumentParser()
 ap.add_argument("base")
@@ -27,40 +27,22 @@ rows = [json.loads(l) for l in (Path(__file__).parent.parent / "eval/calibration
 rows = [r for r in rows if r["card"]]
 
 
-def call(path, body):
-    req = urllib.request.Request(args.base + path, data=json.dumps(body).encode(), method="POST")
-    req.add_header("Content-Type", "application/json")
-    if args.key:
-        req.add_header("Authorization", "Bearer " + args.key)
-    return urllib.request.urlopen(req, timeout=600)
-
-
 def assist(row):
     conv = "bench-" + uuid.uuid4().hex
-    call(f"/v1/conversations/{conv}/turns",
+    post(args.base, args.key, f"/v1/conversations/{conv}/turns",
          {"customer_id": conv, "channel": "chat", "role": "customer", "text": row["q"]}).read()
     t0 = time.perf_counter()
     context = first = None
     top = None
-    with call("/v1/assist/suggest", {"conversation_id": conv, "n": args.n, "stream": True}) as r:
-        event = None
-        for raw in r:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                if event == "context":
-                    context = time.perf_counter() - t0
-                    cards = json.loads(line[5:])["cards"]
-                    top = cards[0]["title"] if cards else None
-                elif event == "delta" and first is None:
-                    first = time.perf_counter() - t0
+    with post(args.base, args.key, "/v1/assist/suggest", {"conversation_id": conv, "n": args.n, "stream": True}) as r:
+        for event, data in sse(r):
+            if event == "context":
+                context = time.perf_counter() - t0
+                cards = json.loads(data)["cards"]
+                top = cards[0]["title"] if cards else None
+            elif event == "delta" and first is None:
+                first = time.perf_counter() - t0
     return context, first, time.perf_counter() - t0, top == row["card"]
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def ms(x):
@@ -68,22 +50,7 @@ def ms(x):
 
 
 for n in [int(c) for c in args.concurrency.split(",")]:
-    work = list(rows)
-    results, lock = [], threading.Lock()
-
-    def worker():
-        while True:
-            with lock:
-                if not work:
-                    return
-                row = work.pop()
-            r = assist(row)
-            with lock:
-                results.append(r)
-
-    ts = [threading.Thread(target=worker) for _ in range(n)]
-    [t.start() for t in ts]
-    [t.join() for t in ts]
+    results, _ = run_pool(rows, n, assist)
     ctx = [r[0] for r in results]
     first = [r[1] for r in results if r[1] is not None]
     total = [r[2] for r in results]

@@ -311,7 +311,7 @@ pub async fn transcribe(
     let threads = threads.unwrap_or_else(|| cfg.voice.threads_per_worker(cfg.models.threads));
     let pool = tokio::task::spawn_blocking(move || -> anyhow::Result<AsrPool> {
         let files = reg.ensure(&id)?;
-        Ok(AsrPool::start(&files, 1, threads, 4, false)?)
+        Ok(AsrPool::start(&files, 1, threads, 4, &kefu::runtime::device::select())?)
     })
     .await??;
     eprintln!("{}: {} thread(s); whisper.cpp: {}", pool.id(), pool.threads(), kefu::runtime::asr::system_info());

@@ -62,7 +62,6 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     let asr_id = Some(cfg.models.asr.clone()).filter(|a| !a.is_empty() && a != "none");
     let voice = cfg.voice.clone();
     let asr_threads = voice.threads_per_worker(cfg.models.threads);
-    let gpu = cfg!(feature = "cuda");
     let (embedder, generator, head, asr) = tokio::task::spawn_blocking(
         move || -> Result<Loaded, ModelError> {
             let files = registry.ensure(&embedder_id)?;
@@ -113,7 +112,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
                     // Fetching converts the CTranslate2 weights to ggml, once.
                     let files = registry.ensure(&id)?;
                     let started = std::time::Instant::now();
-                    let pool = AsrPool::start(&files, voice.workers, asr_threads, voice.queue, gpu)?;
+                    let pool = AsrPool::start(&files, voice.workers, asr_threads, voice.queue, &dev)?;
                     tracing::info!(model = %id, workers = pool.workers(), threads = pool.threads(), multilingual = pool.multilingual(), secs = started.elapsed().as_secs_f32(), whisper_cpp = %crate::runtime::asr::system_info(), "speech model loaded");
                     Some(pool)
                 }

@@ -571,6 +571,15 @@ async fn read_form(mut mp: axum::extract::Multipart) -> ApiResult<TranscriptionF
     Ok(f)
 }
 
+/// Whisper's repetition measure: the text's bytes over their zlib-compressed size (a looping
+/// hallucination compresses well, above about 2.4).
+fn compression_ratio(text: &str) -> f64 {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let compressed = z.write_all(text.as_bytes()).and_then(|()| z.finish()).map_or(0, |c| c.len());
+    text.len() as f64 / compressed.max(1) as f64
+}
+
 fn clock(ms: u64, sep: char) -> String {
     format!(
         "{:02}:{:02}:{:02}{sep}{:03}",
@@ -622,7 +631,7 @@ pub async fn transcriptions(
         ));
     }
     if let Some(l) = &form.language {
-        super::voice::check_language(&asr, l).map_err(invalid)?;
+        asr.check_language(l).map_err(invalid)?;
     }
     let format = form.response_format.as_deref().unwrap_or("json").to_string();
     if !matches!(format.as_str(), "json" | "text" | "srt" | "verbose_json" | "vtt") {
@@ -694,11 +703,16 @@ pub async fn transcriptions(
                 .iter()
                 .enumerate()
                 .map(|(i, seg)| {
+                    // whisper.cpp does not say which 30 s window (`seek`, in 10 ms frames) or
+                    // which fallback temperature made a segment: the window is taken from the
+                    // segment's start, the temperature is the first (greedy) one.
                     serde_json::json!({
-                        "id": i, "seek": 0, "start": seg.start_ms as f64 / 1000.0,
-                        "end": seg.end_ms as f64 / 1000.0, "text": seg.text, "tokens": [],
-                        "temperature": 0.0, "avg_logprob": seg.avg_logprob,
-                        "compression_ratio": 1.0, "no_speech_prob": seg.no_speech_prob,
+                        "id": i, "seek": seg.start_ms / 30_000 * 3000,
+                        "start": seg.start_ms as f64 / 1000.0, "end": seg.end_ms as f64 / 1000.0,
+                        "text": seg.text, "tokens": seg.tokens, "temperature": 0.0,
+                        "avg_logprob": seg.avg_logprob,
+                        "compression_ratio": compression_ratio(&seg.text),
+                        "no_speech_prob": seg.no_speech_prob,
                     })
                 })
                 .collect();

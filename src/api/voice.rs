@@ -25,13 +25,14 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::conversation::NewTurn;
 use crate::runtime::asr::AsrPool;
-use crate::speech::audio::PcmEncoding;
+use crate::speech::audio::{PcmEncoding, check_rate};
 use crate::speech::stream::{self, Inbound, Outbound, StreamConfig, StreamFormat};
 use crate::speech::vad::VadConfig;
 
@@ -105,34 +106,31 @@ pub async fn voice_stream(
     // Decided before the upgrade, answered after it: a WebSocket client reads a close reason
     // more readily than an HTTP status from a failed handshake.
     let max = s.config.voice.max_streams;
-    let refusal = if asr.saturated() {
-        Some(format!(
+    let admitted = if asr.saturated() {
+        Err(format!(
             "speech decoders are saturated ({} queued); try again shortly",
             asr.queued()
         ))
     } else {
-        None
-    };
-    let place = if refusal.is_none() { s.streams.take(max) } else { None };
-    let refusal = match (&refusal, &place) {
-        (Some(r), _) => Some(r.clone()),
-        (None, None) => Some(format!("{max} voice streams are open, the most this server takes; try again shortly")),
-        _ => None,
+        s.streams.take(max).ok_or_else(|| {
+            format!("{max} voice streams are open, the most this server takes; try again shortly")
+        })
     };
     Ok(ws
         .max_message_size(4 << 20)
         .on_upgrade(move |mut socket| async move {
-            if let Some(reason) = refusal {
-                let _ = socket
-                    .send(Message::Close(Some(CloseFrame {
-                        code: 1013,
-                        reason: Utf8Bytes::from(reason),
-                    })))
-                    .await;
-                return;
+            match admitted {
+                Err(reason) => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1013,
+                            reason: Utf8Bytes::from(reason),
+                        })))
+                        .await;
+                }
+                // The place is held until the session ends, however it ends.
+                Ok(_place) => session(s, asr, socket).await,
             }
-            session(s, asr, socket).await;
-            drop(place);
         }))
 }
 
@@ -176,12 +174,12 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
                         encoding,
                         language: language.filter(|l| !l.is_empty() && l != "auto"),
                     };
-                    if let Err(e) = stream::check_format(&format) {
+                    if let Err(e) = check_rate(format.sample_rate) {
                         let _ = socket.send(err("bad_start", e)).await;
                         continue;
                     }
                     if let Some(l) = &format.language
-                        && let Err(e) = check_language(&asr, l)
+                        && let Err(e) = asr.check_language(l)
                     {
                         let _ = socket.send(err("bad_start", e)).await;
                         continue;
@@ -221,10 +219,10 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
     };
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(64);
-    let run = tokio::spawn(stream::run(asr, cfg, format, in_rx, out_tx));
-    // The session task ends when the client goes: abort it, so queued decodes are dropped.
-    let abort = run.abort_handle();
-    let _stop_on_exit = scopeguard(move || abort.abort());
+    // Its own task, so that a full inbound channel (audio arriving faster than it is taken)
+    // waits for the session instead of stalling it; aborted when the client goes, which drops
+    // the utterances it queued for decoding.
+    let _run = AbortOnDropHandle::new(tokio::spawn(stream::run(asr, cfg, format, in_rx, out_tx)));
     let mut in_tx = Some(in_tx);
     loop {
         tokio::select! {
@@ -323,28 +321,4 @@ async fn enrich(
             }
         }
     }
-}
-
-/// A language the loaded model understands.
-pub fn check_language(asr: &AsrPool, code: &str) -> Result<(), String> {
-    if whisper_rs::get_lang_id(code).is_none() {
-        return Err(format!("language {code:?} is not one Whisper knows; use an ISO 639-1 code such as en or zh"));
-    }
-    if !asr.multilingual() && code != "en" {
-        return Err(format!("the speech model {} understands English only", asr.id()));
-    }
-    Ok(())
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

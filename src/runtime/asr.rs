@@ -34,25 +34,26 @@ pub struct AsrOptions {
     pub draft: bool,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Word {
     pub word: String,
     pub start_ms: u64,
     pub end_ms: u64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Segment {
     pub start_ms: u64,
     pub end_ms: u64,
     pub text: String,
     pub no_speech_prob: f32,
     pub avg_logprob: f32,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The text tokens' ids (special and timestamp tokens left out).
+    pub tokens: Vec<i32>,
     pub words: Vec<Word>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Transcript {
     pub text: String,
     pub language: String,
@@ -92,7 +93,7 @@ impl AsrPool {
         workers: usize,
         threads: usize,
         queue: usize,
-        gpu: bool,
+        device: &candle_core::Device,
     ) -> Result<AsrPool, ModelError> {
         let path = match files.spec.format {
             ModelFormat::Ct2Whisper => files.path(GGML_WHISPER)?,
@@ -109,7 +110,9 @@ impl AsrPool {
         };
         whisper_rs::install_logging_hooks();
         let mut params = WhisperContextParameters::default();
-        params.use_gpu(gpu);
+        // whisper.cpp has its own CUDA backend (the `cuda` feature builds it): use it where the
+        // other models run on the GPU.
+        params.use_gpu(device.is_cuda());
         let load_err = |message: String| ModelError::Load {
             model: files.id.clone(),
             file: path.to_path_buf(),
@@ -163,6 +166,19 @@ impl AsrPool {
 
     pub fn threads(&self) -> usize {
         self.inner.threads
+    }
+
+    /// Whether the model understands `code` (an ISO 639-1 code): a message for the caller if not.
+    pub fn check_language(&self, code: &str) -> Result<(), String> {
+        if whisper_rs::get_lang_id(code).is_none() {
+            return Err(format!(
+                "language {code:?} is not one Whisper knows; use an ISO 639-1 code such as en or zh"
+            ));
+        }
+        if !self.multilingual() && code != "en" {
+            return Err(format!("the speech model {} understands English only", self.id()));
+        }
+        Ok(())
     }
 
     /// Jobs waiting for a worker.
@@ -278,6 +294,7 @@ fn run(
     for seg in state.as_iter() {
         let text = seg.to_str_lossy().map(|s| s.trim().to_string()).unwrap_or_default();
         let mut words = Vec::new();
+        let mut tokens = Vec::new();
         let mut logprob = 0.0f32;
         let mut n = 0;
         for t in 0..seg.n_tokens() {
@@ -288,6 +305,7 @@ fn run(
             }
             logprob += data.plog;
             n += 1;
+            tokens.push(data.id);
             if opts.words {
                 let piece = tok.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default();
                 let (t0, t1) = ((data.t0.max(0) * 10) as u64, (data.t1.max(0) * 10) as u64);
@@ -313,6 +331,7 @@ fn run(
             text,
             no_speech_prob: seg.no_speech_probability(),
             avg_logprob: if n > 0 { logprob / n as f32 } else { 0.0 },
+            tokens,
             words,
         });
     }
@@ -329,9 +348,9 @@ fn run(
 /// Segment texts joined as a reader expects: with spaces between Latin words, without between
 /// Chinese or Japanese characters.
 pub fn join_segments<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    let cjk = |c: char| ('\u{3000}'..='\u{9fff}').contains(&c) || ('\u{ff00}'..='\u{ffef}').contains(&c);
     let mut out = String::new();
     for p in parts.map(str::trim).filter(|p| !p.is_empty()) {
-        let cjk = |c: char| ('\u{3000}'..='\u{9fff}').contains(&c) || ('\u{ff00}'..='\u{ffef}').contains(&c);
         let glue = match (out.chars().last(), p.chars().next()) {
             (None, _) => false,
             (Some(a), Some(b)) => !(cjk(a) && cjk(b)),

@@ -372,7 +372,7 @@ impl Registry {
             paths.insert(f.name.clone(), path);
         }
         if spec.format == ModelFormat::Ct2Whisper {
-            let ggml = self.convert_whisper(id, &spec, &paths, false)?;
+            let ggml = self.convert_whisper(id, &spec, &paths)?;
             paths.insert(GGML_WHISPER.to_string(), ggml);
         }
         Ok(ModelFiles {
@@ -399,30 +399,31 @@ impl Registry {
         self.ensure(id)
     }
 
-    /// The model's files with its ggml conversion redone when `force` (`kefu models convert`).
+    /// The ggml file of a CTranslate2 Whisper model (`kefu models convert`); `force` converts
+    /// again even when an up-to-date conversion is there.
     pub fn convert(&self, id: &str, force: bool) -> Result<PathBuf, ModelError> {
-        let files = self.ensure(id)?;
-        if files.spec.format != ModelFormat::Ct2Whisper {
+        let spec = self.spec(id)?;
+        if spec.format != ModelFormat::Ct2Whisper {
             return Err(ModelError::Manifest {
                 path: self.source.clone(),
-                message: format!("model {id} is {:?}: only ct2-whisper models convert", files.spec.format),
+                message: format!("model {id} is {:?}: only ct2-whisper models convert", spec.format),
             });
         }
-        if !force {
-            return files.path(GGML_WHISPER).map(Path::to_path_buf);
+        if force {
+            // Without its stamp the conversion is not current, so `ensure` makes it again.
+            let _ = std::fs::remove_file(stamp_path(&self.dir.join(id).join(GGML_WHISPER)));
         }
-        self.convert_whisper(id, &files.spec, &files.paths, true)
+        self.ensure(id)?.path(GGML_WHISPER).map(Path::to_path_buf)
     }
 
     /// Converts a CTranslate2 Whisper model to whisper.cpp's ggml file (`ggml-model.bin` in the
     /// model's cache folder), unless a conversion of the same `model.bin` by the same converter
-    /// is already there or `force` asks to redo it. Returns the ggml file's path.
-    pub fn convert_whisper(
+    /// is already there. Returns the ggml file's path.
+    fn convert_whisper(
         &self,
         id: &str,
         spec: &ModelSpec,
         paths: &BTreeMap<String, PathBuf>,
-        force: bool,
     ) -> Result<PathBuf, ModelError> {
         let file = |name: &str| {
             paths.get(name).ok_or_else(|| ModelError::Manifest {
@@ -447,7 +448,7 @@ impl Registry {
         let made_from = std::fs::read_to_string(&stamp).unwrap_or_default();
         let current = made_from.lines().nth(1) == Some(want.as_str())
             && made_from.lines().next() == file_fingerprint(&out).as_deref();
-        if current && !force {
+        if current {
             return Ok(out);
         }
         std::fs::create_dir_all(self.dir.join(id))

@@ -223,38 +223,42 @@ fn tensors(vars: &BTreeMap<String, Var>, hp: &Hparams) -> Result<Vec<Out>, Strin
     let push = |out: &mut Vec<Out>, from: &str, to: String| -> Result<(), String> {
         let (v, values) = get(from)?;
         let mut shape = v.dims.clone();
-        let f32_kind = to.ends_with("positional_embedding") || to.starts_with("encoder.conv") && to.ends_with(".bias");
-        if to.starts_with("encoder.conv") && to.ends_with(".bias") {
+        let conv_bias = to.starts_with("encoder.conv") && to.ends_with(".bias");
+        if conv_bias {
             shape.push(1);
         }
         out.push(Out {
-            f16: shape.len() >= 2 && !f32_kind,
+            f16: shape.len() >= 2 && !conv_bias && !to.ends_with("positional_embedding"),
             name: to,
             shape,
             values,
         });
         Ok(())
     };
-    // Rows [k*n, (k+1)*n) of a fused [parts*n, ...] weight or bias.
-    let push_part =
-        |out: &mut Vec<Out>, from: &str, to: String, k: usize, parts: usize| -> Result<(), String> {
-            let (v, values) = get(from)?;
-            let rows = v.dims[0];
-            if rows % parts != 0 {
-                return Err(format!("{from}: {rows} rows do not split into {parts}"));
+    // A fused [parts*n, ...] weight or bias, split into its parts in order (decoded once);
+    // `None` drops a part (the zero key biases).
+    let split = |out: &mut Vec<Out>, from: &str, to: &[Option<String>]| -> Result<(), String> {
+        let (v, values) = get(from)?;
+        let (rows, parts) = (v.dims[0], to.len());
+        if rows % parts != 0 {
+            return Err(format!("{from}: {rows} rows do not split into {parts}"));
+        }
+        let n = rows / parts;
+        let width = v.len() / rows;
+        let mut shape = v.dims.clone();
+        shape[0] = n;
+        for (k, name) in to.iter().enumerate() {
+            if let Some(name) = name {
+                out.push(Out {
+                    f16: shape.len() >= 2,
+                    name: name.clone(),
+                    shape: shape.clone(),
+                    values: values[k * n * width..(k + 1) * n * width].to_vec(),
+                });
             }
-            let n = rows / parts;
-            let width = v.len() / rows;
-            let mut shape = v.dims.clone();
-            shape[0] = n;
-            out.push(Out {
-                f16: shape.len() >= 2,
-                name: to,
-                shape,
-                values: values[k * n * width..(k + 1) * n * width].to_vec(),
-            });
-            Ok(())
-        };
+        }
+        Ok(())
+    };
     for name in ["conv1", "conv2"] {
         for p in ["weight", "bias"] {
             push(&mut out, &format!("encoder/{name}/{p}"), format!("encoder.{name}.{p}"))?;
@@ -282,12 +286,9 @@ fn tensors(vars: &BTreeMap<String, Var>, hp: &Hparams) -> Result<Vec<Out>, Strin
                 push(&mut out, &format!("{c}/{from}/beta"), format!("{w}.{to}.bias"))?;
             }
             let qkv = format!("{c}/self_attention/linear_0");
-            for (k, name) in ["query", "key", "value"].iter().enumerate() {
-                push_part(&mut out, &format!("{qkv}/weight"), format!("{w}.attn.{name}.weight"), k, 3)?;
-                if *name != "key" {
-                    push_part(&mut out, &format!("{qkv}/bias"), format!("{w}.attn.{name}.bias"), k, 3)?;
-                }
-            }
+            let attn = |name: &str, p: &str| Some(format!("{w}.attn.{name}.{p}"));
+            split(&mut out, &format!("{qkv}/weight"), &[attn("query", "weight"), attn("key", "weight"), attn("value", "weight")])?;
+            split(&mut out, &format!("{qkv}/bias"), &[attn("query", "bias"), None, attn("value", "bias")])?;
             for p in ["weight", "bias"] {
                 push(&mut out, &format!("{c}/self_attention/linear_1/{p}"), format!("{w}.attn.out.{p}"))?;
                 push(&mut out, &format!("{c}/ffn/linear_0/{p}"), format!("{w}.mlp.0.{p}"))?;
@@ -299,9 +300,9 @@ fn tensors(vars: &BTreeMap<String, Var>, hp: &Hparams) -> Result<Vec<Out>, Strin
                     push(&mut out, &format!("{c}/attention/linear_2/{p}"), format!("{w}.cross_attn.out.{p}"))?;
                 }
                 let kv = format!("{c}/attention/linear_1");
-                push_part(&mut out, &format!("{kv}/weight"), format!("{w}.cross_attn.key.weight"), 0, 2)?;
-                push_part(&mut out, &format!("{kv}/weight"), format!("{w}.cross_attn.value.weight"), 1, 2)?;
-                push_part(&mut out, &format!("{kv}/bias"), format!("{w}.cross_attn.value.bias"), 1, 2)?;
+                let cross = |name: &str, p: &str| Some(format!("{w}.cross_attn.{name}.{p}"));
+                split(&mut out, &format!("{kv}/weight"), &[cross("key", "weight"), cross("value", "weight")])?;
+                split(&mut out, &format!("{kv}/bias"), &[None, cross("value", "bias")])?;
             }
         }
     }
