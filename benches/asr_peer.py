@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Speech recognition, kefu against faster-whisper, side by side in one run.
 
-Both read the same CTranslate2 Whisper folder from the kefu models cache (kefu converts it to
+kefu runs twice: as configured by default (the encoder over the clip's length) and with
+Whisper's full 30 s window (`voice.fit_window = false`), which is what faster-whisper does.
+Both engines read the same CTranslate2 Whisper folder from the kefu models cache (kefu converts it to
 ggml for whisper.cpp; faster-whisper runs it in CTranslate2), on the same clips, with the same
 thread count, greedy decoding (beam 1) and language detection. Reports per engine the
 real-time factor (decode time / audio time; below 1 is faster than real time) and the word
@@ -83,10 +85,11 @@ def make_clips(dir_):
     return clips
 
 
-def run_kefu(model, clips, threads, kefu):
+def run_kefu(model, clips, threads, kefu, fit_window=True):
+    env = dict(os.environ, KEFU_VOICE_FIT_WINDOW="1" if fit_window else "0", KEFU_LOG="warn")
     out = subprocess.run([str(kefu), "transcribe", "--json", "--model", model,
                           "--threads", str(threads)] + [str(c[0]) for c in clips],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, env=env).stdout
     rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
     return [(r["text"], r["audio_ms"] / 1000, r["decode_ms"] / 1000) for r in rows]
 
@@ -175,14 +178,16 @@ def main():
         clips = make_clips(d)
         for model in a.models.split(","):
             k = summarise("kefu (whisper.cpp)", run_kefu(model, clips, a.threads, a.kefu), clips)
+            kw = summarise("kefu, 30 s window", run_kefu(model, clips, a.threads, a.kefu, False), clips)
             f = summarise("faster-whisper", run_faster_whisper(model, clips, a.threads), clips)
-            results["models"].append({"model": model, "kefu": k, "faster_whisper": f,
+            results["models"].append({"model": model, "kefu": k, "kefu_full_window": kw,
+                                      "faster_whisper": f,
                                       "rtf_ratio_kefu_over_peer": k["rtf"] / f["rtf"]})
         if a.stream:
             results["stream"] = stream_latency(a.stream, clips, a.key)
     print(f"{'model':<16} {'engine':<20} {'RTF':>6} {'WER':>6}")
     for m in results["models"]:
-        for e in ("kefu", "faster_whisper"):
+        for e in ("kefu", "kefu_full_window", "faster_whisper"):
             r = m[e]
             print(f"{m['model']:<16} {r['engine']:<20} {r['rtf']:6.3f} {r['wer']:6.3f}")
         print(f"{m['model']:<16} {'kefu / peer RTF':<20} {m['rtf_ratio_kefu_over_peer']:6.2f}")

@@ -309,9 +309,10 @@ pub async fn transcribe(
     let id = model.unwrap_or_else(|| cfg.models.asr.clone());
     let reg = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
     let threads = threads.unwrap_or_else(|| cfg.voice.threads_per_worker(cfg.models.threads));
+    let fit_window = cfg.voice.fit_window;
     let pool = tokio::task::spawn_blocking(move || -> anyhow::Result<AsrPool> {
         let files = reg.ensure(&id)?;
-        Ok(AsrPool::start(&files, 1, threads, 4, &kefu::runtime::device::select())?)
+        Ok(AsrPool::start(&files, 1, threads, 4, fit_window, &kefu::runtime::device::select())?)
     })
     .await??;
     eprintln!("{}: {} thread(s); whisper.cpp: {}", pool.id(), pool.threads(), kefu::runtime::asr::system_info());
@@ -347,4 +348,226 @@ pub async fn transcribe(
         println!("total: {audio_s:.1} s of audio in {decode_s:.1} s: real-time factor {:.3}", decode_s / audio_s);
     }
     Ok(())
+}
+
+/// `kefu bench vectors`: the vector backends alone, on the same points. Indexing throughput
+/// (`upsert_card` per card, as `kefu index rebuild` does), search latency (k = 10, one query at a
+/// time) and recall@10 against exact search (a full scan of the same points).
+///
+/// The points are the stored vectors of a data directory's published cards (real e5 embeddings,
+/// as `kefu bench retrieval --data-dir` leaves them). For more cards than it holds, the extra
+/// points are synthetic: each mixes two stored vectors (0.6 / 0.4, chosen by a fixed
+/// pseudo-random sequence) plus a little noise, renormalised, so they fall among the real ones
+/// rather than in empty space. The queries are real: embedded question texts.
+pub async fn vectors(
+    mut cfg: Config,
+    data_dir: PathBuf,
+    sizes: Vec<usize>,
+    queries: usize,
+    qdrant: Option<String>,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use kefu::store::SearchFilter;
+    use kefu::store::vector::embedded::{EmbeddedIndex, dot};
+    use kefu::store::vector::qdrant::QdrantIndex;
+    use kefu::store::vector::{Point, VectorIndex};
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    cfg.data_dir = data_dir;
+    cfg.vector = Default::default();
+    let k = kefu::server::knowledge_only(&cfg).await?;
+    let store = k.store().clone();
+    let stored = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let published: HashSet<String> = store.published_ids()?.into_iter().collect();
+        Ok(store
+            .all_chunks()?
+            .into_iter()
+            .filter(|c| published.contains(&c.card_id))
+            .collect::<Vec<_>>())
+    })
+    .await??;
+    anyhow::ensure!(!stored.is_empty(), "the data directory holds no published cards: run `kefu bench retrieval --data-dir DIR` first");
+    // Cards in store order, each with its chunks.
+    let mut cards: Vec<(String, Vec<Point>)> = Vec::new();
+    for c in stored {
+        if cards.last().is_none_or(|(id, _)| *id != c.card_id) {
+            cards.push((c.card_id.clone(), Vec::new()));
+        }
+        let last = cards.last_mut().expect("pushed above");
+        last.1.push(Point { chunk_id: c.chunk_id, vector: c.vector, meta: c.meta });
+    }
+    let real = cards.len();
+    let dim = k.embedder().dim();
+    let texts: Vec<String> = (0..queries)
+        .map(|i| match i % 2 {
+            0 => format!("how do I get a {} for my {}", EN_TOPICS[i % EN_TOPICS.len()], PRODUCTS[i % 4]),
+            _ => format!("{}怎么{}", PRODUCTS[4 + i % 4], ZH_TOPICS[i % ZH_TOPICS.len()]),
+        })
+        .collect();
+    let mut qv = Vec::new();
+    for chunk in texts.chunks(32) {
+        qv.extend(k.embedder().embed(chunk.to_vec(), TextKind::Query).await?);
+    }
+    eprintln!("{real} stored cards ({dim} dimensions), {} queries", qv.len());
+
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        let points = synthetic_cards(&cards, n);
+        let all: Vec<(i64, &[f32])> = points
+            .iter()
+            .flat_map(|(_, ps)| ps.iter().map(|p| (p.chunk_id, p.vector.as_slice())))
+            .collect();
+        // Exact top 10 by a full scan, the reference for recall.
+        let exact: Vec<HashSet<i64>> = qv
+            .iter()
+            .map(|q| {
+                let mut s: Vec<(f32, i64)> = all.iter().map(|(id, v)| (dot(q, v), *id)).collect();
+                let last = 9.min(s.len() - 1);
+                s.select_nth_unstable_by(last, |a, b| b.0.total_cmp(&a.0));
+                s.truncate(10);
+                s.into_iter().map(|(_, id)| id).collect()
+            })
+            .collect();
+        let mut backends: Vec<(&str, Arc<dyn VectorIndex>, Option<String>)> =
+            vec![("embedded", Arc::new(EmbeddedIndex::new(dim)), None)];
+        if let Some(url) = &qdrant {
+            let collection = format!("kefu_bench_{}_{n}", std::process::id());
+            let vc = kefu::config::VectorConfig {
+                backend: "qdrant".into(),
+                url: url.clone(),
+                collection: collection.clone(),
+                ..Default::default()
+            };
+            let q = QdrantIndex::new(&vc, dim)?;
+            q.connect().await?;
+            backends.push(("qdrant", q, Some(collection)));
+        }
+        for (name, index, collection) in backends {
+            let bar = indicatif::ProgressBar::new(points.len() as u64)
+                .with_message(format!("{name}: indexing {n} cards"));
+            let t = Instant::now();
+            for (card, ps) in &points {
+                index.upsert_card(card, ps.clone()).await?;
+                bar.inc(1);
+            }
+            let index_secs = t.elapsed().as_secs_f64();
+            bar.finish_and_clear();
+            // Points in an approximate (HNSW) index; the rest are searched exactly.
+            let mut in_hnsw = None;
+            if let (Some(url), Some(c)) = (&qdrant, &collection) {
+                in_hnsw = Some(wait_for_qdrant_index(url, c).await?);
+            }
+            let settle_secs = t.elapsed().as_secs_f64() - index_secs;
+            let mut lat = Vec::new();
+            let mut recall = 0.0;
+            for (q, want) in qv.iter().zip(&exact) {
+                let t = Instant::now();
+                let hits = index.search(q.clone(), 10, SearchFilter::default()).await?;
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                recall += hits.iter().filter(|h| want.contains(&h.chunk_id)).count() as f64
+                    / want.len() as f64;
+            }
+            lat.sort_by(f64::total_cmp);
+            let row = serde_json::json!({
+                "backend": name, "cards": n, "vectors": all.len(), "real_cards": real.min(n),
+                "index_cards_per_s": n as f64 / index_secs, "index_secs": index_secs,
+                "optimize_secs": settle_secs,
+                "search_p50_ms": percentile(&lat, 0.5), "search_p99_ms": percentile(&lat, 0.99),
+                "recall_at_10": recall / qv.len() as f64, "in_hnsw_index": in_hnsw,
+            });
+            eprintln!("{row}");
+            rows.push(row);
+            if let (Some(url), Some(c)) = (&qdrant, &collection) {
+                let client = qdrant_client::Qdrant::from_url(url).build()?;
+                client.delete_collection(c.as_str()).await?;
+            }
+        }
+    }
+    println!("| backend | cards | indexing | search p50 / p99 | recall@10 | approximate (HNSW) |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} cards/s{} | {:.2} ms / {:.2} ms | {:.3} | {} |",
+            r["backend"].as_str().unwrap_or(""),
+            r["cards"],
+            r["index_cards_per_s"].as_f64().unwrap_or(0.0),
+            match r["optimize_secs"].as_f64() {
+                Some(s) if s > 0.5 => format!(" (+{s:.0} s building the HNSW graph)"),
+                _ => String::new(),
+            },
+            r["search_p50_ms"].as_f64().unwrap_or(0.0),
+            r["search_p99_ms"].as_f64().unwrap_or(0.0),
+            r["recall_at_10"].as_f64().unwrap_or(0.0),
+            match r["in_hnsw_index"].as_u64() {
+                Some(n) => format!("{n} of {} vectors", r["vectors"]),
+                None => "no: exact scan".to_string(),
+            },
+        );
+    }
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The first `n` cards: the stored ones, then synthetic ones mixed from them (see `vectors`).
+fn synthetic_cards(
+    cards: &[(String, Vec<kefu::store::vector::Point>)],
+    n: usize,
+) -> Vec<(String, Vec<kefu::store::vector::Point>)> {
+    let mut out: Vec<_> = cards.iter().take(n).cloned().collect();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        // xorshift64: reproducible without a dependency.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let base = 1i64 << 40;
+    for i in cards.len()..n {
+        let a = &cards[next() as usize % cards.len()].1[0];
+        let b = &cards[next() as usize % cards.len()].1[0];
+        let mut v: Vec<f32> = a
+            .vector
+            .iter()
+            .zip(&b.vector)
+            .map(|(x, y)| {
+                let noise = ((next() % 2001) as f32 / 1000.0 - 1.0) * 0.01;
+                0.6 * x + 0.4 * y + noise
+            })
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+        v.iter_mut().for_each(|x| *x /= norm);
+        out.push((
+            format!("synthetic-{i}"),
+            vec![kefu::store::vector::Point { chunk_id: base + i as i64, vector: v, meta: a.meta.clone() }],
+        ));
+    }
+    out
+}
+
+/// Qdrant builds its HNSW graph after the writes return: wait until the collection is green,
+/// so that searches measure the index and not a scan of unindexed segments.
+async fn wait_for_qdrant_index(url: &str, collection: &str) -> anyhow::Result<u64> {
+    let client = qdrant_client::Qdrant::from_url(url).build()?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(1800);
+    loop {
+        let info = client.collection_info(collection).await?;
+        let r = info.result.context("no collection info")?;
+        let green = r.status == qdrant_client::qdrant::CollectionStatus::Green as i32;
+        if green {
+            let indexed = r.indexed_vectors_count.unwrap_or(0);
+            eprintln!(
+                "qdrant: {} points, {indexed} in the HNSW index, {} segments",
+                r.points_count.unwrap_or(0),
+                r.segments_count
+            );
+            return Ok(indexed);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "Qdrant did not finish indexing in 30 min");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

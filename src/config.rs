@@ -49,7 +49,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VoiceConfig {
-    /// Utterances decoded at once (each worker holds its own decoding state, ~30 MB for base).
+    /// Utterances decoded at once (each worker holds its own decoding state: about 230 MB for base).
     pub workers: usize,
     /// Threads per worker (0: the cores divided among the workers).
     pub threads: usize,
@@ -68,6 +68,10 @@ pub struct VoiceConfig {
     pub end_silence_ms: u64,
     /// Voice-activity score (0-1) above which a 16 ms frame counts as speech.
     pub vad_threshold: f32,
+    /// Encode only the audio there is, not Whisper's whole 30 s window: 4-5x faster on
+    /// utterances of a few seconds, with the same error rates in our measurements. `false`
+    /// restores Whisper's padded window.
+    pub fit_window: bool,
 }
 
 impl VoiceConfig {
@@ -98,6 +102,7 @@ impl Default for VoiceConfig {
             partial_every_ms: 1000,
             end_silence_ms: 600,
             vad_threshold: 0.5,
+            fit_window: true,
         }
     }
 }
@@ -453,6 +458,9 @@ impl Config {
         }
         if let Some(v) = get("KEFU_VOICE_MAX_STREAMS") {
             self.voice.max_streams = num("KEFU_VOICE_MAX_STREAMS", &v)?;
+        }
+        if let Some(v) = get("KEFU_VOICE_FIT_WINDOW") {
+            self.voice.fit_window = !matches!(v.trim(), "0" | "false" | "no");
         }
         if let Some(v) = get("KEFU_VOICE_MAX_UPLOAD_BYTES") {
             self.voice.max_upload_bytes = num("KEFU_VOICE_MAX_UPLOAD_BYTES", &v)?;

@@ -148,6 +148,25 @@ enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The vector backends alone (embedded, and Qdrant with --qdrant): indexing throughput,
+    /// search latency and recall@10 against exact search, on the stored vectors of a data
+    /// directory (`bench retrieval --data-dir` makes one), with synthetic points mixed from
+    /// them for sizes beyond it.
+    Vectors {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Index sizes, in cards.
+        #[arg(long, value_delimiter = ',', default_value = "10000")]
+        cards: Vec<usize>,
+        #[arg(long, default_value_t = 300)]
+        queries: usize,
+        /// A Qdrant server's gRPC address (e.g. http://127.0.0.1:6334) to measure beside the
+        /// embedded index; a collection is made for each size and deleted afterwards.
+        #[arg(long)]
+        qdrant: Option<String>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Generator speed: time to first token and tokens/s, alone and with N conversations at
     /// once (the server's scheduler).
     Generate {
@@ -266,6 +285,19 @@ fn main() -> anyhow::Result<()> {
         } => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(bench::generate(cfg, model, concurrency, max_tokens, json))?;
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Vectors {
+                    data_dir,
+                    cards,
+                    queries,
+                    qdrant,
+                    json,
+                },
+        } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(bench::vectors(cfg, data_dir, cards, queries, qdrant, json))?;
         }
         Command::Transcribe {
             files,

@@ -112,7 +112,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
                     // Fetching converts the CTranslate2 weights to ggml, once.
                     let files = registry.ensure(&id)?;
                     let started = std::time::Instant::now();
-                    let pool = AsrPool::start(&files, voice.workers, asr_threads, voice.queue, &dev)?;
+                    let pool = AsrPool::start(&files, voice.workers, asr_threads, voice.queue, voice.fit_window, &dev)?;
                     tracing::info!(model = %id, workers = pool.workers(), threads = pool.threads(), multilingual = pool.multilingual(), secs = started.elapsed().as_secs_f32(), whisper_cpp = %crate::runtime::asr::system_info(), "speech model loaded");
                     Some(pool)
                 }

@@ -448,7 +448,21 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
         assert!(Instant::now() < deadline, "the vanished client's place was not freed: {m}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // And the server still transcribes.
+    // And the server still transcribes; operators see the model and the open streams.
     let (st, v, _) = transcribe(&s, &wav, &[]);
     assert_eq!(st, 200, "{v}");
+    let (_, ready) = s.call("GET", "/readyz", None);
+    assert_eq!(ready["asr"], "ok (whisper-base)", "{ready}");
+    // `one` is still open; `again` was dropped on leaving the loop, which the server sees soon.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = s.req("GET", "/metrics", None).send().unwrap().text().unwrap();
+        let open = metric(&metrics, "kefu_voice_streams_open", "role=\"asr\"");
+        if open == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "open streams {open:?}, expected 1");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(one);
 }

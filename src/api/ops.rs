@@ -34,6 +34,7 @@ pub struct Readiness {
     store: String,
     embedder: String,
     generator: String,
+    asr: String,
     index: String,
 }
 
@@ -75,6 +76,10 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             store,
             embedder,
             generator,
+            asr: s
+                .asr
+                .as_ref()
+                .map_or("not configured".to_string(), |a| format!("ok ({})", a.id())),
             index: index_state,
         }),
     )
@@ -135,16 +140,16 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             vec![(emb.clone(), load(&st.rejected))],
         ),
     ];
+    let add = |rows: &mut Vec<Family>, name: &str, labels: String, v: f64| {
+        if let Some(r) = rows.iter_mut().find(|r| r.0 == name) {
+            r.3.push((labels, v));
+        }
+    };
     if let Some(g) = s.answerer.generator() {
         let (gs, gen_l) = (
             g.stats(),
             format!("model=\"{}\",role=\"generator\"", g.id()),
         );
-        let add = |rows: &mut Vec<Family>, name: &str, labels: String, v: f64| {
-            if let Some(r) = rows.iter_mut().find(|r| r.0 == name) {
-                r.3.push((labels, v));
-            }
-        };
         add(
             &mut rows,
             "kefu_model_queue_depth",
@@ -198,6 +203,16 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             "counter",
             "Generations stopped because the client went away",
             vec![(gen_l, load(&gs.cancelled))],
+        ));
+    }
+    if let Some(a) = &s.asr {
+        let l = format!("model=\"{}\",role=\"asr\"", a.id());
+        add(&mut rows, "kefu_model_queue_depth", l.clone(), a.queued() as f64);
+        rows.push((
+            "kefu_voice_streams_open",
+            "gauge",
+            "Live voice streams open",
+            vec![(l, s.streams.open() as f64)],
         ));
     }
     for (name, kind, help, values) in rows {

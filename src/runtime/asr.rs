@@ -2,7 +2,7 @@
 //! behind one bounded queue.
 //!
 //! The model weights are shared; each worker owns a decoding state (its KV caches and mel
-//! buffer, a few tens of MB), so `workers` utterances decode at once and the rest wait in the
+//! buffers: about 230 MB for base, by whisper.cpp's own count at load), so `workers` utterances decode at once and the rest wait in the
 //! queue. A full queue is an immediate `Overloaded` (503 for files; streams are refused before
 //! they start). A job whose caller has gone (a closed upload, a vanished stream) is dropped
 //! when a worker reaches it, before any decoding.
@@ -29,8 +29,7 @@ pub struct AsrOptions {
     /// Per-word timings (OpenAI's `timestamp_granularities=["word"]`).
     pub words: bool,
     /// A quick draft for live partial transcripts: one segment, and the encoder run over the
-    /// clip's length instead of Whisper's whole 30 s window (faster on short clips, slightly
-    /// less accurate; the final transcript is made without it).
+    /// clip's length even when the pool encodes whole windows.
     pub draft: bool,
 }
 
@@ -93,6 +92,7 @@ impl AsrPool {
         workers: usize,
         threads: usize,
         queue: usize,
+        fit_window: bool,
         device: &candle_core::Device,
     ) -> Result<AsrPool, ModelError> {
         let path = match files.spec.format {
@@ -124,6 +124,11 @@ impl AsrPool {
                 .map_err(|e| load_err(format!("whisper.cpp refused the file: {e}")))?,
         );
         let multilingual = ctx.is_multilingual();
+        let how = Decoding {
+            threads: threads.max(1),
+            multilingual,
+            fit_window,
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let gauge = Arc::new(QueueGauge::default());
@@ -135,7 +140,7 @@ impl AsrPool {
             let (rx, gauge, busy, ctx) = (rx.clone(), gauge.clone(), busy.clone(), ctx.clone());
             std::thread::Builder::new()
                 .name(format!("kefu-asr-{w}"))
-                .spawn(move || worker(ctx, state, rx, gauge, busy, threads, multilingual))
+                .spawn(move || worker(ctx, state, rx, gauge, busy, how))
                 .map_err(|e| load_err(format!("cannot start a worker thread: {e}")))?;
         }
         Ok(AsrPool {
@@ -212,14 +217,22 @@ impl AsrPool {
     }
 }
 
+/// How every job of a pool is decoded.
+#[derive(Clone, Copy)]
+struct Decoding {
+    threads: usize,
+    multilingual: bool,
+    /// Run the encoder over the clip's length rather than Whisper's whole 30 s window.
+    fit_window: bool,
+}
+
 fn worker(
     ctx: Arc<WhisperContext>,
     mut state: whisper_rs::WhisperState,
     rx: Arc<Mutex<Receiver<Job>>>,
     gauge: Arc<QueueGauge>,
     busy: Arc<AtomicUsize>,
-    threads: usize,
-    multilingual: bool,
+    how: Decoding,
 ) {
     loop {
         let job = {
@@ -234,7 +247,7 @@ fn worker(
             continue;
         }
         busy.fetch_add(1, Ordering::SeqCst);
-        let result = run(&ctx, &mut state, &job.samples, &job.opts, threads, multilingual);
+        let result = run(&ctx, &mut state, &job.samples, &job.opts, how);
         busy.fetch_sub(1, Ordering::SeqCst);
         let _ = job.reply.send(result);
     }
@@ -245,8 +258,7 @@ fn run(
     state: &mut whisper_rs::WhisperState,
     samples: &[f32],
     opts: &AsrOptions,
-    threads: usize,
-    multilingual: bool,
+    how: Decoding,
 ) -> Result<Transcript, ModelError> {
     let started = Instant::now();
     let audio_ms = (samples.len() * 1000 / SAMPLE_RATE) as u64;
@@ -259,8 +271,8 @@ fn run(
         input = &padded;
     }
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-    params.set_n_threads(threads.max(1) as i32);
-    let language = match (&opts.language, multilingual) {
+    params.set_n_threads(how.threads as i32);
+    let language = match (&opts.language, how.multilingual) {
         (_, false) => "en",
         (Some(l), true) => l.as_str(),
         (None, true) => "auto",
@@ -269,8 +281,11 @@ fn run(
     params.set_translate(false);
     params.set_no_context(true);
     params.set_single_segment(opts.draft);
-    if opts.draft {
-        // 1500 encoder positions cover 30 s: 50 per second, plus a second of margin.
+    if opts.draft || how.fit_window {
+        // Whisper pads every clip to a 30 s window and whisper.cpp encodes all 1500 positions
+        // of it: for a 4 s utterance, 87% of the encoder's work is on silence. Encoding only the
+        // clip (50 positions per second, plus a second of margin) was 4-5x faster here with the
+        // same error rates (benches/README.md). Clips over 29 s get the whole window anyway.
         let ctx = ((input.len() / SAMPLE_RATE + 1) * 50 + 50).min(1500);
         params.set_audio_ctx(ctx as i32);
     }
