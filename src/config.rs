@@ -453,6 +453,9 @@ impl Config {
         if let Some(v) = get("KEFU_VOICE_WORKERS") {
             self.voice.workers = num("KEFU_VOICE_WORKERS", &v)?;
         }
+        if let Some(v) = get("KEFU_VOICE_THREADS") {
+            self.voice.threads = num("KEFU_VOICE_THREADS", &v)?;
+        }
         if let Some(v) = get("KEFU_VOICE_QUEUE") {
             self.voice.queue = num("KEFU_VOICE_QUEUE", &v)?;
         }

@@ -108,7 +108,11 @@ fn cer(truth: &str, hyp: &str) -> f64 {
 }
 
 fn voice_server(extra: &[(&str, &str)]) -> Server {
-    let mut env = vec![("KEFU_ASR", "whisper-base")];
+    // One thread per decoder: these tests run side by side, four servers on a 2-core machine,
+    // and whisper.cpp's threads spin at every graph node's barrier. With more threads than
+    // cores a spinning thread holds a core that the one it waits for needs, and a few seconds
+    // of audio took minutes (a CI run timed out this way).
+    let mut env = vec![("KEFU_ASR", "whisper-base"), ("KEFU_VOICE_THREADS", "1")];
     env.extend_from_slice(extra);
     Server::start_with(&env)
 }

@@ -4,14 +4,15 @@
 //! The model weights are shared; each worker owns a decoding state (its KV caches and mel
 //! buffers: about 230 MB for base, by whisper.cpp's own count at load), so `workers` utterances decode at once and the rest wait in the
 //! queue. A full queue is an immediate `Overloaded` (503 for files; streams are refused before
-//! they start). A job whose caller has gone (a closed upload, a vanished stream) is dropped
-//! when a worker reaches it, before any decoding.
+//! they start). A job whose caller has gone (a closed upload, a vanished stream, a partial
+//! that its final overtook) is dropped when a worker reaches it, or stopped mid-decode.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
 use super::registry::{GGML_WHISPER, ModelFiles, ModelFormat};
@@ -66,6 +67,9 @@ struct Job {
     samples: Vec<f32>,
     opts: AsrOptions,
     reply: tokio::sync::oneshot::Sender<Result<Transcript, ModelError>>,
+    /// Cancelled when the caller stops waiting (an upload closed, a stream gone, a partial
+    /// overtaken by its final): whisper.cpp then stops between two graph nodes.
+    gone: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -205,7 +209,10 @@ impl AsrPool {
         opts: AsrOptions,
     ) -> Result<Transcript, ModelError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        match self.inner.gauge.try_send(&self.inner.tx, Job { samples, opts, reply }) {
+        let gone = CancellationToken::new();
+        // Dropping this future (the caller went away) cancels the job, even mid-decode.
+        let _cancel_on_drop = gone.clone().drop_guard();
+        match self.inner.gauge.try_send(&self.inner.tx, Job { samples, opts, reply, gone }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ModelError::Overloaded("speech recognition")),
             Err(TrySendError::Disconnected(_)) => {
@@ -243,11 +250,11 @@ fn worker(
             }
         };
         gauge.took(1);
-        if job.reply.is_closed() {
+        if job.gone.is_cancelled() {
             continue;
         }
         busy.fetch_add(1, Ordering::SeqCst);
-        let result = run(&ctx, &mut state, &job.samples, &job.opts, how);
+        let result = run(&ctx, &mut state, &job.samples, &job.opts, how, &job.gone);
         busy.fetch_sub(1, Ordering::SeqCst);
         let _ = job.reply.send(result);
     }
@@ -259,6 +266,7 @@ fn run(
     samples: &[f32],
     opts: &AsrOptions,
     how: Decoding,
+    gone: &CancellationToken,
 ) -> Result<Transcript, ModelError> {
     let started = Instant::now();
     let audio_ms = (samples.len() * 1000 / SAMPLE_RATE) as u64;
@@ -281,6 +289,22 @@ fn run(
     params.set_translate(false);
     params.set_no_context(true);
     params.set_single_segment(opts.draft);
+    if opts.draft {
+        // A draft is replaced within a second: no temperature fallback (up to five more
+        // decodes of a clip cut mid-word), and no more tokens than speech of that length has
+        // (about 3 per second in English, 5 in Chinese), so a hallucinated loop ends early.
+        params.set_temperature_inc(0.0);
+        params.set_max_tokens((input.len() / SAMPLE_RATE * 12 + 24) as i32);
+    }
+    // whisper.cpp asks after every encoder pass and decoded token. (whisper-rs 0.16's
+    // `set_abort_callback_safe` hands whisper.cpp a pointer of the wrong type, which hung the
+    // second call here, so the raw pair is used.)
+    // SAFETY: the token outlives `full`, the only call that reads the pointer; whisper.cpp
+    // does not keep it.
+    unsafe {
+        params.set_abort_callback(Some(stop_if_cancelled));
+        params.set_abort_callback_user_data(std::ptr::from_ref(gone).cast_mut().cast());
+    }
     if opts.draft || how.fit_window {
         // Whisper pads every clip to a 30 s window and whisper.cpp encodes all 1500 positions
         // of it: for a 4 s utterance, 87% of the encoder's work is on silence. Encoding only the
@@ -298,9 +322,13 @@ fn run(
     if let Some(p) = opts.prompt.as_deref().filter(|p| !p.is_empty()) {
         params.set_initial_prompt(p);
     }
-    state
-        .full(params, input)
-        .map_err(|e| ModelError::Inference(format!("whisper: {e}")))?;
+    state.full(params, input).map_err(|e| {
+        ModelError::Inference(if gone.is_cancelled() {
+            "whisper: cancelled, the caller went away".into()
+        } else {
+            format!("whisper: {e}")
+        })
+    })?;
     let detected = whisper_rs::get_lang_str(state.full_lang_id_from_state())
         .unwrap_or(language)
         .to_string();
@@ -358,6 +386,11 @@ fn run(
         audio_ms,
         decode_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+unsafe extern "C" fn stop_if_cancelled(token: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `run` passes a `&CancellationToken` that lives through the call (see there).
+    unsafe { (*token.cast::<CancellationToken>()).is_cancelled() }
 }
 
 /// Segment texts joined as a reader expects: with spaces between Latin words, without between

@@ -147,6 +147,9 @@ pub async fn run(
                             last_partial_len = 0;
                         }
                         VadEvent::End { start_ms, end_ms, samples } => {
+                            // Its final supersedes a partial still decoding: dropping that
+                            // cancels it, so the final gets the decoder sooner.
+                            partial = None;
                             let (asr, opts, wait, id) = (asr.clone(), opts.clone(), cfg.final_wait, utterance);
                             finals.push_back(async move {
                                 let r = transcribe_waiting(&asr, samples, opts, wait).await;
