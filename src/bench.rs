@@ -312,22 +312,41 @@ pub async fn transcribe(
     let fit_window = cfg.voice.fit_window;
     let pool = tokio::task::spawn_blocking(move || -> anyhow::Result<AsrPool> {
         let files = reg.ensure(&id)?;
-        Ok(AsrPool::start(&files, 1, threads, 4, fit_window, &kefu::runtime::device::select())?)
+        Ok(AsrPool::start(
+            &files,
+            1,
+            threads,
+            4,
+            fit_window,
+            &kefu::runtime::device::select(),
+        )?)
     })
     .await??;
-    eprintln!("{}: {} thread(s); whisper.cpp: {}", pool.id(), pool.threads(), kefu::runtime::asr::system_info());
+    eprintln!(
+        "{}: {} thread(s); whisper.cpp: {}",
+        pool.id(),
+        pool.threads(),
+        kefu::runtime::asr::system_info()
+    );
     let (mut audio_s, mut decode_s) = (0.0, 0.0);
     for f in files {
         let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
         let ext = f.extension().and_then(|e| e.to_str()).map(str::to_string);
         let max = cfg.voice.max_audio_seconds as f64;
         let started = Instant::now();
-        let decoded = tokio::task::spawn_blocking(move || audio::decode_file(bytes, ext.as_deref(), max))
-            .await?
-            .with_context(|| format!("{}", f.display()))?;
+        let decoded =
+            tokio::task::spawn_blocking(move || audio::decode_file(bytes, ext.as_deref(), max))
+                .await?
+                .with_context(|| format!("{}", f.display()))?;
         let decode_audio_ms = started.elapsed().as_millis();
         let t = pool
-            .transcribe(decoded.samples, AsrOptions { language: language.clone(), ..Default::default() })
+            .transcribe(
+                decoded.samples,
+                AsrOptions {
+                    language: language.clone(),
+                    ..Default::default()
+                },
+            )
             .await?;
         let rtf = t.decode_ms as f64 / t.audio_ms.max(1) as f64;
         audio_s += t.audio_ms as f64 / 1000.0;
@@ -341,11 +360,21 @@ pub async fn transcribe(
                 })
             );
         } else {
-            println!("{}\t[{} {:.1}s rtf {:.3}]\t{}", f.display(), t.language, t.audio_ms as f64 / 1000.0, rtf, t.text);
+            println!(
+                "{}\t[{} {:.1}s rtf {:.3}]\t{}",
+                f.display(),
+                t.language,
+                t.audio_ms as f64 / 1000.0,
+                rtf,
+                t.text
+            );
         }
     }
     if !json && audio_s > 0.0 {
-        println!("total: {audio_s:.1} s of audio in {decode_s:.1} s: real-time factor {:.3}", decode_s / audio_s);
+        println!(
+            "total: {audio_s:.1} s of audio in {decode_s:.1} s: real-time factor {:.3}",
+            decode_s / audio_s
+        );
     }
     Ok(())
 }
@@ -387,7 +416,10 @@ pub async fn vectors(
             .collect::<Vec<_>>())
     })
     .await??;
-    anyhow::ensure!(!stored.is_empty(), "the data directory holds no published cards: run `kefu bench retrieval --data-dir DIR` first");
+    anyhow::ensure!(
+        !stored.is_empty(),
+        "the data directory holds no published cards: run `kefu bench retrieval --data-dir DIR` first"
+    );
     // Cards in store order, each with its chunks.
     let mut cards: Vec<(String, Vec<Point>)> = Vec::new();
     for c in stored {
@@ -395,21 +427,36 @@ pub async fn vectors(
             cards.push((c.card_id.clone(), Vec::new()));
         }
         let last = cards.last_mut().expect("pushed above");
-        last.1.push(Point { chunk_id: c.chunk_id, vector: c.vector, meta: c.meta });
+        last.1.push(Point {
+            chunk_id: c.chunk_id,
+            vector: c.vector,
+            meta: c.meta,
+        });
     }
     let real = cards.len();
     let dim = k.embedder().dim();
     let texts: Vec<String> = (0..queries)
         .map(|i| match i % 2 {
-            0 => format!("how do I get a {} for my {}", EN_TOPICS[i % EN_TOPICS.len()], PRODUCTS[i % 4]),
-            _ => format!("{}怎么{}", PRODUCTS[4 + i % 4], ZH_TOPICS[i % ZH_TOPICS.len()]),
+            0 => format!(
+                "how do I get a {} for my {}",
+                EN_TOPICS[i % EN_TOPICS.len()],
+                PRODUCTS[i % 4]
+            ),
+            _ => format!(
+                "{}怎么{}",
+                PRODUCTS[4 + i % 4],
+                ZH_TOPICS[i % ZH_TOPICS.len()]
+            ),
         })
         .collect();
     let mut qv = Vec::new();
     for chunk in texts.chunks(32) {
         qv.extend(k.embedder().embed(chunk.to_vec(), TextKind::Query).await?);
     }
-    eprintln!("{real} stored cards ({dim} dimensions), {} queries", qv.len());
+    eprintln!(
+        "{real} stored cards ({dim} dimensions), {} queries",
+        qv.len()
+    );
 
     let mut rows = Vec::new();
     for &n in &sizes {
@@ -543,7 +590,11 @@ fn synthetic_cards(
         v.iter_mut().for_each(|x| *x /= norm);
         out.push((
             format!("synthetic-{i}"),
-            vec![kefu::store::vector::Point { chunk_id: base + i as i64, vector: v, meta: a.meta.clone() }],
+            vec![kefu::store::vector::Point {
+                chunk_id: base + i as i64,
+                vector: v,
+                meta: a.meta.clone(),
+            }],
         ));
     }
     out
@@ -567,7 +618,10 @@ async fn wait_for_qdrant_index(url: &str, collection: &str) -> anyhow::Result<u6
             );
             return Ok(indexed);
         }
-        anyhow::ensure!(Instant::now() < deadline, "Qdrant did not finish indexing in 30 min");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "Qdrant did not finish indexing in 30 min"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }

@@ -550,7 +550,8 @@ impl Config {
             )));
         }
         let vc = &self.voice;
-        if vc.workers == 0 || vc.queue == 0 || vc.max_upload_bytes == 0 || vc.max_audio_seconds == 0 {
+        if vc.workers == 0 || vc.queue == 0 || vc.max_upload_bytes == 0 || vc.max_audio_seconds == 0
+        {
             return Err(ConfigError::Invalid(
                 "voice.workers, voice.queue, voice.max_upload_bytes and voice.max_audio_seconds must be at least 1".into(),
             ));

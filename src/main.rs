@@ -56,6 +56,32 @@ enum Command {
     },
     /// Print the effective configuration (keys masked).
     Config,
+    /// Measure answer quality on the labelled datasets in eval/ (see eval/README.md): prints a
+    /// table, writes report.json and report.md.
+    Eval {
+        /// A running server to evaluate (it must have no published cards); by default one is
+        /// started here with the configured models on a temporary data directory.
+        #[arg(long)]
+        url: Option<String>,
+        /// Admin API key for --url.
+        #[arg(long, env = "KEFU_EVAL_API_KEY")]
+        api_key: Option<String>,
+        /// The datasets and floors.
+        #[arg(long, default_value = "eval")]
+        dir: PathBuf,
+        /// Where report.json and report.md go.
+        #[arg(long, default_value = "eval-results")]
+        out: PathBuf,
+        /// How many answerable questions get a whole generated answer to grade.
+        #[arg(long, default_value_t = 60)]
+        answers: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Exit with status 1 when a metric is below its floor in eval/floors.json.
+        #[arg(long)]
+        check: bool,
+    },
     /// Measure speed on this machine (see benches/README.md).
     Bench {
         #[command(subcommand)]
@@ -210,6 +236,7 @@ enum ModelsCommand {
 }
 
 mod bench;
+mod eval;
 
 fn init_tracing() {
     let filter =
@@ -259,6 +286,29 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(kefu::server::run(cfg))?;
         }
+        Command::Eval {
+            url,
+            api_key,
+            dir,
+            out,
+            answers,
+            concurrency,
+            check,
+        } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let opts = eval::Options {
+                url,
+                api_key,
+                dir,
+                out,
+                answers,
+                concurrency: concurrency.max(1),
+                check,
+            };
+            if !rt.block_on(eval::run(cfg, opts))? {
+                std::process::exit(1);
+            }
+        }
         Command::Bench {
             command:
                 BenchCommand::Retrieval {
@@ -307,7 +357,9 @@ fn main() -> anyhow::Result<()> {
             json,
         } => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(bench::transcribe(cfg, files, model, language, threads, json))?;
+            rt.block_on(bench::transcribe(
+                cfg, files, model, language, threads, json,
+            ))?;
         }
         Command::Train {
             command: TrainCommand::Sentiment { per_class, out },

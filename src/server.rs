@@ -42,7 +42,12 @@ pub enum StartError {
 }
 
 /// The models `build` loads off the reactor.
-type Loaded = (Embedder, Option<Generator>, Option<LinearHead>, Option<AsrPool>);
+type Loaded = (
+    Embedder,
+    Option<Generator>,
+    Option<LinearHead>,
+    Option<AsrPool>,
+);
 
 /// Everything the API needs, built and ready.
 pub async fn build(cfg: Config) -> Result<AppState, StartError> {

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 const GEN: &str = "smollm2-135m";
 
-
 #[test]
 fn the_official_openai_client_works_unchanged() {
     let s = keys_and(GEN, &[]);

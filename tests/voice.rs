@@ -25,7 +25,11 @@ const ZH_SPOKEN: &str = "你好，我想查询我的订单。";
 
 fn need(tool: &str) {
     let ok = Command::new(tool)
-        .arg(if tool == "ffmpeg" { "-version" } else { "--version" })
+        .arg(if tool == "ffmpeg" {
+            "-version"
+        } else {
+            "--version"
+        })
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
@@ -64,7 +68,11 @@ fn ffmpeg(input: &Path, out: &Path, args: &[&str]) -> PathBuf {
 fn pcm_s16(input: &Path, rate: u32) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("a.raw");
-    ffmpeg(input, &raw, &["-ac", "1", "-ar", &rate.to_string(), "-f", "s16le"]);
+    ffmpeg(
+        input,
+        &raw,
+        &["-ac", "1", "-ar", &rate.to_string(), "-f", "s16le"],
+    );
     std::fs::read(raw).unwrap()
 }
 
@@ -81,7 +89,11 @@ fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     for (i, x) in a.iter().enumerate() {
         let mut cur = vec![i + 1];
         for (j, y) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(x != y))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -96,13 +108,58 @@ fn wer(truth: &str, hyp: &str) -> f64 {
 
 /// Whisper writes traditional characters for some Mandarin; the truth is simplified.
 fn simplified(c: char) -> char {
-    const PAIRS: &[(char, char)] = &[('黃', '黄'), ('張', '张'), ('詢', '询'), ('單', '单'), ('訂', '订'), ('們', '们'), ('這', '这'), ('個', '个'), ('說', '说'), ('問', '问'), ('題', '题'), ('號', '号'), ('為', '为'), ('麼', '么'), ('帶', '带'), ('寬', '宽'), ('網', '网'), ('開', '开'), ('沒', '没'), ('給', '给'), ('幫', '帮'), ('聯', '联'), ('電', '电'), ('話', '话'), ('請', '请'), ('謝', '谢'), ('塊', '块'), ('錢', '钱'), ('貨', '货'), ('還', '还'), ('過', '过'), ('時', '时'), ('會', '会'), ('來', '来'), ('對', '对'), ('見', '见'), ('宮', '宫'), ('長', '长'), ('營', '营')];
+    const PAIRS: &[(char, char)] = &[
+        ('黃', '黄'),
+        ('張', '张'),
+        ('詢', '询'),
+        ('單', '单'),
+        ('訂', '订'),
+        ('們', '们'),
+        ('這', '这'),
+        ('個', '个'),
+        ('說', '说'),
+        ('問', '问'),
+        ('題', '题'),
+        ('號', '号'),
+        ('為', '为'),
+        ('麼', '么'),
+        ('帶', '带'),
+        ('寬', '宽'),
+        ('網', '网'),
+        ('開', '开'),
+        ('沒', '没'),
+        ('給', '给'),
+        ('幫', '帮'),
+        ('聯', '联'),
+        ('電', '电'),
+        ('話', '话'),
+        ('請', '请'),
+        ('謝', '谢'),
+        ('塊', '块'),
+        ('錢', '钱'),
+        ('貨', '货'),
+        ('還', '还'),
+        ('過', '过'),
+        ('時', '时'),
+        ('會', '会'),
+        ('來', '来'),
+        ('對', '对'),
+        ('見', '见'),
+        ('宮', '宫'),
+        ('長', '长'),
+        ('營', '营'),
+    ];
     PAIRS.iter().find(|p| p.0 == c).map_or(c, |p| p.1)
 }
 
 /// Character error rate over Chinese characters and digits (punctuation and spaces ignored).
 fn cer(truth: &str, hyp: &str) -> f64 {
-    let keep = |s: &str| -> Vec<char> { s.chars().filter(|c| c.is_alphanumeric()).map(simplified).collect() };
+    let keep = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .map(simplified)
+            .collect()
+    };
     let (t, h) = (keep(truth), keep(hyp));
     edit_distance(&t, &h) as f64 / t.len().max(1) as f64
 }
@@ -139,10 +196,15 @@ fn transcribe(s: &Server, file: &Path, fields: &[(&str, &str)]) -> (u16, Value, 
 }
 
 fn audioeval(name: &str) -> (PathBuf, String) {
-    let dir = std::env::var("KEFU_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kefu/models")
-    });
-    let st = kefu().args(["models", "fetch", "audioeval-samples"]).status().unwrap();
+    let dir = std::env::var("KEFU_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kefu/models")
+        });
+    let st = kefu()
+        .args(["models", "fetch", "audioeval-samples"])
+        .status()
+        .unwrap();
     assert!(st.success(), "fetching pytest-audioeval's clips");
     let d = dir.join("audioeval-samples");
     let text = std::fs::read_to_string(d.join(format!("{name}.txt"))).unwrap();
@@ -168,8 +230,16 @@ fn files_in_every_format_transcribe_with_low_error_rates() {
     assert!(total / EN.len() as f64 <= 0.15, "mean WER {}", total / 3.0);
     let wav = dir.path().join("en0.wav");
     let variants = [
-        ffmpeg(&wav, &dir.path().join("en0.mp3"), &["-ar", "44100", "-ac", "2"]),
-        ffmpeg(&wav, &dir.path().join("en0.ogg"), &["-c:a", "libopus", "-ar", "48000"]),
+        ffmpeg(
+            &wav,
+            &dir.path().join("en0.mp3"),
+            &["-ar", "44100", "-ac", "2"],
+        ),
+        ffmpeg(
+            &wav,
+            &dir.path().join("en0.ogg"),
+            &["-c:a", "libopus", "-ar", "48000"],
+        ),
         ffmpeg(&wav, &dir.path().join("en0.flac"), &["-ar", "24000"]),
     ];
     for f in &variants {
@@ -188,7 +258,10 @@ fn files_in_every_format_transcribe_with_low_error_rates() {
         assert_eq!(st, 200, "{v}");
         let c = cer(&truth, v["text"].as_str().unwrap());
         eprintln!("{name}: CER {c:.2}: {}", v["text"]);
-        assert_eq!(v["language"], "chinese", "language detected for {name}: {v}");
+        assert_eq!(
+            v["language"], "chinese",
+            "language detected for {name}: {v}"
+        );
         assert!(c <= bound, "{name}: CER {c}: {}", v["text"]);
     }
     let zh = espeak(dir.path(), "zh", "cmn-latn-pinyin", ZH_SPOKEN);
@@ -210,14 +283,24 @@ fn files_in_every_format_transcribe_with_low_error_rates() {
     let (_, v, _) = transcribe(
         &s,
         &wav,
-        &[("response_format", "verbose_json"), ("timestamp_granularities[]", "word")],
+        &[
+            ("response_format", "verbose_json"),
+            ("timestamp_granularities[]", "word"),
+        ],
     );
     let dur = v["duration"].as_f64().unwrap();
     assert!((3.0..8.0).contains(&dur), "{v}");
     let ws = v["words"].as_array().unwrap();
     assert!(ws.len() >= 8, "{v}");
-    assert!(ws.windows(2).all(|w| w[0]["start"].as_f64() <= w[1]["start"].as_f64()), "{v}");
-    assert!(ws.last().unwrap()["end"].as_f64().unwrap() <= dur + 0.5, "{v}");
+    assert!(
+        ws.windows(2)
+            .all(|w| w[0]["start"].as_f64() <= w[1]["start"].as_f64()),
+        "{v}"
+    );
+    assert!(
+        ws.last().unwrap()["end"].as_f64().unwrap() <= dur + 0.5,
+        "{v}"
+    );
 }
 
 #[test]
@@ -228,15 +311,22 @@ fn the_official_openai_client_transcribes() {
     let mp3 = ffmpeg(&wav, &dir.path().join("en.mp3"), &[]);
     let pythonpath = openai_pythonpath();
     let mut cmd = Command::new("python3");
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_transcribe.py"))
-        .arg(&s.base)
-        .arg(AGENT)
-        .arg(&mp3);
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/openai_transcribe.py"
+    ))
+    .arg(&s.base)
+    .arg(AGENT)
+    .arg(&mp3);
     if let Some(p) = pythonpath {
         cmd.env("PYTHONPATH", p);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("{v:#}");
     assert!(wer(EN[1], v["json"].as_str().unwrap()) <= 0.25, "{v}");
@@ -246,7 +336,10 @@ fn the_official_openai_client_transcribes() {
     assert!(v["srt"].as_str().unwrap().contains(" --> "));
     assert!(wer(EN[1], v["text"].as_str().unwrap()) <= 0.25);
     assert_eq!(v["bad_language"]["status"], 422, "{v}");
-    assert_eq!(v["bad_language"]["body"]["error"]["code"], "invalid_request");
+    assert_eq!(
+        v["bad_language"]["body"]["error"]["code"],
+        "invalid_request"
+    );
 }
 
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -307,7 +400,12 @@ fn a_live_stream_gives_partials_then_finals_that_reach_the_conversation() {
     // Two sentences with 1.5 s of silence between them, at 16 kHz. (At a phone line's 8 kHz
     // espeak-ng's voice loses enough that Whisper base mishears words: see benches/README.md.)
     let a = espeak(dir.path(), "a", "en-us", EN[0]);
-    let b = espeak(dir.path(), "b", "en-us", "This is the worst service I have ever had, I am really angry.");
+    let b = espeak(
+        dir.path(),
+        "b",
+        "en-us",
+        "This is the worst service I have ever had, I am really angry.",
+    );
     let rate = 16000;
     let silence = vec![0u8; rate * 2 * 3 / 2];
     let mut pcm = pcm_s16(&a, rate as u32);
@@ -316,8 +414,11 @@ fn a_live_stream_gives_partials_then_finals_that_reach_the_conversation() {
     pcm.extend_from_slice(&silence);
 
     let mut ws = connect(&s);
-    send_json(&mut ws, json!({"type": "start", "sample_rate": rate, "encoding": "pcm_s16le",
-        "language": "en", "conversation_id": "call-1", "customer_id": "cust-9"}));
+    send_json(
+        &mut ws,
+        json!({"type": "start", "sample_rate": rate, "encoding": "pcm_s16le",
+        "language": "en", "conversation_id": "call-1", "customer_id": "cust-9"}),
+    );
     let started = next(&mut ws);
     assert_eq!(started["type"], "started", "{started}");
     assert_eq!(started["model"], "whisper-base");
@@ -337,16 +438,30 @@ fn a_live_stream_gives_partials_then_finals_that_reach_the_conversation() {
     }
     let kinds: Vec<&str> = got.iter().filter_map(|(_, m)| m["type"].as_str()).collect();
     assert_eq!(kinds.last(), Some(&"done"), "{kinds:?}");
-    let finals: Vec<&Value> = got.iter().map(|(_, m)| m).filter(|m| m["type"] == "final").collect();
+    let finals: Vec<&Value> = got
+        .iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["type"] == "final")
+        .collect();
     assert_eq!(finals.len(), 2, "{kinds:?}");
-    assert_eq!((finals[0]["utterance"].as_u64(), finals[1]["utterance"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (
+            finals[0]["utterance"].as_u64(),
+            finals[1]["utterance"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
     let first_final = kinds.iter().position(|k| *k == "final").unwrap();
     assert!(
         kinds[..first_final].contains(&"partial"),
         "a partial should arrive while the first sentence is spoken: {kinds:?}"
     );
     assert!(!kinds.contains(&"error"), "{kinds:?}");
-    assert!(wer(EN[0], finals[0]["text"].as_str().unwrap()) <= 0.3, "{}", finals[0]);
+    assert!(
+        wer(EN[0], finals[0]["text"].as_str().unwrap()) <= 0.3,
+        "{}",
+        finals[0]
+    );
     assert!(finals[0]["start_ms"].as_u64() < finals[0]["end_ms"].as_u64());
     assert!(finals[0]["end_ms"].as_u64() <= finals[1]["start_ms"].as_u64());
     // Each final is a stored customer turn with its sentiment; the angry one is negative.
@@ -357,19 +472,34 @@ fn a_live_stream_gives_partials_then_finals_that_reach_the_conversation() {
     assert_eq!(st, 200);
     let turns = conv["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 2, "{conv}");
-    assert!(turns.iter().all(|t| t["channel"] == "voice" && t["role"] == "customer"));
+    assert!(
+        turns
+            .iter()
+            .all(|t| t["channel"] == "voice" && t["role"] == "customer")
+    );
     assert_eq!(turns[0]["text"], finals[0]["text"]);
     assert_eq!(conv["customer_id"], "cust-9");
 
     // The final matches file transcription of the same audio.
     let (_, file, _) = transcribe(&s, &a, &[("language", "en")]);
-    let agreement = wer(file["text"].as_str().unwrap(), finals[0]["text"].as_str().unwrap());
-    assert!(agreement <= 0.15, "stream {} vs file {}", finals[0]["text"], file["text"]);
+    let agreement = wer(
+        file["text"].as_str().unwrap(),
+        finals[0]["text"].as_str().unwrap(),
+    );
+    assert!(
+        agreement <= 0.15,
+        "stream {} vs file {}",
+        finals[0]["text"],
+        file["text"]
+    );
 }
 
 #[test]
 fn bad_audio_and_protocol_faults_get_clear_errors() {
-    let s = voice_server(&[("KEFU_VOICE_MAX_UPLOAD_BYTES", "1000000"), ("KEFU_VOICE_MAX_STREAMS", "2")]);
+    let s = voice_server(&[
+        ("KEFU_VOICE_MAX_UPLOAD_BYTES", "1000000"),
+        ("KEFU_VOICE_MAX_STREAMS", "2"),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let wav = espeak(dir.path(), "a", "en-us", EN[2]);
 
@@ -383,40 +513,78 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
     let (st, v, _) = transcribe(&s, &truncated, &[]);
     assert_eq!((st, error_code(&v).as_str()), (400, "invalid_audio"), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("ends early"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ends early"),
+        "{v}"
+    );
     let empty = dir.path().join("empty.mp3");
     std::fs::write(&empty, b"").unwrap();
     let (st, v, _) = transcribe(&s, &empty, &[]);
     assert_eq!(st, 400, "{v}");
-    let long = ffmpeg(&wav, &dir.path().join("long.wav"), &["-af", "apad=whole_dur=60"]);
+    let long = ffmpeg(
+        &wav,
+        &dir.path().join("long.wav"),
+        &["-af", "apad=whole_dur=60"],
+    );
     let (st, v, _) = transcribe(&s, &long, &[]);
-    assert_eq!((st, error_code(&v).as_str()), (413, "payload_too_large"), "{v}");
+    assert_eq!(
+        (st, error_code(&v).as_str()),
+        (413, "payload_too_large"),
+        "{v}"
+    );
     let (st, v, _) = transcribe(&s, &wav, &[("response_format", "mp4")]);
-    assert_eq!((st, error_code(&v).as_str()), (422, "invalid_request"), "{v}");
+    assert_eq!(
+        (st, error_code(&v).as_str()),
+        (422, "invalid_request"),
+        "{v}"
+    );
     let (st, v, _) = transcribe(&s, &wav, &[("model", "whisper-large-v9")]);
-    assert_eq!((st, error_code(&v).as_str()), (404, "model_not_found"), "{v}");
+    assert_eq!(
+        (st, error_code(&v).as_str()),
+        (404, "model_not_found"),
+        "{v}"
+    );
     let res = s
         .req("POST", "/v1/audio/transcriptions", None)
         .multipart(reqwest::blocking::multipart::Form::new().text("model", "whisper-1"))
         .send()
         .unwrap();
     let (st, v) = parts(res);
-    assert_eq!((st, error_code(&v).as_str()), (422, "invalid_request"), "{v}");
+    assert_eq!(
+        (st, error_code(&v).as_str()),
+        (422, "invalid_request"),
+        "{v}"
+    );
 
     // Streams: faults before and after start.
     let mut ws = connect(&s);
     ws.send(Message::Binary(vec![0u8; 640].into())).unwrap();
     assert_eq!(next(&mut ws)["code"], "not_started");
-    send_json(&mut ws, json!({"type": "start", "sample_rate": 0, "encoding": "pcm_s16le"}));
+    send_json(
+        &mut ws,
+        json!({"type": "start", "sample_rate": 0, "encoding": "pcm_s16le"}),
+    );
     let m = next(&mut ws);
     assert_eq!(m["code"], "bad_start", "{m}");
     assert!(m["message"].as_str().unwrap().contains("0 Hz"), "{m}");
-    send_json(&mut ws, json!({"type": "start", "sample_rate": 16000, "encoding": "mp3"}));
+    send_json(
+        &mut ws,
+        json!({"type": "start", "sample_rate": 16000, "encoding": "mp3"}),
+    );
     assert_eq!(next(&mut ws)["code"], "bad_message");
-    send_json(&mut ws, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "language": "klingon"}));
+    send_json(
+        &mut ws,
+        json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "language": "klingon"}),
+    );
     assert_eq!(next(&mut ws)["code"], "bad_start");
     // f32 samples declared as 16-bit: refused once enough audio shows it.
-    send_json(&mut ws, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}));
+    send_json(
+        &mut ws,
+        json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}),
+    );
     assert_eq!(next(&mut ws)["type"], "started");
     let floats: Vec<u8> = (0..16000)
         .flat_map(|i| ((i as f32 * 0.03).sin() * 0.4).to_le_bytes())
@@ -429,27 +597,50 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
 
     // At most two streams: a third is refused with a reason; a vanished client frees its place.
     let mut one = connect(&s);
-    send_json(&mut one, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}));
+    send_json(
+        &mut one,
+        json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}),
+    );
     assert_eq!(next(&mut one)["type"], "started");
     let mut two = connect(&s);
-    send_json(&mut two, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}));
+    send_json(
+        &mut two,
+        json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}),
+    );
     assert_eq!(next(&mut two)["type"], "started");
     let pcm = pcm_s16(&wav, 16000);
-    two.send(Message::Binary(pcm[..pcm.len() / 2].to_vec().into())).unwrap();
+    two.send(Message::Binary(pcm[..pcm.len() / 2].to_vec().into()))
+        .unwrap();
     let mut three = connect(&s);
     let m = next(&mut three);
-    assert_eq!((m["type"].as_str(), m["code"].as_u64()), (Some("close"), Some(1013)), "{m}");
-    assert!(m["reason"].as_str().unwrap().contains("voice streams are open"), "{m}");
+    assert_eq!(
+        (m["type"].as_str(), m["code"].as_u64()),
+        (Some("close"), Some(1013)),
+        "{m}"
+    );
+    assert!(
+        m["reason"]
+            .as_str()
+            .unwrap()
+            .contains("voice streams are open"),
+        "{m}"
+    );
     drop(two); // mid-utterance, without a stop or a close
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut again = connect(&s);
-        send_json(&mut again, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}));
+        send_json(
+            &mut again,
+            json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}),
+        );
         let m = next(&mut again);
         if m["type"] == "started" {
             break;
         }
-        assert!(Instant::now() < deadline, "the vanished client's place was not freed: {m}");
+        assert!(
+            Instant::now() < deadline,
+            "the vanished client's place was not freed: {m}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // And the server still transcribes; operators see the model and the open streams.
@@ -460,12 +651,20 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
     // `one` is still open; `again` was dropped on leaving the loop, which the server sees soon.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = s.req("GET", "/metrics", None).send().unwrap().text().unwrap();
+        let metrics = s
+            .req("GET", "/metrics", None)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         let open = metric(&metrics, "kefu_voice_streams_open", "role=\"asr\"");
         if open == Some(1.0) {
             break;
         }
-        assert!(Instant::now() < deadline, "open streams {open:?}, expected 1");
+        assert!(
+            Instant::now() < deadline,
+            "open streams {open:?}, expected 1"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(one);

@@ -497,7 +497,10 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the upload is larger than this server takes (voice.max_upload_bytes): {}", e.body_text()),
+            format!(
+                "the upload is larger than this server takes (voice.max_upload_bytes): {}",
+                e.body_text()
+            ),
         )
     } else {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
@@ -507,14 +510,19 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 /// The upload, at most `limit` bytes. An upload over the limit is read to its end (up to four
 /// times the limit) before the 413 goes out: a client that is still sending when the server
 /// answers sees a broken connection instead of the error, and that is no clear answer.
-async fn read_upload(req: axum::extract::Request, limit: usize) -> ApiResult<axum::extract::Multipart> {
+async fn read_upload(
+    req: axum::extract::Request,
+    limit: usize,
+) -> ApiResult<axum::extract::Multipart> {
     use axum::extract::FromRequest;
     use futures::StreamExt;
     let too_large = |n: usize| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the upload is {n} bytes or more; this server takes at most {limit} (voice.max_upload_bytes)"),
+            format!(
+                "the upload is {n} bytes or more; this server takes at most {limit} (voice.max_upload_bytes)"
+            ),
         )
     };
     let declared = req
@@ -530,7 +538,8 @@ async fn read_upload(req: axum::extract::Request, limit: usize) -> ApiResult<axu
     let mut kept = Vec::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
         total += chunk.len();
         if total <= limit {
             kept.extend_from_slice(&chunk);
@@ -576,7 +585,10 @@ async fn read_form(mut mp: axum::extract::Multipart) -> ApiResult<TranscriptionF
 fn compression_ratio(text: &str) -> f64 {
     use std::io::Write;
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    let compressed = z.write_all(text.as_bytes()).and_then(|()| z.finish()).map_or(0, |c| c.len());
+    let compressed = z
+        .write_all(text.as_bytes())
+        .and_then(|()| z.finish())
+        .map_or(0, |c| c.len());
     text.len() as f64 / compressed.max(1) as f64
 }
 
@@ -618,7 +630,9 @@ pub async fn transcriptions(
     let form = read_form(mp).await?;
     let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m);
     let Some((file_name, bytes)) = form.file else {
-        return Err(invalid("the form has no `file` part: send the audio as multipart field `file`".into()));
+        return Err(invalid(
+            "the form has no `file` part: send the audio as multipart field `file`".into(),
+        ));
     };
     if let Some(m) = &form.model
         && m != "whisper-1"
@@ -627,38 +641,62 @@ pub async fn transcriptions(
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "model_not_found",
-            format!("model {m:?} is not loaded; this server transcribes with {:?} (\"whisper-1\" also names it)", asr.id()),
+            format!(
+                "model {m:?} is not loaded; this server transcribes with {:?} (\"whisper-1\" also names it)",
+                asr.id()
+            ),
         ));
     }
     if let Some(l) = &form.language {
         asr.check_language(l).map_err(invalid)?;
     }
-    let format = form.response_format.as_deref().unwrap_or("json").to_string();
-    if !matches!(format.as_str(), "json" | "text" | "srt" | "verbose_json" | "vtt") {
-        return Err(invalid(format!("response_format {format:?}: use json, text, srt, verbose_json or vtt")));
+    let format = form
+        .response_format
+        .as_deref()
+        .unwrap_or("json")
+        .to_string();
+    if !matches!(
+        format.as_str(),
+        "json" | "text" | "srt" | "verbose_json" | "vtt"
+    ) {
+        return Err(invalid(format!(
+            "response_format {format:?}: use json, text, srt, verbose_json or vtt"
+        )));
     }
     let words = form.granularities.iter().any(|g| g == "word");
-    if let Some(g) = form.granularities.iter().find(|g| !matches!(g.as_str(), "word" | "segment")) {
-        return Err(invalid(format!("timestamp_granularities {g:?}: use segment or word")));
+    if let Some(g) = form
+        .granularities
+        .iter()
+        .find(|g| !matches!(g.as_str(), "word" | "segment"))
+    {
+        return Err(invalid(format!(
+            "timestamp_granularities {g:?}: use segment or word"
+        )));
     }
     if bytes.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_audio", "the file is empty"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_audio",
+            "the file is empty",
+        ));
     }
     let ext = file_name
         .as_deref()
         .and_then(|n| n.rsplit_once('.'))
         .map(|(_, e)| e.to_ascii_lowercase());
     let max = s.config.voice.max_audio_seconds as f64;
-    let decoded = tokio::task::spawn_blocking(move || audio::decode_file(bytes.to_vec(), ext.as_deref(), max))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|e| {
-            let code = match e {
-                AudioError::TooLong { .. } => "audio_too_long",
-                _ => "invalid_audio",
-            };
-            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
-        })?;
+    let decoded = tokio::task::spawn_blocking(move || {
+        audio::decode_file(bytes.to_vec(), ext.as_deref(), max)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| {
+        let code = match e {
+            AudioError::TooLong { .. } => "audio_too_long",
+            _ => "invalid_audio",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+    })?;
     let duration = decoded.seconds();
     let t = asr
         .transcribe(
@@ -692,7 +730,14 @@ pub async fn transcriptions(
                     seg.text
                 ));
             }
-            plain(out, if vtt { "text/vtt; charset=utf-8" } else { "application/x-subrip; charset=utf-8" })
+            plain(
+                out,
+                if vtt {
+                    "text/vtt; charset=utf-8"
+                } else {
+                    "application/x-subrip; charset=utf-8"
+                },
+            )
         }
         "verbose_json" => {
             let language = whisper_rs::get_lang_id(&t.language)

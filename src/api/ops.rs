@@ -207,7 +207,12 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     }
     if let Some(a) = &s.asr {
         let l = format!("model=\"{}\",role=\"asr\"", a.id());
-        add(&mut rows, "kefu_model_queue_depth", l.clone(), a.queued() as f64);
+        add(
+            &mut rows,
+            "kefu_model_queue_depth",
+            l.clone(),
+            a.queued() as f64,
+        );
         rows.push((
             "kefu_voice_streams_open",
             "gauge",

@@ -55,7 +55,10 @@ impl StreamCount {
             if n >= max {
                 return None;
             }
-            match self.0.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match self
+                .0
+                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => return Some(Place(self.clone())),
                 Err(now) => n = now,
             }
@@ -149,7 +152,9 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
         let next = tokio::time::timeout_at(deadline, socket.recv()).await;
         let m = match next {
             Err(_) => {
-                let _ = socket.send(err("start_timeout", "no start message within 30 s")).await;
+                let _ = socket
+                    .send(err("start_timeout", "no start message within 30 s"))
+                    .await;
                 return;
             }
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return,
@@ -199,7 +204,9 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
         }
     };
     if socket
-        .send(msg(json!({"type": "started", "model": asr.id(), "sample_rate": format.sample_rate})))
+        .send(msg(
+            json!({"type": "started", "model": asr.id(), "sample_rate": format.sample_rate}),
+        ))
         .await
         .is_err()
     {

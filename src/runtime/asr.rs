@@ -101,10 +101,12 @@ impl AsrPool {
     ) -> Result<AsrPool, ModelError> {
         let path = match files.spec.format {
             ModelFormat::Ct2Whisper => files.path(GGML_WHISPER)?,
-            ModelFormat::GgmlWhisper => files.files().next().ok_or_else(|| ModelError::Manifest {
-                path: "manifest".into(),
-                message: format!("model {} lists no file", files.id),
-            })?,
+            ModelFormat::GgmlWhisper => {
+                files.files().next().ok_or_else(|| ModelError::Manifest {
+                    path: "manifest".into(),
+                    message: format!("model {} lists no file", files.id),
+                })?
+            }
             other => {
                 return Err(ModelError::Manifest {
                     path: "manifest".into(),
@@ -122,7 +124,9 @@ impl AsrPool {
             file: path.to_path_buf(),
             message,
         };
-        let path_str = path.to_str().ok_or_else(|| load_err("path is not UTF-8".into()))?;
+        let path_str = path
+            .to_str()
+            .ok_or_else(|| load_err("path is not UTF-8".into()))?;
         let ctx = Arc::new(
             WhisperContext::new_with_params(path_str, params)
                 .map_err(|e| load_err(format!("whisper.cpp refused the file: {e}")))?,
@@ -185,7 +189,10 @@ impl AsrPool {
             ));
         }
         if !self.multilingual() && code != "en" {
-            return Err(format!("the speech model {} understands English only", self.id()));
+            return Err(format!(
+                "the speech model {} understands English only",
+                self.id()
+            ));
         }
         Ok(())
     }
@@ -212,7 +219,15 @@ impl AsrPool {
         let gone = CancellationToken::new();
         // Dropping this future (the caller went away) cancels the job, even mid-decode.
         let _cancel_on_drop = gone.clone().drop_guard();
-        match self.inner.gauge.try_send(&self.inner.tx, Job { samples, opts, reply, gone }) {
+        match self.inner.gauge.try_send(
+            &self.inner.tx,
+            Job {
+                samples,
+                opts,
+                reply,
+                gone,
+            },
+        ) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ModelError::Overloaded("speech recognition")),
             Err(TrySendError::Disconnected(_)) => {
@@ -335,13 +350,18 @@ fn run(
     let eot = ctx.token_eot();
     let mut segments = Vec::new();
     for seg in state.as_iter() {
-        let text = seg.to_str_lossy().map(|s| s.trim().to_string()).unwrap_or_default();
+        let text = seg
+            .to_str_lossy()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
         let mut words = Vec::new();
         let mut tokens = Vec::new();
         let mut logprob = 0.0f32;
         let mut n = 0;
         for t in 0..seg.n_tokens() {
-            let Some(tok) = seg.get_token(t) else { continue };
+            let Some(tok) = seg.get_token(t) else {
+                continue;
+            };
             let data = tok.token_data();
             if data.id >= eot {
                 continue; // special and timestamp tokens
@@ -350,7 +370,10 @@ fn run(
             n += 1;
             tokens.push(data.id);
             if opts.words {
-                let piece = tok.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default();
+                let piece = tok
+                    .to_str_lossy()
+                    .map(|s| s.into_owned())
+                    .unwrap_or_default();
                 let (t0, t1) = ((data.t0.max(0) * 10) as u64, (data.t1.max(0) * 10) as u64);
                 // A piece that starts with a space begins a new word; others continue it.
                 match words.last_mut() {
@@ -396,7 +419,8 @@ unsafe extern "C" fn stop_if_cancelled(token: *mut std::ffi::c_void) -> bool {
 /// Segment texts joined as a reader expects: with spaces between Latin words, without between
 /// Chinese or Japanese characters.
 pub fn join_segments<'a>(parts: impl Iterator<Item = &'a str>) -> String {
-    let cjk = |c: char| ('\u{3000}'..='\u{9fff}').contains(&c) || ('\u{ff00}'..='\u{ffef}').contains(&c);
+    let cjk =
+        |c: char| ('\u{3000}'..='\u{9fff}').contains(&c) || ('\u{ff00}'..='\u{ffef}').contains(&c);
     let mut out = String::new();
     for p in parts.map(str::trim).filter(|p| !p.is_empty()) {
         let glue = match (out.chars().last(), p.chars().next()) {

@@ -406,7 +406,10 @@ impl Registry {
         if spec.format != ModelFormat::Ct2Whisper {
             return Err(ModelError::Manifest {
                 path: self.source.clone(),
-                message: format!("model {id} is {:?}: only ct2-whisper models convert", spec.format),
+                message: format!(
+                    "model {id} is {:?}: only ct2-whisper models convert",
+                    spec.format
+                ),
             });
         }
         if force {
@@ -431,7 +434,11 @@ impl Registry {
                 message: format!("model {id} (ct2-whisper) needs a file named {name:?}"),
             })
         };
-        let (ct2, mel, vocab) = (file("model.bin")?, file("mel_filters.npz")?, file("vocab.tiktoken")?);
+        let (ct2, mel, vocab) = (
+            file("model.bin")?,
+            file("mel_filters.npz")?,
+            file("vocab.tiktoken")?,
+        );
         let out = self.dir.join(id).join(GGML_WHISPER);
         // The stamp names what the file was made from, so a new model.bin or converter redoes it.
         let source_sha = spec
@@ -456,13 +463,12 @@ impl Registry {
         let bar = ProgressBar::new_spinner().with_message(format!("{id}: converting to ggml"));
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         tracing::info!(model = id, out = %out.display(), "converting CTranslate2 Whisper to ggml");
-        let done = super::whisper_ggml::convert(ct2, mel, vocab, &out).map_err(|e| {
-            ModelError::Load {
+        let done =
+            super::whisper_ggml::convert(ct2, mel, vocab, &out).map_err(|e| ModelError::Load {
                 model: id.to_string(),
                 file: ct2.clone(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         bar.finish_and_clear();
         tracing::info!(model = id, tensors = done.tensors, vocab = done.vocab, hparams = ?done.hparams, "converted");
         if let Some(fp) = file_fingerprint(&out) {
@@ -661,7 +667,10 @@ fn sdist_roots(requirement: &str) -> Vec<String> {
         return vec![];
     };
     let normalised = wheel_prefix(n, v);
-    vec![format!("{n}-{v}"), normalised.trim_end_matches('-').to_string()]
+    vec![
+        format!("{n}-{v}"),
+        normalised.trim_end_matches('-').to_string(),
+    ]
 }
 
 /// Whether `path` names a file inside the source archive of `requirement` (`name-version/...`).
@@ -702,7 +711,10 @@ fn download_wheel(
     let (prefixes, suffix) = if sdist {
         let roots = sdist_roots(requirement);
         (
-            roots.iter().map(|r| format!("{}.", r.to_ascii_lowercase())).collect(),
+            roots
+                .iter()
+                .map(|r| format!("{}.", r.to_ascii_lowercase()))
+                .collect(),
             ".tar.gz",
         )
     } else {

@@ -71,7 +71,11 @@ impl Var {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            t => return Err(format!("weights of CTranslate2 type {t} (only float16/float32 models convert; int8-quantized ones do not)")),
+            t => {
+                return Err(format!(
+                    "weights of CTranslate2 type {t} (only float16/float32 models convert; int8-quantized ones do not)"
+                ));
+            }
         })
     }
 
@@ -261,48 +265,131 @@ fn tensors(vars: &BTreeMap<String, Var>, hp: &Hparams) -> Result<Vec<Out>, Strin
     };
     for name in ["conv1", "conv2"] {
         for p in ["weight", "bias"] {
-            push(&mut out, &format!("encoder/{name}/{p}"), format!("encoder.{name}.{p}"))?;
+            push(
+                &mut out,
+                &format!("encoder/{name}/{p}"),
+                format!("encoder.{name}.{p}"),
+            )?;
         }
     }
-    push(&mut out, "encoder/position_encodings/encodings", "encoder.positional_embedding".into())?;
-    push(&mut out, "encoder/layer_norm/gamma", "encoder.ln_post.weight".into())?;
-    push(&mut out, "encoder/layer_norm/beta", "encoder.ln_post.bias".into())?;
-    push(&mut out, "decoder/embeddings/weight", "decoder.token_embedding.weight".into())?;
-    push(&mut out, "decoder/position_encodings/encodings", "decoder.positional_embedding".into())?;
-    push(&mut out, "decoder/layer_norm/gamma", "decoder.ln.weight".into())?;
-    push(&mut out, "decoder/layer_norm/beta", "decoder.ln.bias".into())?;
+    push(
+        &mut out,
+        "encoder/position_encodings/encodings",
+        "encoder.positional_embedding".into(),
+    )?;
+    push(
+        &mut out,
+        "encoder/layer_norm/gamma",
+        "encoder.ln_post.weight".into(),
+    )?;
+    push(
+        &mut out,
+        "encoder/layer_norm/beta",
+        "encoder.ln_post.bias".into(),
+    )?;
+    push(
+        &mut out,
+        "decoder/embeddings/weight",
+        "decoder.token_embedding.weight".into(),
+    )?;
+    push(
+        &mut out,
+        "decoder/position_encodings/encodings",
+        "decoder.positional_embedding".into(),
+    )?;
+    push(
+        &mut out,
+        "decoder/layer_norm/gamma",
+        "decoder.ln.weight".into(),
+    )?;
+    push(
+        &mut out,
+        "decoder/layer_norm/beta",
+        "decoder.ln.bias".into(),
+    )?;
 
     let sides = [("encoder", hp.n_audio_layer), ("decoder", hp.n_text_layer)];
     for (side, layers) in sides {
         for i in 0..layers {
             let c = format!("{side}/layer_{i}");
             let w = format!("{side}.blocks.{i}");
-            let mut norms = vec![("self_attention/layer_norm", "attn_ln"), ("ffn/layer_norm", "mlp_ln")];
+            let mut norms = vec![
+                ("self_attention/layer_norm", "attn_ln"),
+                ("ffn/layer_norm", "mlp_ln"),
+            ];
             if side == "decoder" {
                 norms.push(("attention/layer_norm", "cross_attn_ln"));
             }
             for (from, to) in norms {
-                push(&mut out, &format!("{c}/{from}/gamma"), format!("{w}.{to}.weight"))?;
-                push(&mut out, &format!("{c}/{from}/beta"), format!("{w}.{to}.bias"))?;
+                push(
+                    &mut out,
+                    &format!("{c}/{from}/gamma"),
+                    format!("{w}.{to}.weight"),
+                )?;
+                push(
+                    &mut out,
+                    &format!("{c}/{from}/beta"),
+                    format!("{w}.{to}.bias"),
+                )?;
             }
             let qkv = format!("{c}/self_attention/linear_0");
             let attn = |name: &str, p: &str| Some(format!("{w}.attn.{name}.{p}"));
-            split(&mut out, &format!("{qkv}/weight"), &[attn("query", "weight"), attn("key", "weight"), attn("value", "weight")])?;
-            split(&mut out, &format!("{qkv}/bias"), &[attn("query", "bias"), None, attn("value", "bias")])?;
+            split(
+                &mut out,
+                &format!("{qkv}/weight"),
+                &[
+                    attn("query", "weight"),
+                    attn("key", "weight"),
+                    attn("value", "weight"),
+                ],
+            )?;
+            split(
+                &mut out,
+                &format!("{qkv}/bias"),
+                &[attn("query", "bias"), None, attn("value", "bias")],
+            )?;
             for p in ["weight", "bias"] {
-                push(&mut out, &format!("{c}/self_attention/linear_1/{p}"), format!("{w}.attn.out.{p}"))?;
-                push(&mut out, &format!("{c}/ffn/linear_0/{p}"), format!("{w}.mlp.0.{p}"))?;
-                push(&mut out, &format!("{c}/ffn/linear_1/{p}"), format!("{w}.mlp.2.{p}"))?;
+                push(
+                    &mut out,
+                    &format!("{c}/self_attention/linear_1/{p}"),
+                    format!("{w}.attn.out.{p}"),
+                )?;
+                push(
+                    &mut out,
+                    &format!("{c}/ffn/linear_0/{p}"),
+                    format!("{w}.mlp.0.{p}"),
+                )?;
+                push(
+                    &mut out,
+                    &format!("{c}/ffn/linear_1/{p}"),
+                    format!("{w}.mlp.2.{p}"),
+                )?;
             }
             if side == "decoder" {
                 for p in ["weight", "bias"] {
-                    push(&mut out, &format!("{c}/attention/linear_0/{p}"), format!("{w}.cross_attn.query.{p}"))?;
-                    push(&mut out, &format!("{c}/attention/linear_2/{p}"), format!("{w}.cross_attn.out.{p}"))?;
+                    push(
+                        &mut out,
+                        &format!("{c}/attention/linear_0/{p}"),
+                        format!("{w}.cross_attn.query.{p}"),
+                    )?;
+                    push(
+                        &mut out,
+                        &format!("{c}/attention/linear_2/{p}"),
+                        format!("{w}.cross_attn.out.{p}"),
+                    )?;
                 }
                 let kv = format!("{c}/attention/linear_1");
                 let cross = |name: &str, p: &str| Some(format!("{w}.cross_attn.{name}.{p}"));
-                split(&mut out, &format!("{kv}/weight"), &[cross("key", "weight"), cross("value", "weight")])?;
-                split(&mut out, &format!("{kv}/bias"), &[None, cross("value", "bias")])?;
+                split(
+                    &mut out,
+                    &format!("{kv}/weight"),
+                    &[cross("key", "weight"), cross("value", "weight")],
+                )?;
+                split(
+                    &mut out,
+                    &format!("{kv}/bias"),
+                    &[None, cross("value", "bias")],
+                )?;
             }
         }
     }
@@ -325,12 +412,17 @@ fn read_npz_f32(path: &Path, member: &str) -> Result<(Vec<usize>, Vec<f32>), Str
     let (hlen, hstart) = if buf[6] == 1 {
         (u16::from_le_bytes([buf[8], buf[9]]) as usize, 10)
     } else {
-        (u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize, 12)
+        (
+            u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize,
+            12,
+        )
     };
     let header = std::str::from_utf8(buf.get(hstart..hstart + hlen).ok_or("truncated header")?)
         .map_err(|_| "header is not text")?;
     if !header.contains("'descr': '<f4'") || !header.contains("'fortran_order': False") {
-        return Err(format!("{member}: expected little-endian float32 in C order, header {header}"));
+        return Err(format!(
+            "{member}: expected little-endian float32 in C order, header {header}"
+        ));
     }
     let shape_text = header
         .split("'shape': (")
@@ -341,12 +433,18 @@ fn read_npz_f32(path: &Path, member: &str) -> Result<(Vec<usize>, Vec<f32>), Str
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape {shape_text}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let data = &buf[hstart + hlen..];
     let n: usize = shape.iter().product();
     if data.len() != n * 4 {
-        return Err(format!("{member}: {} bytes for shape {shape:?}", data.len()));
+        return Err(format!(
+            "{member}: {} bytes for shape {shape:?}",
+            data.len()
+        ));
     }
     let values = data
         .chunks_exact(4)
@@ -406,7 +504,10 @@ pub fn convert(
     let (mel_shape, mel) = read_npz_f32(mel_filters, &format!("mel_{}", hp.n_mels))
         .map_err(|m| input(mel_filters, m))?;
     if mel_shape.len() != 2 || mel_shape[0] != hp.n_mels {
-        return Err(input(mel_filters, format!("mel filters shaped {mel_shape:?}")));
+        return Err(input(
+            mel_filters,
+            format!("mel filters shaped {mel_shape:?}"),
+        ));
     }
     let vocab = read_tiktoken(tiktoken).map_err(|m| input(tiktoken, m))?;
     if vocab.len() > hp.n_vocab {
@@ -565,14 +666,21 @@ mod tests {
         for side in ["encoder", "decoder"] {
             for i in 0..layers {
                 let c = format!("{side}/layer_{i}");
-                for ln in ["self_attention/layer_norm", "ffn/layer_norm", "attention/layer_norm"] {
+                for ln in [
+                    "self_attention/layer_norm",
+                    "ffn/layer_norm",
+                    "attention/layer_norm",
+                ] {
                     if ln.starts_with("attention") && side == "encoder" {
                         continue;
                     }
                     f(&format!("{c}/{ln}/gamma"), vec![d]);
                     f(&format!("{c}/{ln}/beta"), vec![d]);
                 }
-                f(&format!("{c}/self_attention/linear_0/weight"), vec![3 * d, d]);
+                f(
+                    &format!("{c}/self_attention/linear_0/weight"),
+                    vec![3 * d, d],
+                );
                 f(&format!("{c}/self_attention/linear_0/bias"), vec![3 * d]);
                 f(&format!("{c}/self_attention/linear_1/weight"), vec![d, d]);
                 f(&format!("{c}/self_attention/linear_1/bias"), vec![d]);
@@ -590,8 +698,18 @@ mod tests {
                 }
             }
         }
-        vars.push(("encoder/num_heads".into(), vec![], CT2_I16, 2i16.to_le_bytes().to_vec()));
-        vars.push(("decoder/num_heads".into(), vec![], CT2_I16, 2i16.to_le_bytes().to_vec()));
+        vars.push((
+            "encoder/num_heads".into(),
+            vec![],
+            CT2_I16,
+            2i16.to_le_bytes().to_vec(),
+        ));
+        vars.push((
+            "decoder/num_heads".into(),
+            vec![],
+            CT2_I16,
+            2i16.to_le_bytes().to_vec(),
+        ));
         let mut out = Vec::new();
         let s = |out: &mut Vec<u8>, s: &str| {
             out.extend(((s.len() + 1) as u16).to_le_bytes());
@@ -618,7 +736,8 @@ mod tests {
 
     fn write_npz(path: &Path, n_mels: usize, n_fft: usize) {
         let mut npy = Vec::new();
-        let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n_mels}, {n_fft}), }}");
+        let header =
+            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n_mels}, {n_fft}), }}");
         let pad = 64 - (10 + header.len() + 1) % 64;
         let header = format!("{header}{}\n", " ".repeat(pad));
         npy.extend(b"\x93NUMPY\x01\x00");
@@ -628,8 +747,11 @@ mod tests {
             npy.extend((i as f32).to_le_bytes());
         }
         let mut zip = zip::ZipWriter::new(File::create(path).unwrap());
-        zip.start_file(format!("mel_{n_mels}.npy"), zip::write::SimpleFileOptions::default())
-            .unwrap();
+        zip.start_file(
+            format!("mel_{n_mels}.npy"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
         zip.write_all(&npy).unwrap();
         zip.finish().unwrap();
     }
@@ -668,7 +790,12 @@ mod tests {
         // 7 encoder and 4 decoder tensors, 15 per encoder layer and 24 per decoder layer:
         // whisper.cpp's tensor list, which refuses a file with any missing.
         assert_eq!(index.len(), 11 + 2 * 15 + 2 * 24, "{index:?}");
-        let get = |n: &str| index.iter().find(|t| t.0 == n).unwrap_or_else(|| panic!("no {n}"));
+        let get = |n: &str| {
+            index
+                .iter()
+                .find(|t| t.0 == n)
+                .unwrap_or_else(|| panic!("no {n}"))
+        };
         assert_eq!(get("encoder.conv1.weight").1, vec![3, 4, 8]);
         assert!(get("encoder.conv1.weight").2);
         assert_eq!(get("encoder.conv1.bias").1, vec![1, 8]);
@@ -698,11 +825,21 @@ mod tests {
         let vars = read_ct2(&buf).unwrap();
         let hp = hparams(&vars).unwrap();
         let ts = tensors(&vars, &hp).unwrap();
-        let fused = vars["decoder/layer_0/self_attention/linear_0/weight"].values().unwrap();
-        let v = ts.iter().find(|t| t.name == "decoder.blocks.0.attn.value.weight").unwrap();
+        let fused = vars["decoder/layer_0/self_attention/linear_0/weight"]
+            .values()
+            .unwrap();
+        let v = ts
+            .iter()
+            .find(|t| t.name == "decoder.blocks.0.attn.value.weight")
+            .unwrap();
         assert_eq!(v.values, fused[2 * d * d..3 * d * d]);
-        let kv = vars["decoder/layer_0/attention/linear_1/bias"].values().unwrap();
-        let vb = ts.iter().find(|t| t.name == "decoder.blocks.0.cross_attn.value.bias").unwrap();
+        let kv = vars["decoder/layer_0/attention/linear_1/bias"]
+            .values()
+            .unwrap();
+        let vb = ts
+            .iter()
+            .find(|t| t.name == "decoder.blocks.0.cross_attn.value.bias")
+            .unwrap();
         assert_eq!(vb.values, kv[d..]);
     }
 
@@ -711,7 +848,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.bin");
         std::fs::write(&p, b"GGUF\x03\x00\x00\x00garbage").unwrap();
-        let e = convert(&p, &p, &p, &dir.path().join("o")).unwrap_err().to_string();
+        let e = convert(&p, &p, &p, &dir.path().join("o"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a CTranslate2 model"), "{e}");
         let mut truncated = 6u32.to_le_bytes().to_vec();
         truncated.extend(12u16.to_le_bytes());
@@ -719,7 +858,9 @@ mod tests {
         truncated.extend(3u32.to_le_bytes());
         truncated.extend(5u32.to_le_bytes());
         std::fs::write(&p, truncated).unwrap();
-        let e = convert(&p, &p, &p, &dir.path().join("o")).unwrap_err().to_string();
+        let e = convert(&p, &p, &p, &dir.path().join("o"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated"), "{e}");
     }
 }

@@ -24,7 +24,9 @@ pub const RATE: u32 = 16_000;
 /// Bad audio is the caller's fault: each case maps to a 4xx with this message.
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
-    #[error("the file is not audio in a format this service reads (WAV, FLAC, MP3, OGG/Vorbis, OGG/Opus): {0}")]
+    #[error(
+        "the file is not audio in a format this service reads (WAV, FLAC, MP3, OGG/Vorbis, OGG/Opus): {0}"
+    )]
     NotAudio(String),
     #[error("the audio is damaged or truncated: {0}")]
     Corrupt(String),
@@ -167,7 +169,10 @@ pub fn decode_file(
             "the file ends early, after {:.2} s{}",
             mono.len() as f64 / rate.max(1) as f64,
             expected_frames
-                .map(|n| format!(" of the {:.2} s its header declares", n as f64 / rate.max(1) as f64))
+                .map(|n| format!(
+                    " of the {:.2} s its header declares",
+                    n as f64 / rate.max(1) as f64
+                ))
                 .unwrap_or_default()
         )));
     }
@@ -213,8 +218,14 @@ impl StreamResampler {
             None
         } else {
             Some(
-                Fft::<f32>::new(rate as usize, RATE as usize, rate as usize / 50, 1, FixedSync::Input)
-                    .map_err(|e| AudioError::Corrupt(format!("resampler: {e}")))?,
+                Fft::<f32>::new(
+                    rate as usize,
+                    RATE as usize,
+                    rate as usize / 50,
+                    1,
+                    FixedSync::Input,
+                )
+                .map_err(|e| AudioError::Corrupt(format!("resampler: {e}")))?,
             )
         };
         Ok(StreamResampler {
@@ -284,7 +295,11 @@ pub fn pcm_to_f32(encoding: PcmEncoding, bytes: &[u8], leftover: &mut Vec<u8>) -
             PcmEncoding::PcmF32le => {
                 let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 // NaN or wild values (a wrong declared encoding) must not reach the model.
-                if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 }
+                if v.is_finite() {
+                    v.clamp(-1.0, 1.0)
+                } else {
+                    0.0
+                }
             }
         })
         .collect();
@@ -346,21 +361,33 @@ mod tests {
     fn decodes_stereo_44k_wav_to_16k_mono() {
         let d = decode_file(wav(44_100, 2, &tone(44_100, 1.0, 440.0)), Some("wav"), 60.0).unwrap();
         assert_eq!((d.source_rate, d.channels), (44_100, 2));
-        assert!((d.samples.len() as i64 - 16_000).abs() < 200, "{}", d.samples.len());
+        assert!(
+            (d.samples.len() as i64 - 16_000).abs() < 200,
+            "{}",
+            d.samples.len()
+        );
         let peak = d.samples.iter().fold(0f32, |a, s| a.max(s.abs()));
         assert!((0.4..0.6).contains(&peak), "{peak}");
     }
 
     #[test]
     fn refuses_bad_files() {
-        assert!(matches!(decode_file(b"hello, not audio".to_vec(), None, 60.0), Err(AudioError::NotAudio(_))));
+        assert!(matches!(
+            decode_file(b"hello, not audio".to_vec(), None, 60.0),
+            Err(AudioError::NotAudio(_))
+        ));
         let mut w = wav(16_000, 1, &tone(16_000, 2.0, 300.0));
         w.truncate(w.len() / 2);
         let e = decode_file(w, None, 60.0).err().unwrap();
         assert!(matches!(e, AudioError::Corrupt(_)), "{e}");
-        let e = decode_file(wav(16_000, 1, &tone(16_000, 3.0, 300.0)), None, 2.0).err().unwrap();
+        let e = decode_file(wav(16_000, 1, &tone(16_000, 3.0, 300.0)), None, 2.0)
+            .err()
+            .unwrap();
         assert!(matches!(e, AudioError::TooLong { .. }), "{e}");
-        assert!(matches!(decode_file(wav(16_000, 1, &[]), None, 60.0), Err(AudioError::Empty | AudioError::NotAudio(_))));
+        assert!(matches!(
+            decode_file(wav(16_000, 1, &[]), None, 60.0),
+            Err(AudioError::Empty | AudioError::NotAudio(_))
+        ));
     }
 
     #[test]

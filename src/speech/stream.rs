@@ -83,7 +83,8 @@ fn error(code: &str, message: impl Into<String>) -> Outbound {
 }
 
 /// A transcription under way: (utterance, start_ms, end_ms, result).
-type Job = std::pin::Pin<Box<dyn Future<Output = (u32, u64, u64, Result<Transcript, ModelError>)> + Send>>;
+type Job =
+    std::pin::Pin<Box<dyn Future<Output = (u32, u64, u64, Result<Transcript, ModelError>)> + Send>>;
 
 /// Runs a stream until the caller stops it (or goes away). Returns once every final is out.
 pub async fn run(
@@ -257,7 +258,8 @@ impl EncodingCheck {
         if self.done {
             return Ok(());
         }
-        self.seen.extend_from_slice(&bytes[..bytes.len().min(Self::WINDOW)]);
+        self.seen
+            .extend_from_slice(&bytes[..bytes.len().min(Self::WINDOW)]);
         if self.seen.len() < Self::WINDOW {
             return Ok(());
         }
@@ -269,7 +271,10 @@ impl EncodingCheck {
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
-                let wild = vals.iter().filter(|v| !v.is_finite() || v.abs() > 2.0).count();
+                let wild = vals
+                    .iter()
+                    .filter(|v| !v.is_finite() || v.abs() > 2.0)
+                    .count();
                 if wild * 20 > vals.len() {
                     return Err(format!(
                         "{wild} of the first {} samples are not audio as pcm_f32le (values outside [-1, 1]): is the audio pcm_s16le?",
@@ -282,12 +287,18 @@ impl EncodingCheck {
                     .chunks_exact(4)
                     .map(|c| u16::from_le_bytes([c[2], c[3]]) & 0x7fff)
                     .collect();
-                let floaty = highs.iter().filter(|&&h| (0x3800..0x3f81).contains(&h)).count();
+                let floaty = highs
+                    .iter()
+                    .filter(|&&h| (0x3800..0x3f81).contains(&h))
+                    .count();
                 let lows: Vec<u16> = data
                     .chunks_exact(4)
                     .map(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7fff)
                     .collect();
-                let low_floaty = lows.iter().filter(|&&h| (0x3800..0x3f81).contains(&h)).count();
+                let low_floaty = lows
+                    .iter()
+                    .filter(|&&h| (0x3800..0x3f81).contains(&h))
+                    .count();
                 if floaty * 10 > highs.len() * 8 && low_floaty * 10 < lows.len() * 3 {
                     return Err("the audio looks like 32-bit floats, not pcm_s16le: declare encoding pcm_f32le".into());
                 }
@@ -303,19 +314,37 @@ mod tests {
 
     #[test]
     fn notices_a_wrong_declared_encoding() {
-        let speechlike: Vec<f32> = (0..8000).map(|i| ((i as f32) * 0.05).sin() * 0.3 + 0.01).collect();
+        let speechlike: Vec<f32> = (0..8000)
+            .map(|i| ((i as f32) * 0.05).sin() * 0.3 + 0.01)
+            .collect();
         let f32_bytes: Vec<u8> = speechlike.iter().flat_map(|v| v.to_le_bytes()).collect();
         let s16_bytes: Vec<u8> = speechlike
             .iter()
             .flat_map(|v| ((v * 32767.0) as i16).to_le_bytes())
             .chain(std::iter::repeat_n(0u8, 16_000))
             .collect();
-        assert!(EncodingCheck::new(PcmEncoding::PcmS16le).feed(&f32_bytes).is_err());
-        assert!(EncodingCheck::new(PcmEncoding::PcmF32le).feed(&f32_bytes).is_ok());
-        assert!(EncodingCheck::new(PcmEncoding::PcmS16le).feed(&s16_bytes).is_ok());
+        assert!(
+            EncodingCheck::new(PcmEncoding::PcmS16le)
+                .feed(&f32_bytes)
+                .is_err()
+        );
+        assert!(
+            EncodingCheck::new(PcmEncoding::PcmF32le)
+                .feed(&f32_bytes)
+                .is_ok()
+        );
+        assert!(
+            EncodingCheck::new(PcmEncoding::PcmS16le)
+                .feed(&s16_bytes)
+                .is_ok()
+        );
         let loud: Vec<u8> = (0..8000i32)
             .flat_map(|i| (((i * 37) % 20000 - 10000) as i16).to_le_bytes())
             .collect();
-        assert!(EncodingCheck::new(PcmEncoding::PcmF32le).feed(&loud).is_err());
+        assert!(
+            EncodingCheck::new(PcmEncoding::PcmF32le)
+                .feed(&loud)
+                .is_err()
+        );
     }
 }

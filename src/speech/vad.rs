@@ -97,7 +97,10 @@ impl Segmenter {
         let mut events = Vec::new();
         self.partial.extend_from_slice(samples);
         let whole = self.partial.len() / FRAME * FRAME;
-        let frames: Vec<Vec<f32>> = self.partial[..whole].chunks(FRAME).map(<[f32]>::to_vec).collect();
+        let frames: Vec<Vec<f32>> = self.partial[..whole]
+            .chunks(FRAME)
+            .map(<[f32]>::to_vec)
+            .collect();
         self.partial.drain(..whole);
         for f in frames {
             self.frame(f, &mut events);

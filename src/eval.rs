@@ -1,0 +1,978 @@
+//! `kefu eval`: answer quality on the labelled datasets in eval/, through the HTTP API exactly
+//! as callers use it, against a running server (`--url`) or one started here on a temporary
+//! data directory with the configured models.
+//!
+//! Suites (each a section of the report, each metric with an optional floor in
+//! eval/floors.json):
+//! - retrieval: `/v1/search` on every answerable single-turn question: recall@1, recall@5, MRR;
+//! - handoff: `/v1/answer` on every question, multi-turn follow-ups in their conversation: is
+//!   the question handed off (precision and recall on the unanswerable ones)? Read from the
+//!   first streamed event, so answers are not generated to the end;
+//! - answers: whole generated answers for a fixed sample of answerable questions: citations
+//!   (the right card among them, first) and groundedness (answer sentences whose words and
+//!   numbers are in the cited cards);
+//! - sentiment: `/v1/sentiment` on labelled turns;
+//! - escalation: scripted conversations turn by turn; is the conversation flagged at the end?
+//! - asr: `/v1/audio/transcriptions` on recorded clips: WER (English), CER (Chinese).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use kefu::config::Config;
+use kefu::runtime::registry::Registry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub struct Options {
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub dir: PathBuf,
+    pub out: PathBuf,
+    /// Whole generated answers to grade (0: none).
+    pub answers: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub check: bool,
+}
+
+#[derive(Deserialize)]
+struct Card {
+    title: String,
+    body: String,
+}
+
+#[derive(Deserialize, Clone)]
+struct Question {
+    id: String,
+    kind: String,
+    lang: String,
+    split: String,
+    question: String,
+    card: Option<String>,
+    #[serde(default)]
+    history: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct SentimentTurn {
+    text: String,
+    lang: String,
+    label: String,
+}
+
+#[derive(Deserialize)]
+struct Conversation {
+    id: String,
+    lang: String,
+    escalate: bool,
+    turns: Vec<ScriptTurn>,
+}
+
+#[derive(Deserialize)]
+struct ScriptTurn {
+    role: String,
+    text: String,
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// The server under evaluation, over HTTP.
+#[derive(Clone)]
+struct Api {
+    base: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut r = self.req(method, path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        // A full model queue is 503 with Retry-After: wait and ask again, as a client should.
+        for _ in 0..60 {
+            let res = r.try_clone().expect("no streaming body").send().await?;
+            let status = res.status();
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let v: Value = res.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                bail!("{path}: {status}: {v}");
+            }
+            return Ok(v);
+        }
+        bail!("{path}: still 503 after 30 s")
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.json(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.json(reqwest::Method::GET, path, None).await
+    }
+}
+
+/// Runs every suite, writes `report.json` and `report.md` under `out`, prints the table.
+/// Returns false when `check` is set and a floor is broken.
+pub async fn run(mut cfg: Config, o: Options) -> anyhow::Result<bool> {
+    let tmp = tempfile::tempdir()?;
+    let (api, _server) = match &o.url {
+        Some(url) => (
+            Api {
+                base: url.trim_end_matches('/').to_string(),
+                key: o.api_key.clone(),
+                http: client()?,
+            },
+            None,
+        ),
+        None => {
+            cfg.data_dir = tmp.path().join("data");
+            // Its own server: no keys needed, every local caller is an admin.
+            cfg.auth.keys.clear();
+            let state = kefu::server::build(cfg.clone()).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, kefu::api::router(state)).await;
+            });
+            (
+                Api {
+                    base: format!("http://{addr}"),
+                    key: None,
+                    http: client()?,
+                },
+                Some(tokio_util::task::AbortOnDropHandle::new(task)),
+            )
+        }
+    };
+    let ready = api
+        .req(reqwest::Method::GET, "/readyz")
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    eprintln!("server: {}", api.base);
+    eprintln!(
+        "models: embedder {}, generator {}, asr {}",
+        ready["embedder"], ready["generator"], ready["asr"]
+    );
+
+    let cards: Vec<Card> = read_jsonl(&o.dir.join("kb_cards.jsonl"))?;
+    let questions: Vec<Question> = read_jsonl(&o.dir.join("kb_questions.jsonl"))?;
+    let ids = load_cards(&api, &o.dir.join("kb_cards.jsonl"), &cards).await?;
+
+    let mut report = BTreeMap::<String, Value>::new();
+    let started = Instant::now();
+    let mut lap = Instant::now();
+    // One line per suite as it ends: the progress bars are hidden when stderr is not a terminal.
+    let mut done = |report: &mut BTreeMap<String, Value>, suite: &str, v: Value| {
+        eprintln!("{suite}: done in {:.0} s", lap.elapsed().as_secs_f64());
+        lap = Instant::now();
+        report.insert(suite.into(), v);
+    };
+    done(
+        &mut report,
+        "retrieval",
+        retrieval(&api, &questions, &ids, o.concurrency).await?,
+    );
+    done(
+        &mut report,
+        "handoff",
+        handoff(&api, &questions, o.concurrency).await?,
+    );
+    let generating = !ready["generator"].as_str().unwrap_or("").starts_with("not");
+    if o.answers > 0 && generating {
+        done(
+            &mut report,
+            "answers",
+            answers(&api, &questions, &cards, &ids, o.answers).await?,
+        );
+    } else {
+        eprintln!(
+            "answers: skipped ({})",
+            if generating {
+                "--answers 0"
+            } else {
+                "no generator"
+            }
+        );
+    }
+    let turns = read_jsonl(&o.dir.join("sentiment_turns.jsonl"))?;
+    done(&mut report, "sentiment", sentiment(&api, &turns).await?);
+    let convs = read_jsonl(&o.dir.join("escalation_conversations.jsonl"))?;
+    done(&mut report, "escalation", escalation(&api, &convs).await?);
+    if ready["asr"].as_str().is_some_and(|a| a.starts_with("ok")) {
+        done(&mut report, "asr", asr(&api, &cfg).await?);
+    } else {
+        eprintln!("asr: skipped (no speech model)");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+
+    let floors: Value = serde_json::from_str(&std::fs::read_to_string(o.dir.join("floors.json"))?)?;
+    let floors = &floors["kefu_eval"];
+    let rows = rows(&report, floors);
+    let broken: Vec<&Row> = rows.iter().filter(|r| r.ok == Some(false)).collect();
+    let meta = json!({
+        "server": api.base, "embedder": ready["embedder"], "generator": ready["generator"],
+        "asr": ready["asr"], "seconds": (seconds * 10.0).round() / 10.0,
+        "cards": cards.len(), "questions": questions.len(),
+    });
+    std::fs::create_dir_all(&o.out)?;
+    let full = json!({"meta": meta, "suites": report, "broken_floors": broken.iter().map(|r| &r.metric).collect::<Vec<_>>()});
+    std::fs::write(
+        o.out.join("report.json"),
+        serde_json::to_string_pretty(&full)?,
+    )?;
+    let md = markdown(&rows, &meta);
+    std::fs::write(o.out.join("report.md"), &md)?;
+    println!("{md}");
+    eprintln!(
+        "wrote {} and report.md ({seconds:.0} s)",
+        o.out.join("report.json").display()
+    );
+    if !broken.is_empty() {
+        for r in &broken {
+            eprintln!(
+                "FLOOR BROKEN: {} = {} ({})",
+                r.metric,
+                fmt(r.value),
+                r.floor
+            );
+        }
+    }
+    Ok(!o.check || broken.is_empty())
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?)
+}
+
+fn bar(n: usize, what: &str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(n as u64).with_message(what.to_string());
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    b
+}
+
+/// Imports and publishes the knowledge base; the card ids by title.
+async fn load_cards(
+    api: &Api,
+    path: &Path,
+    cards: &[Card],
+) -> anyhow::Result<HashMap<String, String>> {
+    let status = api.get("/v1/index/status").await?;
+    if status["published_cards"].as_u64().unwrap_or(0) > 0 {
+        bail!(
+            "{} already has published cards; kefu eval imports its own knowledge base, so give it an empty server (or run it without --url)",
+            api.base
+        );
+    }
+    let res = api
+        .req(reqwest::Method::POST, "/v1/cards/import?publish=true")
+        .header("content-type", "application/x-ndjson")
+        .body(std::fs::read(path)?)
+        .send()
+        .await?;
+    let report: Value = res.json().await?;
+    let items = report["items"]
+        .as_array()
+        .context("import answered no items")?;
+    let mut ids = HashMap::new();
+    for (card, item) in cards.iter().zip(items) {
+        let id = item["id"]
+            .as_str()
+            .with_context(|| format!("card {:?} was not imported: {item}", card.title))?;
+        ids.insert(card.title.clone(), id.to_string());
+    }
+    let published = api.get("/v1/index/status").await?["published_cards"]
+        .as_u64()
+        .unwrap_or(0);
+    if published as usize != cards.len() {
+        let failed: Vec<&Value> = items.iter().filter(|i| i["ok"] != true).collect();
+        bail!(
+            "{published} of {} cards were published; not published: {failed:?}",
+            cards.len()
+        );
+    }
+    eprintln!(
+        "knowledge base: {} cards imported and published",
+        cards.len()
+    );
+    Ok(ids)
+}
+
+/// Sums and counts of a metric over groups (all, by kind, by language, by split).
+#[derive(Default)]
+struct Groups(BTreeMap<String, (f64, usize)>);
+
+impl Groups {
+    fn add(&mut self, keys: &[String], v: f64) {
+        for k in keys {
+            let e = self.0.entry(k.clone()).or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+
+    fn mean(&self, k: &str) -> f64 {
+        self.0.get(k).map_or(f64::NAN, |(s, n)| s / *n as f64)
+    }
+}
+
+fn keys(q: &Question) -> Vec<String> {
+    vec![
+        "all".into(),
+        format!("kind.{}", q.kind),
+        format!("lang.{}", q.lang),
+        format!("split.{}", q.split),
+    ]
+}
+
+async fn retrieval(
+    api: &Api,
+    questions: &[Question],
+    ids: &HashMap<String, String>,
+    concurrency: usize,
+) -> anyhow::Result<Value> {
+    let asked: Vec<&Question> = questions
+        .iter()
+        .filter(|q| q.card.is_some() && q.history.is_empty())
+        .collect();
+    let pb = bar(asked.len(), "retrieval");
+    let ranks: Vec<(usize, Option<usize>)> = futures::stream::iter(asked.iter().enumerate())
+        .map(|(i, q)| {
+            let pb = pb.clone();
+            async move {
+                let v = api
+                    .post("/v1/search", json!({"query": q.question, "top_k": 5}))
+                    .await?;
+                pb.inc(1);
+                let want = &ids[q.card.as_deref().expect("answerable")];
+                let rank = v["hits"]
+                    .as_array()
+                    .and_then(|h| h.iter().position(|h| h["card_id"].as_str() == Some(want)));
+                anyhow::Ok((i, rank))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    pb.finish_and_clear();
+    let (mut r1, mut r5, mut mrr) = (Groups::default(), Groups::default(), Groups::default());
+    let mut misses = Vec::new();
+    for (i, rank) in ranks {
+        let q = asked[i];
+        let k = keys(q);
+        r1.add(&k, f64::from(rank == Some(0)));
+        r5.add(&k, f64::from(rank.is_some()));
+        mrr.add(&k, rank.map_or(0.0, |r| 1.0 / (r as f64 + 1.0)));
+        if rank != Some(0) && misses.len() < 20 {
+            misses.push(json!({"id": q.id, "question": q.question, "card": q.card, "rank": rank.map(|r| r + 1)}));
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for g in r1.0.keys() {
+        out.insert(
+            g.clone(),
+            json!({"recall@1": r1.mean(g), "recall@5": r5.mean(g), "mrr": mrr.mean(g), "n": r1.0[g].1}),
+        );
+    }
+    out.insert("misses".into(), json!(misses));
+    Ok(Value::Object(out))
+}
+
+/// What `/v1/answer` decided for a question: answered, or handed off (and why).
+async fn decide(api: &Api, q: &Question) -> anyhow::Result<(bool, String)> {
+    let conversation = format!("eval-{}", q.id);
+    for h in &q.history {
+        api.post(
+            &format!("/v1/conversations/{conversation}/turns"),
+            json!({"role": "customer", "channel": "chat", "text": h}),
+        )
+        .await?;
+    }
+    let body = json!({"question": q.question, "channel": "chat", "conversation_id": conversation, "stream": true});
+    for _ in 0..60 {
+        let mut res = api
+            .req(reqwest::Method::POST, "/v1/answer")
+            .json(&body)
+            .send()
+            .await?;
+        if res.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        if !res.status().is_success() {
+            bail!(
+                "/v1/answer {}: {}",
+                q.id,
+                res.text().await.unwrap_or_default()
+            );
+        }
+        // The first event says it: text being generated, or a finished hand-off. Dropping the
+        // response then stops the generation.
+        let mut buf = String::new();
+        while let Some(chunk) = res.chunk().await? {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                let name = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event:"))
+                    .map(str::trim)
+                    .unwrap_or("");
+                let data: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim)
+                    .collect();
+                return Ok(match name {
+                    // A keep-alive comment while the request waits for the model.
+                    "" => continue,
+                    "delta" => (false, String::new()),
+                    "done" => {
+                        let a: Value = serde_json::from_str(&data)?;
+                        let reason = a["handoff_reason"].as_str().unwrap_or("").to_string();
+                        // Without a generator the decision to answer shows as this hand-off.
+                        (
+                            a["handoff"] == true && reason != "generator_unavailable",
+                            reason,
+                        )
+                    }
+                    other => bail!("/v1/answer {}: event {other}: {data}", q.id),
+                });
+            }
+        }
+        bail!("/v1/answer {}: the stream ended without an event", q.id);
+    }
+    bail!("/v1/answer {}: still 503 after 30 s", q.id)
+}
+
+async fn handoff(api: &Api, questions: &[Question], concurrency: usize) -> anyhow::Result<Value> {
+    let pb = bar(questions.len(), "handoff");
+    let decided: Vec<(usize, (bool, String))> = futures::stream::iter(questions.iter().enumerate())
+        .map(|(i, q)| {
+            let pb = pb.clone();
+            async move {
+                let d = decide(api, q).await?;
+                pb.inc(1);
+                anyhow::Ok((i, d))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    pb.finish_and_clear();
+    let mut by: BTreeMap<String, [usize; 4]> = BTreeMap::new(); // tp, fp, fn, tn
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for (i, (handed, reason)) in decided {
+        let q = &questions[i];
+        let unanswerable = q.card.is_none();
+        let cell = match (handed, unanswerable) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, true) => 2,
+            (false, false) => 3,
+        };
+        for k in keys(q)
+            .into_iter()
+            .filter(|k| !k.starts_with("kind.") || k == "kind.multi_turn")
+        {
+            by.entry(k).or_default()[cell] += 1;
+        }
+        if handed {
+            *reasons.entry(reason).or_default() += 1;
+        }
+        if (cell == 1 || cell == 2) && wrong.len() < 30 {
+            wrong.push(
+                json!({"id": q.id, "question": q.question, "handed_off": handed, "card": q.card}),
+            );
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for (g, [tp, fp, fn_, tn]) in &by {
+        let precision = *tp as f64 / (tp + fp).max(1) as f64;
+        let recall = *tp as f64 / (tp + fn_).max(1) as f64;
+        out.insert(
+            g.clone(),
+            json!({
+                "precision": if tp + fp > 0 { json!(precision) } else { Value::Null },
+                "recall": if tp + fn_ > 0 { json!(recall) } else { Value::Null },
+                "answered_when_covered": *tn as f64 / (tn + fp).max(1) as f64,
+                "n": tp + fp + fn_ + tn,
+            }),
+        );
+    }
+    out.insert("reasons".into(), json!(reasons));
+    out.insert("wrong".into(), json!(wrong));
+    Ok(Value::Object(out))
+}
+
+/// Content units of a text: lower-cased Latin words of 3+ letters that are not function words,
+/// numbers, and Chinese character bigrams.
+fn units(text: &str) -> Vec<String> {
+    const STOP: &[&str] = &[
+        "the", "and", "for", "you", "your", "are", "can", "with", "that", "this", "our", "from",
+        "have", "has", "will", "not", "but", "all", "any", "was", "its", "may", "also", "please",
+        "here", "there", "they", "them", "which", "what", "when", "then", "than", "into", "out",
+        "about", "would", "could", "should", "been", "being", "their", "just", "get", "how",
+        "hello", "thanks", "thank", "sorry", "happy", "help",
+    ];
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut cjk: Vec<char> = Vec::new();
+    let flush_word = |w: &mut String, out: &mut Vec<String>| {
+        let lw = w.to_lowercase();
+        let numeric = lw.chars().any(|c| c.is_ascii_digit());
+        if numeric || (lw.chars().count() >= 3 && !STOP.contains(&lw.as_str())) {
+            out.push(lw.trim_end_matches(['.', ',']).to_string());
+        }
+        w.clear();
+    };
+    let flush_cjk = |c: &mut Vec<char>, out: &mut Vec<String>| {
+        if c.len() == 1 {
+            out.push(c[0].to_string());
+        }
+        out.extend(c.windows(2).map(|w| w.iter().collect::<String>()));
+        c.clear();
+    };
+    for ch in text.chars() {
+        let is_cjk = ('\u{4e00}'..='\u{9fff}').contains(&ch);
+        if ch.is_alphanumeric() && !is_cjk
+            || (ch == '.' || ch == ',') && word.chars().last().is_some_and(|c| c.is_ascii_digit())
+        {
+            flush_cjk(&mut cjk, &mut out);
+            word.push(ch);
+        } else if is_cjk {
+            if !word.is_empty() {
+                flush_word(&mut word, &mut out);
+            }
+            cjk.push(ch);
+        } else {
+            if !word.is_empty() {
+                flush_word(&mut word, &mut out);
+            }
+            flush_cjk(&mut cjk, &mut out);
+        }
+    }
+    if !word.is_empty() {
+        flush_word(&mut word, &mut out);
+    }
+    flush_cjk(&mut cjk, &mut out);
+    out
+}
+
+fn sentences(text: &str) -> Vec<&str> {
+    text.split(['.', '!', '?', '。', '！', '？', '\n'])
+        .map(str::trim)
+        .filter(|s| units(s).len() >= 2)
+        .collect()
+}
+
+/// How much of an answer the cited cards support: (supported sentences / sentences, numbers in
+/// the answer that no cited card has).
+fn grounding(answer: &str, cited: &[&str]) -> (f64, Vec<String>) {
+    let source: HashSet<String> = cited.iter().flat_map(|c| units(c)).collect();
+    let ss = sentences(answer);
+    let supported = ss
+        .iter()
+        .filter(|s| {
+            let u = units(s);
+            let found = u.iter().filter(|x| source.contains(*x)).count();
+            found as f64 >= 0.6 * u.len() as f64
+        })
+        .count();
+    let invented: Vec<String> = units(answer)
+        .into_iter()
+        .filter(|u| u.chars().any(|c| c.is_ascii_digit()) && !source.contains(u))
+        .collect();
+    let share = if ss.is_empty() {
+        1.0
+    } else {
+        supported as f64 / ss.len() as f64
+    };
+    (share, invented)
+}
+
+async fn answers(
+    api: &Api,
+    questions: &[Question],
+    cards: &[Card],
+    ids: &HashMap<String, String>,
+    n: usize,
+) -> anyhow::Result<Value> {
+    let body: HashMap<&str, String> = cards
+        .iter()
+        .map(|c| (ids[&c.title].as_str(), format!("{}\n{}", c.title, c.body)))
+        .collect();
+    // A fixed, even spread over the answerable questions (every kind and both languages).
+    let pool: Vec<&Question> = questions.iter().filter(|q| q.card.is_some()).collect();
+    let step = (pool.len() as f64 / n.min(pool.len()).max(1) as f64).max(1.0);
+    let sample: Vec<&Question> = (0..n.min(pool.len()))
+        .map(|i| pool[(i as f64 * step) as usize])
+        .collect();
+    let pb = bar(sample.len(), "answers");
+    let (mut answered, mut cited_right, mut first_right, mut grounded, mut fully) =
+        (0usize, 0usize, 0usize, 0.0f64, 0usize);
+    let mut with_invented = 0usize;
+    let mut examples = Vec::new();
+    for q in &sample {
+        let conversation = format!("eval-answer-{}", q.id);
+        for h in &q.history {
+            api.post(
+                &format!("/v1/conversations/{conversation}/turns"),
+                json!({"role": "customer", "channel": "chat", "text": h}),
+            )
+            .await?;
+        }
+        let a = api
+            .post(
+                "/v1/answer",
+                json!({"question": q.question, "channel": "chat", "conversation_id": conversation}),
+            )
+            .await?;
+        pb.inc(1);
+        if a["handoff"] == true {
+            continue;
+        }
+        answered += 1;
+        let want = &ids[q.card.as_deref().expect("answerable")];
+        let cites: Vec<&str> = a["citations"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|c| c["card_id"].as_str()).collect())
+            .unwrap_or_default();
+        cited_right += usize::from(cites.contains(&want.as_str()));
+        first_right += usize::from(cites.first() == Some(&want.as_str()));
+        let texts: Vec<&str> = cites
+            .iter()
+            .filter_map(|c| body.get(c).map(String::as_str))
+            .collect();
+        let text = a["answer"].as_str().unwrap_or("");
+        let (share, invented) = grounding(text, &texts);
+        grounded += share;
+        fully += usize::from(share >= 1.0);
+        with_invented += usize::from(!invented.is_empty());
+        if (share < 1.0 || !invented.is_empty()) && examples.len() < 10 {
+            examples.push(json!({"id": q.id, "question": q.question, "answer": text, "grounded": share, "numbers_not_in_cards": invented}));
+        }
+    }
+    pb.finish_and_clear();
+    let per = |x: f64| {
+        if answered > 0 {
+            json!(x / answered as f64)
+        } else {
+            Value::Null
+        }
+    };
+    Ok(json!({
+        "all": {
+            "asked": sample.len(),
+            "answered": answered,
+            "citation_correct": per(cited_right as f64),
+            "first_citation_correct": per(first_right as f64),
+            "groundedness": per(grounded),
+            "fully_grounded": per(fully as f64),
+            "with_invented_numbers": per(with_invented as f64),
+        },
+        "examples": examples,
+    }))
+}
+
+async fn sentiment(api: &Api, turns: &[SentimentTurn]) -> anyhow::Result<Value> {
+    let mut by: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new(); // right, negative-vs-rest right, n
+    for chunk in turns.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(|t| t.text.as_str()).collect();
+        let v = api.post("/v1/sentiment", json!({"texts": texts})).await?;
+        let results = v["results"].as_array().context("no results")?;
+        for (t, r) in chunk.iter().zip(results) {
+            let got = r["label"].as_str().unwrap_or("");
+            for k in ["all".to_string(), format!("lang.{}", t.lang)] {
+                let e = by.entry(k).or_default();
+                e.0 += usize::from(got == t.label);
+                e.1 += usize::from((got == "negative") == (t.label == "negative"));
+                e.2 += 1;
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for (k, (right, neg, n)) in by {
+        out.insert(
+            k,
+            json!({"accuracy": right as f64 / n as f64, "negative_vs_rest_accuracy": neg as f64 / n as f64, "n": n}),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+async fn escalation(api: &Api, convs: &[Conversation]) -> anyhow::Result<Value> {
+    let mut by: BTreeMap<String, [usize; 4]> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for c in convs {
+        let id = format!("eval-{}", c.id);
+        let mut last = Value::Null;
+        for t in &c.turns {
+            last = api
+                .post(
+                    &format!("/v1/conversations/{id}/turns"),
+                    json!({"role": t.role, "channel": "chat", "text": t.text, "customer_id": format!("eval-customer-{}", c.id)}),
+                )
+                .await?;
+        }
+        let flagged = last["escalation"]["flagged"] == true;
+        let cell = match (flagged, c.escalate) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, true) => 2,
+            (false, false) => 3,
+        };
+        for k in ["all".to_string(), format!("lang.{}", c.lang)] {
+            by.entry(k).or_default()[cell] += 1;
+        }
+        if cell == 1 || cell == 2 {
+            wrong.push(json!({"id": c.id, "expected": c.escalate, "reasons": last["escalation"]["reasons"]}));
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for (k, [tp, fp, fn_, tn]) in by {
+        out.insert(
+            k,
+            json!({
+                "precision": tp as f64 / (tp + fp).max(1) as f64,
+                "recall": tp as f64 / (tp + fn_).max(1) as f64,
+                "accuracy": (tp + tn) as f64 / (tp + fp + fn_ + tn) as f64,
+                "n": tp + fp + fn_ + tn,
+            }),
+        );
+    }
+    out.insert("wrong".into(), json!(wrong));
+    Ok(Value::Object(out))
+}
+
+/// Word (English) or character (Chinese) error rate of `got` against `want`.
+pub fn error_rate(want: &str, got: &str, chars: bool) -> f64 {
+    let norm = |s: &str| -> Vec<String> {
+        let clean: String = s
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() {
+                    c.to_lowercase().next().unwrap_or(c)
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        if chars {
+            clean
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(String::from)
+                .collect()
+        } else {
+            clean.split_whitespace().map(String::from).collect()
+        }
+    };
+    let (w, g) = (norm(want), norm(got));
+    strsim::generic_levenshtein(&w, &g) as f64 / w.len().max(1) as f64
+}
+
+async fn asr(api: &Api, cfg: &Config) -> anyhow::Result<Value> {
+    let reg = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
+    let files = reg.ensure("audioeval-samples")?;
+    let mut by: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let mut clips = Vec::new();
+    for wav in files
+        .files()
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+    {
+        let want = std::fs::read_to_string(wav.with_extension("txt"))?;
+        let name = wav
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let lang = if name.starts_with("zh") { "zh" } else { "en" };
+        let form = reqwest::multipart::Form::new()
+            .text("model", "whisper-1")
+            .text("language", lang)
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(std::fs::read(wav)?).file_name(name.clone()),
+            );
+        let v: Value = api
+            .req(reqwest::Method::POST, "/v1/audio/transcriptions")
+            .multipart(form)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let got = v["text"].as_str().context("no transcript")?;
+        let rate = error_rate(want.trim(), got, lang == "zh");
+        let metric = if lang == "zh" { "cer.zh" } else { "wer.en" };
+        let e = by.entry(metric.into()).or_default();
+        e.0 += rate;
+        e.1 += 1;
+        clips.push(json!({"clip": name, "want": want.trim(), "got": got, "error_rate": rate}));
+    }
+    let mut out = serde_json::Map::new();
+    for (k, (sum, n)) in by {
+        out.insert(k, json!({"mean": sum / n as f64, "n": n}));
+    }
+    out.insert("clips".into(), json!(clips));
+    Ok(Value::Object(out))
+}
+
+struct Row {
+    metric: String,
+    value: f64,
+    n: Option<u64>,
+    floor: String,
+    ok: Option<bool>,
+}
+
+/// The headline metrics (every number a floor may be set on), flattened to `suite.group.metric`.
+fn rows(report: &BTreeMap<String, Value>, floors: &Value) -> Vec<Row> {
+    let mut out = Vec::new();
+    for (suite, v) in report {
+        let Some(groups) = v.as_object() else {
+            continue;
+        };
+        for (group, m) in groups {
+            let Some(m) = m.as_object() else { continue };
+            let n = m.get("n").and_then(Value::as_u64);
+            for (name, x) in m {
+                let Some(value) = x.as_f64() else { continue };
+                if name == "n" || name == "asked" || name == "answered" {
+                    continue;
+                }
+                let metric = format!("{suite}.{group}.{name}");
+                let f = &floors[&metric];
+                let (floor, ok) = if let Some(min) = f["min"].as_f64() {
+                    (format!("≥ {min}"), Some(value >= min))
+                } else if let Some(max) = f["max"].as_f64() {
+                    (format!("≤ {max}"), Some(value <= max))
+                } else {
+                    (String::new(), None)
+                };
+                out.push(Row {
+                    metric,
+                    value,
+                    n,
+                    floor,
+                    ok,
+                });
+            }
+        }
+    }
+    // Floors on metrics the run did not produce (a suite skipped) are reported, not failed.
+    out
+}
+
+fn fmt(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn markdown(rows: &[Row], meta: &Value) -> String {
+    let mut s = String::from("# kefu eval\n\n");
+    s.push_str(&format!(
+        "embedder {}, generator {}, asr {}; {} cards, {} questions; {} s\n\n",
+        meta["embedder"],
+        meta["generator"],
+        meta["asr"],
+        meta["cards"],
+        meta["questions"],
+        meta["seconds"]
+    ));
+    s.push_str("| metric | value | n | floor | |\n|---|---|---|---|---|\n");
+    for r in rows {
+        let mark = match r.ok {
+            Some(true) => "ok",
+            Some(false) => "**BROKEN**",
+            None => "",
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {mark} |\n",
+            r.metric,
+            fmt(r.value),
+            r.n.map_or(String::new(), |n| n.to_string()),
+            r.floor
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_rates_count_words_or_characters() {
+        assert_eq!(error_rate("Hello, world!", "hello world", false), 0.0);
+        assert_eq!(
+            error_rate("one two three four", "one too three", false),
+            0.5
+        );
+        assert_eq!(error_rate("你好世界", "你好时界", true), 0.25);
+    }
+
+    #[test]
+    fn grounding_finds_unsupported_sentences_and_numbers() {
+        let card = "Standard delivery takes 3 to 5 business days after dispatch. Express delivery costs 9.99.";
+        let (share, invented) = grounding("Standard delivery takes 3 to 5 business days.", &[card]);
+        assert_eq!((share, invented.len()), (1.0, 0));
+        let (share, invented) = grounding(
+            "Delivery takes 3 to 5 business days. We also give a free umbrella with every laptop order.",
+            &[card],
+        );
+        assert_eq!(share, 0.5);
+        assert!(invented.is_empty());
+        let (_, invented) = grounding("Express delivery costs 12.50.", &[card]);
+        assert_eq!(invented, vec!["12.50".to_string()]);
+        let zh = "退款审核通过后原路退回：支付宝和微信支付 1 到 3 个工作日到账。";
+        assert_eq!(grounding("微信支付 1 到 3 个工作日到账。", &[zh]).0, 1.0);
+        assert_eq!(grounding("退款需要三十天，请耐心等待。", &[zh]).0, 0.0);
+    }
+}
