@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use kefu::config::Config;
 use kefu::runtime::registry::Registry;
+use kefu::speech::score;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -106,39 +107,40 @@ impl Api {
         }
     }
 
-    async fn json(
+    /// Sends the request `make` builds, again while the server answers 503 (a full model queue,
+    /// which says Retry-After: a client waits and asks again); any other error status fails.
+    async fn send(
         &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut r = self.req(method, path);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        // A full model queue is 503 with Retry-After: wait and ask again, as a client should.
+        what: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         for _ in 0..60 {
-            let res = r.try_clone().expect("no streaming body").send().await?;
+            let res = make().send().await?;
             let status = res.status();
             if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            let v: Value = res.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
-                bail!("{path}: {status}: {v}");
+                bail!("{what}: {status}: {}", res.text().await.unwrap_or_default());
             }
-            return Ok(v);
+            return Ok(res);
         }
-        bail!("{path}: still 503 after 30 s")
+        bail!("{what}: still 503 after 30 s")
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.json(reqwest::Method::POST, path, Some(body)).await
+        let res = self
+            .send(path, || self.req(reqwest::Method::POST, path).json(&body))
+            .await?;
+        Ok(res.json().await?)
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.json(reqwest::Method::GET, path, None).await
+        let res = self
+            .send(path, || self.req(reqwest::Method::GET, path))
+            .await?;
+        Ok(res.json().await?)
     }
 }
 
@@ -240,7 +242,7 @@ pub async fn run(mut cfg: Config, o: Options) -> anyhow::Result<bool> {
 
     let floors: Value = serde_json::from_str(&std::fs::read_to_string(o.dir.join("floors.json"))?)?;
     let floors = &floors["kefu_eval"];
-    let rows = rows(&report, floors);
+    let rows = rows(&report, floors)?;
     let broken: Vec<&Row> = rows.iter().filter(|r| r.ok == Some(false)).collect();
     let meta = json!({
         "server": api.base, "embedder": ready["embedder"], "generator": ready["generator"],
@@ -302,11 +304,13 @@ async fn load_cards(
             api.base
         );
     }
+    let body = std::fs::read(path)?;
     let res = api
-        .req(reqwest::Method::POST, "/v1/cards/import?publish=true")
-        .header("content-type", "application/x-ndjson")
-        .body(std::fs::read(path)?)
-        .send()
+        .send("/v1/cards/import", || {
+            api.req(reqwest::Method::POST, "/v1/cards/import?publish=true")
+                .header("content-type", "application/x-ndjson")
+                .body(body.clone())
+        })
         .await?;
     let report: Value = res.json().await?;
     let items = report["items"]
@@ -336,7 +340,7 @@ async fn load_cards(
     Ok(ids)
 }
 
-/// Sums and counts of a metric over groups (all, by kind, by language, by split).
+/// Means of a metric over groups (all, by kind, by language, by split).
 #[derive(Default)]
 struct Groups(BTreeMap<String, (f64, usize)>);
 
@@ -352,6 +356,58 @@ impl Groups {
     fn mean(&self, k: &str) -> f64 {
         self.0.get(k).map_or(f64::NAN, |(s, n)| s / *n as f64)
     }
+
+    fn n(&self, k: &str) -> usize {
+        self.0.get(k).map_or(0, |e| e.1)
+    }
+}
+
+/// A yes/no decision against the truth (positive: hand off, escalate), per group.
+#[derive(Default, Clone, Copy)]
+struct Confusion {
+    tp: usize,
+    fp: usize,
+    fn_: usize,
+    tn: usize,
+}
+
+impl Confusion {
+    fn add(&mut self, predicted: bool, truth: bool) {
+        match (predicted, truth) {
+            (true, true) => self.tp += 1,
+            (true, false) => self.fp += 1,
+            (false, true) => self.fn_ += 1,
+            (false, false) => self.tn += 1,
+        }
+    }
+
+    /// Precision and recall are null for a group without positives (covered questions only):
+    /// there they would say nothing.
+    fn metrics(&self) -> serde_json::Map<String, Value> {
+        let ratio = |a: usize, b: usize| a as f64 / b.max(1) as f64;
+        let positives = self.tp + self.fn_ > 0;
+        let n = self.tp + self.fp + self.fn_ + self.tn;
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "precision".into(),
+            if positives {
+                json!(ratio(self.tp, self.tp + self.fp))
+            } else {
+                Value::Null
+            },
+        );
+        m.insert(
+            "recall".into(),
+            if positives {
+                json!(ratio(self.tp, self.tp + self.fn_))
+            } else {
+                Value::Null
+            },
+        );
+        m.insert("accuracy".into(), json!(ratio(self.tp + self.tn, n)));
+        m.insert("n".into(), json!(n));
+        m
+    }
 }
 
 fn keys(q: &Question) -> Vec<String> {
@@ -361,6 +417,48 @@ fn keys(q: &Question) -> Vec<String> {
         format!("lang.{}", q.lang),
         format!("split.{}", q.split),
     ]
+}
+
+/// `f` over every item, `concurrency` at a time, results in item order, with a progress bar.
+async fn each<'a, T: Sync, R, F>(
+    items: &'a [T],
+    concurrency: usize,
+    label: &str,
+    f: impl Fn(&'a T) -> F,
+) -> anyhow::Result<Vec<R>>
+where
+    F: Future<Output = anyhow::Result<R>>,
+{
+    let pb = bar(items.len(), label);
+    let out = futures::stream::iter(items)
+        .map(|item| {
+            let r = f(item);
+            let pb = pb.clone();
+            async move {
+                let r = r.await;
+                pb.inc(1);
+                r
+            }
+        })
+        .buffered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect();
+    pb.finish_and_clear();
+    out
+}
+
+/// A conversation whose earlier customer turns are `history` (multi-turn questions).
+async fn open_conversation(api: &Api, id: &str, history: &[String]) -> anyhow::Result<()> {
+    for h in history {
+        api.post(
+            &format!("/v1/conversations/{id}/turns"),
+            json!({"role": "customer", "channel": "chat", "text": h}),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn retrieval(
@@ -373,32 +471,19 @@ async fn retrieval(
         .iter()
         .filter(|q| q.card.is_some() && q.history.is_empty())
         .collect();
-    let pb = bar(asked.len(), "retrieval");
-    let ranks: Vec<(usize, Option<usize>)> = futures::stream::iter(asked.iter().enumerate())
-        .map(|(i, q)| {
-            let pb = pb.clone();
-            async move {
-                let v = api
-                    .post("/v1/search", json!({"query": q.question, "top_k": 5}))
-                    .await?;
-                pb.inc(1);
-                let want = &ids[q.card.as_deref().expect("answerable")];
-                let rank = v["hits"]
-                    .as_array()
-                    .and_then(|h| h.iter().position(|h| h["card_id"].as_str() == Some(want)));
-                anyhow::Ok((i, rank))
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
-    pb.finish_and_clear();
+    let ranks = each(&asked, concurrency, "retrieval", |q| async move {
+        let v = api
+            .post("/v1/search", json!({"query": q.question, "top_k": 5}))
+            .await?;
+        let want = &ids[q.card.as_deref().expect("answerable")];
+        Ok(v["hits"]
+            .as_array()
+            .and_then(|h| h.iter().position(|h| h["card_id"].as_str() == Some(want))))
+    })
+    .await?;
     let (mut r1, mut r5, mut mrr) = (Groups::default(), Groups::default(), Groups::default());
     let mut misses = Vec::new();
-    for (i, rank) in ranks {
-        let q = asked[i];
+    for (q, rank) in asked.iter().zip(ranks) {
         let k = keys(q);
         r1.add(&k, f64::from(rank == Some(0)));
         r5.add(&k, f64::from(rank.is_some()));
@@ -411,137 +496,89 @@ async fn retrieval(
     for g in r1.0.keys() {
         out.insert(
             g.clone(),
-            json!({"recall@1": r1.mean(g), "recall@5": r5.mean(g), "mrr": mrr.mean(g), "n": r1.0[g].1}),
+            json!({"recall@1": r1.mean(g), "recall@5": r5.mean(g), "mrr": mrr.mean(g), "n": r1.n(g)}),
         );
     }
     out.insert("misses".into(), json!(misses));
     Ok(Value::Object(out))
 }
 
-/// What `/v1/answer` decided for a question: answered, or handed off (and why).
+/// What `/v1/answer` decided for a question: handed off (and why), or answered.
 async fn decide(api: &Api, q: &Question) -> anyhow::Result<(bool, String)> {
     let conversation = format!("eval-{}", q.id);
-    for h in &q.history {
-        api.post(
-            &format!("/v1/conversations/{conversation}/turns"),
-            json!({"role": "customer", "channel": "chat", "text": h}),
-        )
-        .await?;
-    }
+    open_conversation(api, &conversation, &q.history).await?;
     let body = json!({"question": q.question, "channel": "chat", "conversation_id": conversation, "stream": true});
-    for _ in 0..60 {
-        let mut res = api
-            .req(reqwest::Method::POST, "/v1/answer")
-            .json(&body)
-            .send()
-            .await?;
-        if res.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
+    let mut res = api
+        .send("/v1/answer", || {
+            api.req(reqwest::Method::POST, "/v1/answer").json(&body)
+        })
+        .await?;
+    // The first event says it: text being generated, or a finished hand-off. Dropping the
+    // response then stops the generation.
+    let mut buf = String::new();
+    while let Some(chunk) = res.chunk().await? {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let name = event
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(str::trim)
+                .unwrap_or("");
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .collect();
+            return Ok(match name {
+                // A keep-alive comment while the request waits for the model.
+                "" => continue,
+                "delta" => (false, String::new()),
+                "done" => {
+                    let a: Value = serde_json::from_str(&data)?;
+                    let reason = a["handoff_reason"].as_str().unwrap_or("").to_string();
+                    // Without a generator the decision to answer shows as this hand-off.
+                    (
+                        a["handoff"] == true && reason != "generator_unavailable",
+                        reason,
+                    )
+                }
+                other => bail!("/v1/answer {}: event {other}: {data}", q.id),
+            });
         }
-        if !res.status().is_success() {
-            bail!(
-                "/v1/answer {}: {}",
-                q.id,
-                res.text().await.unwrap_or_default()
-            );
-        }
-        // The first event says it: text being generated, or a finished hand-off. Dropping the
-        // response then stops the generation.
-        let mut buf = String::new();
-        while let Some(chunk) = res.chunk().await? {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let event: String = buf.drain(..end + 2).collect();
-                let name = event
-                    .lines()
-                    .find_map(|l| l.strip_prefix("event:"))
-                    .map(str::trim)
-                    .unwrap_or("");
-                let data: String = event
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim)
-                    .collect();
-                return Ok(match name {
-                    // A keep-alive comment while the request waits for the model.
-                    "" => continue,
-                    "delta" => (false, String::new()),
-                    "done" => {
-                        let a: Value = serde_json::from_str(&data)?;
-                        let reason = a["handoff_reason"].as_str().unwrap_or("").to_string();
-                        // Without a generator the decision to answer shows as this hand-off.
-                        (
-                            a["handoff"] == true && reason != "generator_unavailable",
-                            reason,
-                        )
-                    }
-                    other => bail!("/v1/answer {}: event {other}: {data}", q.id),
-                });
-            }
-        }
-        bail!("/v1/answer {}: the stream ended without an event", q.id);
     }
-    bail!("/v1/answer {}: still 503 after 30 s", q.id)
+    bail!("/v1/answer {}: the stream ended without an event", q.id)
 }
 
 async fn handoff(api: &Api, questions: &[Question], concurrency: usize) -> anyhow::Result<Value> {
-    let pb = bar(questions.len(), "handoff");
-    let decided: Vec<(usize, (bool, String))> = futures::stream::iter(questions.iter().enumerate())
-        .map(|(i, q)| {
-            let pb = pb.clone();
-            async move {
-                let d = decide(api, q).await?;
-                pb.inc(1);
-                anyhow::Ok((i, d))
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
-    pb.finish_and_clear();
-    let mut by: BTreeMap<String, [usize; 4]> = BTreeMap::new(); // tp, fp, fn, tn
+    let decided = each(questions, concurrency, "handoff", |q| decide(api, q)).await?;
+    let mut by: BTreeMap<String, Confusion> = BTreeMap::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut wrong = Vec::new();
-    for (i, (handed, reason)) in decided {
-        let q = &questions[i];
+    for (q, (handed, reason)) in questions.iter().zip(decided) {
         let unanswerable = q.card.is_none();
-        let cell = match (handed, unanswerable) {
-            (true, true) => 0,
-            (true, false) => 1,
-            (false, true) => 2,
-            (false, false) => 3,
-        };
-        for k in keys(q)
-            .into_iter()
-            .filter(|k| !k.starts_with("kind.") || k == "kind.multi_turn")
-        {
-            by.entry(k).or_default()[cell] += 1;
+        for k in keys(q) {
+            by.entry(k).or_default().add(handed, unanswerable);
         }
         if handed {
             *reasons.entry(reason).or_default() += 1;
         }
-        if (cell == 1 || cell == 2) && wrong.len() < 30 {
+        if handed != unanswerable && wrong.len() < 30 {
             wrong.push(
                 json!({"id": q.id, "question": q.question, "handed_off": handed, "card": q.card}),
             );
         }
     }
     let mut out = serde_json::Map::new();
-    for (g, [tp, fp, fn_, tn]) in &by {
-        let precision = *tp as f64 / (tp + fp).max(1) as f64;
-        let recall = *tp as f64 / (tp + fn_).max(1) as f64;
-        out.insert(
-            g.clone(),
-            json!({
-                "precision": if tp + fp > 0 { json!(precision) } else { Value::Null },
-                "recall": if tp + fn_ > 0 { json!(recall) } else { Value::Null },
-                "answered_when_covered": *tn as f64 / (tn + fp).max(1) as f64,
-                "n": tp + fp + fn_ + tn,
-            }),
-        );
+    for (g, c) in by {
+        let mut m = c.metrics();
+        if c.tn + c.fp > 0 {
+            m.insert(
+                "answered_when_covered".into(),
+                json!(c.tn as f64 / (c.tn + c.fp) as f64),
+            );
+        }
+        out.insert(g, Value::Object(m));
     }
     out.insert("reasons".into(), json!(reasons));
     out.insert("wrong".into(), json!(wrong));
@@ -658,13 +695,7 @@ async fn answers(
     let mut examples = Vec::new();
     for q in &sample {
         let conversation = format!("eval-answer-{}", q.id);
-        for h in &q.history {
-            api.post(
-                &format!("/v1/conversations/{conversation}/turns"),
-                json!({"role": "customer", "channel": "chat", "text": h}),
-            )
-            .await?;
-        }
+        open_conversation(api, &conversation, &q.history).await?;
         let a = api
             .post(
                 "/v1/answer",
@@ -706,7 +737,7 @@ async fn answers(
     };
     Ok(json!({
         "all": {
-            "asked": sample.len(),
+            "n": sample.len(),
             "answered": answered,
             "citation_correct": per(cited_right as f64),
             "first_citation_correct": per(first_right as f64),
@@ -719,33 +750,33 @@ async fn answers(
 }
 
 async fn sentiment(api: &Api, turns: &[SentimentTurn]) -> anyhow::Result<Value> {
-    let mut by: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new(); // right, negative-vs-rest right, n
+    let (mut right, mut negative) = (Groups::default(), Groups::default());
     for chunk in turns.chunks(32) {
         let texts: Vec<&str> = chunk.iter().map(|t| t.text.as_str()).collect();
         let v = api.post("/v1/sentiment", json!({"texts": texts})).await?;
         let results = v["results"].as_array().context("no results")?;
         for (t, r) in chunk.iter().zip(results) {
             let got = r["label"].as_str().unwrap_or("");
-            for k in ["all".to_string(), format!("lang.{}", t.lang)] {
-                let e = by.entry(k).or_default();
-                e.0 += usize::from(got == t.label);
-                e.1 += usize::from((got == "negative") == (t.label == "negative"));
-                e.2 += 1;
-            }
+            let k = ["all".to_string(), format!("lang.{}", t.lang)];
+            right.add(&k, f64::from(got == t.label));
+            negative.add(
+                &k,
+                f64::from((got == "negative") == (t.label == "negative")),
+            );
         }
     }
     let mut out = serde_json::Map::new();
-    for (k, (right, neg, n)) in by {
+    for k in right.0.keys() {
         out.insert(
-            k,
-            json!({"accuracy": right as f64 / n as f64, "negative_vs_rest_accuracy": neg as f64 / n as f64, "n": n}),
+            k.clone(),
+            json!({"accuracy": right.mean(k), "negative_vs_rest_accuracy": negative.mean(k), "n": right.n(k)}),
         );
     }
     Ok(Value::Object(out))
 }
 
 async fn escalation(api: &Api, convs: &[Conversation]) -> anyhow::Result<Value> {
-    let mut by: BTreeMap<String, [usize; 4]> = BTreeMap::new();
+    let mut by: BTreeMap<String, Confusion> = BTreeMap::new();
     let mut wrong = Vec::new();
     for c in convs {
         let id = format!("eval-{}", c.id);
@@ -759,103 +790,64 @@ async fn escalation(api: &Api, convs: &[Conversation]) -> anyhow::Result<Value> 
                 .await?;
         }
         let flagged = last["escalation"]["flagged"] == true;
-        let cell = match (flagged, c.escalate) {
-            (true, true) => 0,
-            (true, false) => 1,
-            (false, true) => 2,
-            (false, false) => 3,
-        };
         for k in ["all".to_string(), format!("lang.{}", c.lang)] {
-            by.entry(k).or_default()[cell] += 1;
+            by.entry(k).or_default().add(flagged, c.escalate);
         }
-        if cell == 1 || cell == 2 {
+        if flagged != c.escalate {
             wrong.push(json!({"id": c.id, "expected": c.escalate, "reasons": last["escalation"]["reasons"]}));
         }
     }
-    let mut out = serde_json::Map::new();
-    for (k, [tp, fp, fn_, tn]) in by {
-        out.insert(
-            k,
-            json!({
-                "precision": tp as f64 / (tp + fp).max(1) as f64,
-                "recall": tp as f64 / (tp + fn_).max(1) as f64,
-                "accuracy": (tp + tn) as f64 / (tp + fp + fn_ + tn) as f64,
-                "n": tp + fp + fn_ + tn,
-            }),
-        );
-    }
+    let mut out: serde_json::Map<String, Value> = by
+        .into_iter()
+        .map(|(k, c)| (k, Value::Object(c.metrics())))
+        .collect();
     out.insert("wrong".into(), json!(wrong));
     Ok(Value::Object(out))
-}
-
-/// Word (English) or character (Chinese) error rate of `got` against `want`.
-pub fn error_rate(want: &str, got: &str, chars: bool) -> f64 {
-    let norm = |s: &str| -> Vec<String> {
-        let clean: String = s
-            .chars()
-            .map(|c| {
-                if c.is_alphanumeric() {
-                    c.to_lowercase().next().unwrap_or(c)
-                } else {
-                    ' '
-                }
-            })
-            .collect();
-        if chars {
-            clean
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .map(String::from)
-                .collect()
-        } else {
-            clean.split_whitespace().map(String::from).collect()
-        }
-    };
-    let (w, g) = (norm(want), norm(got));
-    strsim::generic_levenshtein(&w, &g) as f64 / w.len().max(1) as f64
 }
 
 async fn asr(api: &Api, cfg: &Config) -> anyhow::Result<Value> {
     let reg = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
     let files = reg.ensure("audioeval-samples")?;
-    let mut by: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let mut rates = Groups::default();
     let mut clips = Vec::new();
     for wav in files
         .files()
         .filter(|p| p.extension().is_some_and(|e| e == "wav"))
     {
         let want = std::fs::read_to_string(wav.with_extension("txt"))?;
+        let audio = std::fs::read(wav)?;
         let name = wav
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
         let lang = if name.starts_with("zh") { "zh" } else { "en" };
-        let form = reqwest::multipart::Form::new()
-            .text("model", "whisper-1")
-            .text("language", lang)
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(std::fs::read(wav)?).file_name(name.clone()),
-            );
         let v: Value = api
-            .req(reqwest::Method::POST, "/v1/audio/transcriptions")
-            .multipart(form)
-            .send()
+            .send("/v1/audio/transcriptions", || {
+                let form = reqwest::multipart::Form::new()
+                    .text("model", "whisper-1")
+                    .text("language", lang)
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(audio.clone()).file_name(name.clone()),
+                    );
+                api.req(reqwest::Method::POST, "/v1/audio/transcriptions")
+                    .multipart(form)
+            })
             .await?
             .json()
             .await?;
         let got = v["text"].as_str().context("no transcript")?;
-        let rate = error_rate(want.trim(), got, lang == "zh");
-        let metric = if lang == "zh" { "cer.zh" } else { "wer.en" };
-        let e = by.entry(metric.into()).or_default();
-        e.0 += rate;
-        e.1 += 1;
+        let (metric, rate) = match lang {
+            "zh" => ("cer.zh", score::char_error_rate(want.trim(), got)),
+            _ => ("wer.en", score::word_error_rate(want.trim(), got)),
+        };
+        rates.add(&[metric.to_string()], rate);
         clips.push(json!({"clip": name, "want": want.trim(), "got": got, "error_rate": rate}));
     }
     let mut out = serde_json::Map::new();
-    for (k, (sum, n)) in by {
-        out.insert(k, json!({"mean": sum / n as f64, "n": n}));
+    for k in rates.0.keys() {
+        out.insert(k.clone(), json!({"mean": rates.mean(k), "n": rates.n(k)}));
     }
     out.insert("clips".into(), json!(clips));
     Ok(Value::Object(out))
@@ -869,42 +861,62 @@ struct Row {
     ok: Option<bool>,
 }
 
-/// The headline metrics (every number a floor may be set on), flattened to `suite.group.metric`.
-fn rows(report: &BTreeMap<String, Value>, floors: &Value) -> Vec<Row> {
+/// Every metric of the report, flattened to `suite.group.metric`, against its floor: the
+/// numbers of each group that has an `n` (lists of examples and counts of reasons are not
+/// metrics). A floor on a suite that did not run (no generator, no speech model) is listed
+/// as not measured; a floor on a metric that a suite that ran does not have is an error, so a
+/// misspelt floor cannot pass unnoticed.
+fn rows(report: &BTreeMap<String, Value>, floors: &Value) -> anyhow::Result<Vec<Row>> {
+    let floor_of = |metric: &str, value: f64| {
+        let f = &floors[metric];
+        if let Some(min) = f["min"].as_f64() {
+            (format!("≥ {min}"), Some(value >= min))
+        } else if let Some(max) = f["max"].as_f64() {
+            (format!("≤ {max}"), Some(value <= max))
+        } else {
+            (String::new(), None)
+        }
+    };
     let mut out = Vec::new();
     for (suite, v) in report {
-        let Some(groups) = v.as_object() else {
-            continue;
-        };
-        for (group, m) in groups {
-            let Some(m) = m.as_object() else { continue };
-            let n = m.get("n").and_then(Value::as_u64);
-            for (name, x) in m {
-                let Some(value) = x.as_f64() else { continue };
-                if name == "n" || name == "asked" || name == "answered" {
+        for (group, m) in v.as_object().into_iter().flatten() {
+            let Some(n) = m.get("n").and_then(Value::as_u64) else {
+                continue;
+            };
+            for (name, x) in m.as_object().into_iter().flatten() {
+                let Some(value) = x.as_f64().filter(|_| name != "n") else {
                     continue;
-                }
-                let metric = format!("{suite}.{group}.{name}");
-                let f = &floors[&metric];
-                let (floor, ok) = if let Some(min) = f["min"].as_f64() {
-                    (format!("≥ {min}"), Some(value >= min))
-                } else if let Some(max) = f["max"].as_f64() {
-                    (format!("≤ {max}"), Some(value <= max))
-                } else {
-                    (String::new(), None)
                 };
+                let metric = format!("{suite}.{group}.{name}");
+                let (floor, ok) = floor_of(&metric, value);
                 out.push(Row {
                     metric,
                     value,
-                    n,
+                    n: Some(n),
                     floor,
                     ok,
                 });
             }
         }
     }
-    // Floors on metrics the run did not produce (a suite skipped) are reported, not failed.
-    out
+    for metric in floors.as_object().into_iter().flatten().map(|(k, _)| k) {
+        if out.iter().any(|r| &r.metric == metric) {
+            continue;
+        }
+        let suite = metric.split('.').next().unwrap_or_default();
+        if report.contains_key(suite) {
+            bail!("floors.json sets a floor on {metric}, which the {suite} suite does not report");
+        }
+        let (floor, _) = floor_of(metric, f64::NAN);
+        out.push(Row {
+            metric: metric.clone(),
+            value: f64::NAN,
+            n: None,
+            floor: format!("{floor} (not measured: suite skipped)"),
+            ok: None,
+        });
+    }
+    Ok(out)
 }
 
 fn fmt(x: f64) -> String {
@@ -949,16 +961,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_rates_count_words_or_characters() {
-        assert_eq!(error_rate("Hello, world!", "hello world", false), 0.0);
-        assert_eq!(
-            error_rate("one two three four", "one too three", false),
-            0.5
-        );
-        assert_eq!(error_rate("你好世界", "你好时界", true), 0.25);
-    }
-
-    #[test]
     fn grounding_finds_unsupported_sentences_and_numbers() {
         let card = "Standard delivery takes 3 to 5 business days after dispatch. Express delivery costs 9.99.";
         let (share, invented) = grounding("Standard delivery takes 3 to 5 business days.", &[card]);
@@ -974,5 +976,23 @@ mod tests {
         let zh = "退款审核通过后原路退回：支付宝和微信支付 1 到 3 个工作日到账。";
         assert_eq!(grounding("微信支付 1 到 3 个工作日到账。", &[zh]).0, 1.0);
         assert_eq!(grounding("退款需要三十天，请耐心等待。", &[zh]).0, 0.0);
+    }
+
+    #[test]
+    fn floors_are_checked_and_a_misspelt_one_is_an_error() {
+        let report = BTreeMap::from([(
+            "retrieval".to_string(),
+            json!({"all": {"recall@1": 0.7, "n": 10}, "misses": [{"rank": 3}]}),
+        )]);
+        let floors =
+            json!({"retrieval.all.recall@1": {"min": 0.75}, "asr.wer.en.mean": {"max": 0.2}});
+        let got = rows(&report, &floors).unwrap();
+        let r = |m: &str| got.iter().find(|r| r.metric == m).unwrap();
+        assert_eq!(r("retrieval.all.recall@1").ok, Some(false));
+        assert_eq!(r("asr.wer.en.mean").ok, None);
+        assert!(r("asr.wer.en.mean").floor.contains("not measured"));
+        assert_eq!(got.len(), 2, "lists and n are not metrics");
+        let typo = json!({"retrieval.all.recal@1": {"min": 0.5}});
+        assert!(rows(&report, &typo).is_err());
     }
 }

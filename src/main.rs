@@ -238,6 +238,10 @@ enum ModelsCommand {
 mod bench;
 mod eval;
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
 fn init_tracing() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
@@ -283,7 +287,7 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve { .. } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let rt = runtime()?;
             rt.block_on(kefu::server::run(cfg))?;
         }
         Command::Eval {
@@ -295,7 +299,7 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             check,
         } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let rt = runtime()?;
             let opts = eval::Options {
                 url,
                 api_key,
@@ -319,7 +323,7 @@ fn main() -> anyhow::Result<()> {
                     data_dir,
                 },
         } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let rt = runtime()?;
             rt.block_on(bench::retrieval(
                 cfg, cards, queries, sentences, json, data_dir,
             ))?;
@@ -333,7 +337,7 @@ fn main() -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let rt = runtime()?;
             rt.block_on(bench::generate(cfg, model, concurrency, max_tokens, json))?;
         }
         Command::Bench {
@@ -346,7 +350,7 @@ fn main() -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let rt = runtime()?;
             rt.block_on(bench::vectors(cfg, data_dir, cards, queries, qdrant, json))?;
         }
         Command::Transcribe {
@@ -356,7 +360,7 @@ fn main() -> anyhow::Result<()> {
             threads,
             json,
         } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let rt = runtime()?;
             rt.block_on(bench::transcribe(
                 cfg, files, model, language, threads, json,
             ))?;
@@ -379,7 +383,7 @@ fn main() -> anyhow::Result<()> {
             println!("wrote {}", out.display());
         }
         Command::Index { command } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let rt = runtime()?;
             let code = rt.block_on(async {
                 let k = kefu::server::knowledge_only(&cfg).await?;
                 if let Err(why) = k.index_readiness() {

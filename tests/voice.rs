@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use kefu::speech::score::{char_error_rate as cer, word_error_rate as wer};
 use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
@@ -74,94 +75,6 @@ fn pcm_s16(input: &Path, rate: u32) -> Vec<u8> {
         &["-ac", "1", "-ar", &rate.to_string(), "-f", "s16le"],
     );
     std::fs::read(raw).unwrap()
-}
-
-fn words(s: &str) -> Vec<String> {
-    s.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(x != y))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// Word error rate of `hyp` against `truth`.
-fn wer(truth: &str, hyp: &str) -> f64 {
-    let (t, h) = (words(truth), words(hyp));
-    edit_distance(&t, &h) as f64 / t.len().max(1) as f64
-}
-
-/// Whisper writes traditional characters for some Mandarin; the truth is simplified.
-fn simplified(c: char) -> char {
-    const PAIRS: &[(char, char)] = &[
-        ('黃', '黄'),
-        ('張', '张'),
-        ('詢', '询'),
-        ('單', '单'),
-        ('訂', '订'),
-        ('們', '们'),
-        ('這', '这'),
-        ('個', '个'),
-        ('說', '说'),
-        ('問', '问'),
-        ('題', '题'),
-        ('號', '号'),
-        ('為', '为'),
-        ('麼', '么'),
-        ('帶', '带'),
-        ('寬', '宽'),
-        ('網', '网'),
-        ('開', '开'),
-        ('沒', '没'),
-        ('給', '给'),
-        ('幫', '帮'),
-        ('聯', '联'),
-        ('電', '电'),
-        ('話', '话'),
-        ('請', '请'),
-        ('謝', '谢'),
-        ('塊', '块'),
-        ('錢', '钱'),
-        ('貨', '货'),
-        ('還', '还'),
-        ('過', '过'),
-        ('時', '时'),
-        ('會', '会'),
-        ('來', '来'),
-        ('對', '对'),
-        ('見', '见'),
-        ('宮', '宫'),
-        ('長', '长'),
-        ('營', '营'),
-    ];
-    PAIRS.iter().find(|p| p.0 == c).map_or(c, |p| p.1)
-}
-
-/// Character error rate over Chinese characters and digits (punctuation and spaces ignored).
-fn cer(truth: &str, hyp: &str) -> f64 {
-    let keep = |s: &str| -> Vec<char> {
-        s.chars()
-            .filter(|c| c.is_alphanumeric())
-            .map(simplified)
-            .collect()
-    };
-    let (t, h) = (keep(truth), keep(hyp));
-    edit_distance(&t, &h) as f64 / t.len().max(1) as f64
 }
 
 fn voice_server(extra: &[(&str, &str)]) -> Server {

@@ -283,23 +283,19 @@ impl EncodingCheck {
                 }
             }
             PcmEncoding::PcmS16le => {
-                let highs: Vec<u16> = data
-                    .chunks_exact(4)
-                    .map(|c| u16::from_le_bytes([c[2], c[3]]) & 0x7fff)
-                    .collect();
-                let floaty = highs
-                    .iter()
-                    .filter(|&&h| (0x3800..0x3f81).contains(&h))
-                    .count();
-                let lows: Vec<u16> = data
-                    .chunks_exact(4)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7fff)
-                    .collect();
-                let low_floaty = lows
-                    .iter()
-                    .filter(|&&h| (0x3800..0x3f81).contains(&h))
-                    .count();
-                if floaty * 10 > highs.len() * 8 && low_floaty * 10 < lows.len() * 3 {
+                // The share of 4-byte groups whose 16-bit half at `at` looks like the high half
+                // of a float below 1.
+                let floaty = |at: usize| {
+                    let n = data
+                        .chunks_exact(4)
+                        .filter(|c| {
+                            let h = u16::from_le_bytes([c[at], c[at + 1]]) & 0x7fff;
+                            (0x3800..0x3f81).contains(&h)
+                        })
+                        .count();
+                    n as f64 / (data.len() / 4).max(1) as f64
+                };
+                if floaty(2) > 0.8 && floaty(0) < 0.3 {
                     return Err("the audio looks like 32-bit floats, not pcm_s16le: declare encoding pcm_f32le".into());
                 }
             }
