@@ -16,14 +16,16 @@
 //! - asr: `/v1/audio/transcriptions` on recorded clips: WER (English), CER (Chinese).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use kefu::config::Config;
 use kefu::runtime::registry::Registry;
 use kefu::speech::score;
+
+use crate::client::{Api, Card, Events, bar, client, load_cards, read_jsonl, start_server};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -37,12 +39,8 @@ pub struct Options {
     /// Requests in flight at once.
     pub concurrency: usize,
     pub check: bool,
-}
-
-#[derive(Deserialize)]
-struct Card {
-    title: String,
-    body: String,
+    /// Which suites run.
+    pub suites: Vec<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -78,75 +76,9 @@ struct ScriptTurn {
     text: String,
 }
 
-fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
-        })
-        .collect()
-}
-
-/// The server under evaluation, over HTTP.
-#[derive(Clone)]
-struct Api {
-    base: String,
-    key: Option<String>,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(method, format!("{}{path}", self.base));
-        match &self.key {
-            Some(k) => r.bearer_auth(k),
-            None => r,
-        }
-    }
-
-    /// Sends the request `make` builds, again while the server answers 503 (a full model queue,
-    /// which says Retry-After: a client waits and asks again); any other error status fails.
-    async fn send(
-        &self,
-        what: &str,
-        make: impl Fn() -> reqwest::RequestBuilder,
-    ) -> anyhow::Result<reqwest::Response> {
-        for _ in 0..60 {
-            let res = make().send().await?;
-            let status = res.status();
-            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            if !status.is_success() {
-                bail!("{what}: {status}: {}", res.text().await.unwrap_or_default());
-            }
-            return Ok(res);
-        }
-        bail!("{what}: still 503 after 30 s")
-    }
-
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let res = self
-            .send(path, || self.req(reqwest::Method::POST, path).json(&body))
-            .await?;
-        Ok(res.json().await?)
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let res = self
-            .send(path, || self.req(reqwest::Method::GET, path))
-            .await?;
-        Ok(res.json().await?)
-    }
-}
-
 /// Runs every suite, writes `report.json` and `report.md` under `out`, prints the table.
 /// Returns false when `check` is set and a floor is broken.
-pub async fn run(mut cfg: Config, o: Options) -> anyhow::Result<bool> {
+pub async fn run(cfg: Config, o: Options) -> anyhow::Result<bool> {
     let tmp = tempfile::tempdir()?;
     let (api, _server) = match &o.url {
         Some(url) => (
@@ -158,23 +90,8 @@ pub async fn run(mut cfg: Config, o: Options) -> anyhow::Result<bool> {
             None,
         ),
         None => {
-            cfg.data_dir = tmp.path().join("data");
-            // Its own server: no keys needed, every local caller is an admin.
-            cfg.auth.keys.clear();
-            let state = kefu::server::build(cfg.clone()).await?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let task = tokio::spawn(async move {
-                let _ = axum::serve(listener, kefu::api::router(state)).await;
-            });
-            (
-                Api {
-                    base: format!("http://{addr}"),
-                    key: None,
-                    http: client()?,
-                },
-                Some(tokio_util::task::AbortOnDropHandle::new(task)),
-            )
+            let (api, _, server) = start_server(cfg.clone(), tmp.path()).await?;
+            (api, Some(server))
         }
     };
     let ready = api
@@ -202,24 +119,20 @@ pub async fn run(mut cfg: Config, o: Options) -> anyhow::Result<bool> {
         lap = Instant::now();
         report.insert(suite.into(), v);
     };
-    done(
-        &mut report,
-        "retrieval",
-        retrieval(&api, &questions, &ids, o.concurrency).await?,
-    );
-    done(
-        &mut report,
-        "handoff",
-        handoff(&api, &questions, o.concurrency).await?,
-    );
+    let run = |suite: &str| o.suites.iter().any(|s| s == suite);
+    if run("retrieval") {
+        let v = retrieval(&api, &questions, &ids, o.concurrency).await?;
+        done(&mut report, "retrieval", v);
+    }
+    if run("handoff") {
+        let v = handoff(&api, &questions, o.concurrency).await?;
+        done(&mut report, "handoff", v);
+    }
     let generating = !ready["generator"].as_str().unwrap_or("").starts_with("not");
-    if o.answers > 0 && generating {
-        done(
-            &mut report,
-            "answers",
-            answers(&api, &questions, &cards, &ids, o.answers).await?,
-        );
-    } else {
+    if run("answers") && o.answers > 0 && generating {
+        let v = answers(&api, &questions, &cards, &ids, o.answers).await?;
+        done(&mut report, "answers", v);
+    } else if run("answers") {
         eprintln!(
             "answers: skipped ({})",
             if generating {
@@ -229,13 +142,17 @@ pub async fn run(mut cfg: Config, o: Options) -> anyhow::Result<bool> {
             }
         );
     }
-    let turns = read_jsonl(&o.dir.join("sentiment_turns.jsonl"))?;
-    done(&mut report, "sentiment", sentiment(&api, &turns).await?);
-    let convs = read_jsonl(&o.dir.join("escalation_conversations.jsonl"))?;
-    done(&mut report, "escalation", escalation(&api, &convs).await?);
-    if ready["asr"].as_str().is_some_and(|a| a.starts_with("ok")) {
+    if run("sentiment") {
+        let turns = read_jsonl(&o.dir.join("sentiment_turns.jsonl"))?;
+        done(&mut report, "sentiment", sentiment(&api, &turns).await?);
+    }
+    if run("escalation") {
+        let convs = read_jsonl(&o.dir.join("escalation_conversations.jsonl"))?;
+        done(&mut report, "escalation", escalation(&api, &convs).await?);
+    }
+    if run("asr") && ready["asr"].as_str().is_some_and(|a| a.starts_with("ok")) {
         done(&mut report, "asr", asr(&api, &cfg).await?);
-    } else {
+    } else if run("asr") {
         eprintln!("asr: skipped (no speech model)");
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -273,71 +190,6 @@ pub async fn run(mut cfg: Config, o: Options) -> anyhow::Result<bool> {
         }
     }
     Ok(!o.check || broken.is_empty())
-}
-
-fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()?)
-}
-
-fn bar(n: usize, what: &str) -> indicatif::ProgressBar {
-    let b = indicatif::ProgressBar::new(n as u64).with_message(what.to_string());
-    b.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    b
-}
-
-/// Imports and publishes the knowledge base; the card ids by title.
-async fn load_cards(
-    api: &Api,
-    path: &Path,
-    cards: &[Card],
-) -> anyhow::Result<HashMap<String, String>> {
-    let status = api.get("/v1/index/status").await?;
-    if status["published_cards"].as_u64().unwrap_or(0) > 0 {
-        bail!(
-            "{} already has published cards; kefu eval imports its own knowledge base, so give it an empty server (or run it without --url)",
-            api.base
-        );
-    }
-    let body = std::fs::read(path)?;
-    let res = api
-        .send("/v1/cards/import", || {
-            api.req(reqwest::Method::POST, "/v1/cards/import?publish=true")
-                .header("content-type", "application/x-ndjson")
-                .body(body.clone())
-        })
-        .await?;
-    let report: Value = res.json().await?;
-    let items = report["items"]
-        .as_array()
-        .context("import answered no items")?;
-    let mut ids = HashMap::new();
-    for (card, item) in cards.iter().zip(items) {
-        let id = item["id"]
-            .as_str()
-            .with_context(|| format!("card {:?} was not imported: {item}", card.title))?;
-        ids.insert(card.title.clone(), id.to_string());
-    }
-    let published = api.get("/v1/index/status").await?["published_cards"]
-        .as_u64()
-        .unwrap_or(0);
-    if published as usize != cards.len() {
-        let failed: Vec<&Value> = items.iter().filter(|i| i["ok"] != true).collect();
-        bail!(
-            "{published} of {} cards were published; not published: {failed:?}",
-            cards.len()
-        );
-    }
-    eprintln!(
-        "knowledge base: {} cards imported and published",
-        cards.len()
-    );
-    Ok(ids)
 }
 
 /// Means of a metric over groups (all, by kind, by language, by split).
@@ -508,46 +360,29 @@ async fn decide(api: &Api, q: &Question) -> anyhow::Result<(bool, String)> {
     let conversation = format!("eval-{}", q.id);
     open_conversation(api, &conversation, &q.history).await?;
     let body = json!({"question": q.question, "channel": "chat", "conversation_id": conversation, "stream": true});
-    let mut res = api
+    let res = api
         .send("/v1/answer", || {
             api.req(reqwest::Method::POST, "/v1/answer").json(&body)
         })
         .await?;
     // The first event says it: text being generated, or a finished hand-off. Dropping the
     // response then stops the generation.
-    let mut buf = String::new();
-    while let Some(chunk) = res.chunk().await? {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            let name = event
-                .lines()
-                .find_map(|l| l.strip_prefix("event:"))
-                .map(str::trim)
-                .unwrap_or("");
-            let data: String = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
-                .collect();
-            return Ok(match name {
-                // A keep-alive comment while the request waits for the model.
-                "" => continue,
-                "delta" => (false, String::new()),
-                "done" => {
-                    let a: Value = serde_json::from_str(&data)?;
-                    let reason = a["handoff_reason"].as_str().unwrap_or("").to_string();
-                    // Without a generator the decision to answer shows as this hand-off.
-                    (
-                        a["handoff"] == true && reason != "generator_unavailable",
-                        reason,
-                    )
-                }
-                other => bail!("/v1/answer {}: event {other}: {data}", q.id),
-            });
+    let Some((name, data)) = Events::new(res).next().await? else {
+        bail!("/v1/answer {}: the stream ended without an event", q.id)
+    };
+    Ok(match name.as_str() {
+        "delta" => (false, String::new()),
+        "done" => {
+            let a: Value = serde_json::from_str(&data)?;
+            let reason = a["handoff_reason"].as_str().unwrap_or("").to_string();
+            // Without a generator the decision to answer shows as this hand-off.
+            (
+                a["handoff"] == true && reason != "generator_unavailable",
+                reason,
+            )
         }
-    }
-    bail!("/v1/answer {}: the stream ended without an event", q.id)
+        other => bail!("/v1/answer {}: event {other}: {data}", q.id),
+    })
 }
 
 async fn handoff(api: &Api, questions: &[Question], concurrency: usize) -> anyhow::Result<Value> {
@@ -649,6 +484,20 @@ fn sentences(text: &str) -> Vec<&str> {
 /// How much of an answer the cited cards support: (supported sentences / sentences, numbers in
 /// the answer that no cited card has).
 fn grounding(answer: &str, cited: &[&str]) -> (f64, Vec<String>) {
+    // A numbered list's "1." and "2)" count items; they are not claims to find in a card.
+    let answer: String = answer
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            match t[digits..].strip_prefix(['.', ')']) {
+                Some(rest) if digits > 0 && rest.starts_with(' ') => rest,
+                _ => l,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let answer = answer.as_str();
     let source: HashSet<String> = cited.iter().flat_map(|c| units(c)).collect();
     let ss = sentences(answer);
     let supported = ss
@@ -972,6 +821,12 @@ mod tests {
         assert_eq!(share, 0.5);
         assert!(invented.is_empty());
         let (_, invented) = grounding("Express delivery costs 12.50.", &[card]);
+        assert_eq!(invented, vec!["12.50".to_string()]);
+        // List numbering is not a number the card must have; a number inside the item is.
+        let (_, invented) = grounding(
+            "Steps:\n1. Standard delivery takes 3 days.\n2) Express costs 12.50.",
+            &[card],
+        );
         assert_eq!(invented, vec!["12.50".to_string()]);
         let zh = "退款审核通过后原路退回：支付宝和微信支付 1 到 3 个工作日到账。";
         assert_eq!(grounding("微信支付 1 到 3 个工作日到账。", &[zh]).0, 1.0);

@@ -81,6 +81,10 @@ enum Command {
         /// Exit with status 1 when a metric is below its floor in eval/floors.json.
         #[arg(long)]
         check: bool,
+        /// The suites to run (floors of the others are listed as not measured).
+        #[arg(long, value_delimiter = ',', default_value = "retrieval,handoff,answers,sentiment,escalation,asr",
+              value_parser = ["retrieval", "handoff", "answers", "sentiment", "escalation", "asr"])]
+        suites: Vec<String>,
     },
     /// Measure speed on this machine (see benches/README.md).
     Bench {
@@ -193,6 +197,10 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Side by side with the peers, in one run: embedding (sentence-transformers), generation
+    /// (llama.cpp), speech (faster-whisper), vector search (Qdrant, with --qdrant), and answer
+    /// latency under concurrent conversations. Writes results.md, results.json and latency.png.
+    Compare(bench::compare::Options),
     /// Generator speed: time to first token and tokens/s, alone and with N conversations at
     /// once (the server's scheduler).
     Generate {
@@ -236,6 +244,7 @@ enum ModelsCommand {
 }
 
 mod bench;
+mod client;
 mod eval;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -298,6 +307,7 @@ fn main() -> anyhow::Result<()> {
             answers,
             concurrency,
             check,
+            suites,
         } => {
             let rt = runtime()?;
             let opts = eval::Options {
@@ -308,6 +318,7 @@ fn main() -> anyhow::Result<()> {
                 answers,
                 concurrency: concurrency.max(1),
                 check,
+                suites,
             };
             if !rt.block_on(eval::run(cfg, opts))? {
                 std::process::exit(1);
@@ -352,6 +363,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             let rt = runtime()?;
             rt.block_on(bench::vectors(cfg, data_dir, cards, queries, qdrant, json))?;
+        }
+        Command::Bench {
+            command: BenchCommand::Compare(opts),
+        } => {
+            let rt = runtime()?;
+            rt.block_on(bench::compare::run(cfg, opts))?;
         }
         Command::Transcribe {
             files,

@@ -1,4 +1,8 @@
-//! `kefu bench`: speed on this machine, measured through the same code paths the server runs.
+//! `kefu bench`: speed on this machine, measured through the same code paths the server runs,
+//! and (`compare`) side by side with the engines a user would run instead.
+
+pub mod compare;
+mod plot;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -71,6 +75,24 @@ fn card(i: usize) -> CardInput {
     }
 }
 
+/// Card-length passages, half English and half Chinese: what `bench retrieval` embeds.
+pub fn passages(n: usize) -> Vec<String> {
+    (0..n).map(|i| card(i).body).collect()
+}
+
+/// Passages per second, embedding `texts` in batches of 32; and the vectors.
+pub async fn embed_throughput(
+    embedder: &kefu::runtime::embed::EmbedPool,
+    texts: &[String],
+) -> anyhow::Result<(f64, Vec<Vec<f32>>)> {
+    let t = Instant::now();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(32) {
+        vectors.extend(embedder.embed(chunk.to_vec(), TextKind::Passage).await?);
+    }
+    Ok((texts.len() as f64 / t.elapsed().as_secs_f64(), vectors))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -91,14 +113,7 @@ pub async fn retrieval(
     let threads = candle_core::utils::get_num_threads();
 
     // 1. Embedding throughput: passages of card length, batches of 32.
-    let texts: Vec<String> = (0..sentences).map(|i| card(i).body).collect();
-    let t = Instant::now();
-    for chunk in texts.chunks(32) {
-        k.embedder()
-            .embed(chunk.to_vec(), TextKind::Passage)
-            .await?;
-    }
-    let embed_per_s = sentences as f64 / t.elapsed().as_secs_f64();
+    let (embed_per_s, _) = embed_throughput(k.embedder(), &passages(sentences)).await?;
     eprintln!("embedding: {embed_per_s:.1} passages/s (batch 32, {threads} threads)");
 
     // 2. Indexing: import and publish, through the same path as POST /v1/cards/import.
@@ -198,7 +213,7 @@ pub async fn generate(
     concurrency: Vec<usize>,
     max_tokens: usize,
     json: Option<PathBuf>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<serde_json::Value> {
     use kefu::runtime::generate::{ChatMessage, GenEvent, GenPool, Generator, SamplingParams};
     let reg = kefu::runtime::registry::Registry::open(
         cfg.manifest.as_deref(),
@@ -288,11 +303,12 @@ pub async fn generate(
         println!("{row}");
         rows.push(row);
     }
+    let out =
+        serde_json::json!({"model": id, "load_s": load_s, "max_tokens": max_tokens, "runs": rows});
     if let Some(p) = json {
-        let out = serde_json::json!({"model": id, "load_s": load_s, "max_tokens": max_tokens, "runs": rows});
         std::fs::write(&p, serde_json::to_string_pretty(&out)?).context("writing the results")?;
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `kefu transcribe`: files through the same decoding, resampling and model pool as the server.
@@ -395,7 +411,25 @@ pub async fn vectors(
     queries: usize,
     qdrant: Option<String>,
     json: Option<PathBuf>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    cfg.data_dir = data_dir;
+    cfg.vector = Default::default();
+    let k = kefu::server::knowledge_only(&cfg).await?;
+    let rows = vector_backends(&k, sizes, queries, qdrant).await?;
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(rows)
+}
+
+/// `bench vectors` on the published cards of `k`'s store: one row per backend and size.
+pub async fn vector_backends(
+    k: &kefu::knowledge::Knowledge,
+    sizes: Vec<usize>,
+    queries: usize,
+    qdrant: Option<String>,
+) -> anyhow::Result<Vec<serde_json::Value>> {
     use kefu::store::SearchFilter;
     use kefu::store::vector::embedded::{EmbeddedIndex, dot};
     use kefu::store::vector::qdrant::QdrantIndex;
@@ -403,9 +437,6 @@ pub async fn vectors(
     use std::collections::HashSet;
     use std::sync::Arc;
 
-    cfg.data_dir = data_dir;
-    cfg.vector = Default::default();
-    let k = kefu::server::knowledge_only(&cfg).await?;
     let store = k.store().clone();
     let stored = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let published: HashSet<String> = store.published_ids()?.into_iter().collect();
@@ -552,11 +583,7 @@ pub async fn vectors(
             },
         );
     }
-    if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    Ok(rows)
 }
 
 /// The first `n` cards: the stored ones, then synthetic ones mixed from them (see `vectors`).
