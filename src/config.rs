@@ -193,6 +193,18 @@ pub struct ModelsConfig {
     pub threads: usize,
 }
 
+impl ModelsConfig {
+    /// The generator's manifest id, or None when it is off ("" or "none").
+    pub fn generator_id(&self) -> Option<&str> {
+        Some(self.generator.as_str()).filter(|g| !g.is_empty() && *g != "none")
+    }
+
+    /// The speech model's manifest id, or None when voice is off ("" or "none").
+    pub fn asr_id(&self) -> Option<&str> {
+        Some(self.asr.as_str()).filter(|a| !a.is_empty() && *a != "none")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -57,14 +57,14 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     let store = Arc::new(Store::open(&cfg.data_dir)?);
     let registry = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
     let embedder_id = cfg.models.embedder.clone();
-    let generator_id = Some(cfg.models.generator.clone()).filter(|g| !g.is_empty() && g != "none");
+    let generator_id = cfg.models.generator_id().map(str::to_string);
     let gen_context = cfg.limits.gen_context;
     let dev = device::select();
     tracing::info!(device = %device::describe(&dev), "{}", device::simd_report());
     // Fetching and loading read hundreds of megabytes: off the async reactor.
     let want_sentiment = cfg.models.sentiment == "head";
     let models_dir = cfg.models_dir.clone();
-    let asr_id = Some(cfg.models.asr.clone()).filter(|a| !a.is_empty() && a != "none");
+    let asr_id = cfg.models.asr_id().map(str::to_string);
     let voice = cfg.voice.clone();
     let asr_threads = voice.threads_per_worker(cfg.models.threads);
     let (embedder, generator, head, asr) = tokio::task::spawn_blocking(

@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 
 use super::plot;
 use crate::client::{Api, Events, load_cards, read_jsonl, start_server};
+use kefu::api::AppState;
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -92,170 +93,155 @@ impl Row {
 /// A peer's outcome: its JSON, or why it did not run.
 type Peer = Result<Value, String>;
 
-/// A child process that sees the same models and threads as this one (a `kefu` it starts, such
-/// as asr_peer.py's `kefu transcribe`, reads them from the environment).
-fn command(
-    program: impl AsRef<std::ffi::OsStr>,
-    cfg: &Config,
+/// What every area of the run needs.
+struct Bench<'a> {
+    cfg: &'a Config,
+    o: &'a Options,
     threads: usize,
-) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(program);
-    c.env("KEFU_MODELS_DIR", &cfg.models_dir)
-        .env("KEFU_THREADS", threads.to_string())
-        .env("KEFU_LOG", "warn")
-        .stderr(std::process::Stdio::inherit());
-    if let Some(m) = &cfg.manifest {
-        c.env("KEFU_MANIFEST", m);
-    }
-    if cfg.offline {
-        c.env("KEFU_OFFLINE", "1");
-    }
-    c
+    tmp: &'a Path,
 }
 
-/// Runs `python3 script args…` (its stderr shows: first-use installs take minutes) and reads the
-/// last JSON line it prints.
-async fn python(mut cmd: tokio::process::Command, script: &Path, args: &[String]) -> Peer {
-    eprintln!("peer: python3 {} {}", script.display(), args.join(" "));
-    let out = cmd
-        .arg(script)
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{} exited with {}", script.display(), out.status));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .ok_or_else(|| format!("{} printed no JSON", script.display()))
-}
+/// An area's rows, and its figures for results.json.
+type Area = (Vec<Row>, Value);
 
-pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let threads = candle_core::utils::get_num_threads();
-    let registry = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: a debug build; speed figures need `cargo build --release` and target/release/kefu"
-        );
-    }
-    let tmp = tempfile::tempdir()?;
-    let (api, state, _server) = start_server(cfg.clone(), tmp.path()).await?;
-    let cards = read_jsonl(&o.dataset.join("kb_cards.jsonl"))?;
-    load_cards(&api, &o.dataset.join("kb_cards.jsonl"), &cards).await?;
-    let mut rows = Vec::new();
-    let mut raw = serde_json::Map::new();
-    let peer = |script: &str, args: Vec<String>| {
-        let path = o.benches.join(script);
-        let cmd = command("python3", &cfg, threads);
-        let peers = !o.no_peers;
-        async move {
-            if !peers {
-                return Err("--no-peers".to_string());
-            }
-            python(cmd, &path, &args).await
+impl Bench<'_> {
+    /// A child process that sees the same models and threads as this one (a `kefu` it starts,
+    /// such as asr_peer.py's `kefu transcribe`, reads them from the environment).
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(program);
+        c.env("KEFU_MODELS_DIR", &self.cfg.models_dir)
+            .env("KEFU_THREADS", self.threads.to_string())
+            .env("KEFU_LOG", "warn")
+            .stderr(std::process::Stdio::inherit());
+        if let Some(m) = &self.cfg.manifest {
+            c.env("KEFU_MANIFEST", m);
         }
-    };
+        if self.cfg.offline {
+            c.env("KEFU_OFFLINE", "1");
+        }
+        c
+    }
 
-    // Embedding.
-    let embed_files = registry.ensure(&cfg.models.embedder)?;
-    let texts = super::passages(512);
-    let embedder = state.knowledge.embedder();
-    super::embed_throughput(embedder, &texts[..32]).await?; // warm, as the peer warms
-    let (rate, vectors) = super::embed_throughput(embedder, &texts).await?;
-    let folder = tmp.path().join("st-model");
-    let passages = tmp.path().join("passages.jsonl");
-    std::fs::write(
-        &passages,
-        texts
-            .iter()
-            .map(|t| json!(t).to_string() + "\n")
-            .collect::<String>(),
-    )?;
-    let st = match sentence_transformers_folder(&embed_files, &folder) {
-        Ok(()) => {
-            peer(
-                "peer_embed.py",
-                vec![
+    /// Runs `python3 benches/<script> args…` (its stderr shows: first-use installs take
+    /// minutes) and reads the last JSON line it prints.
+    async fn peer(&self, script: &str, args: &[String]) -> Peer {
+        if self.o.no_peers {
+            return Err("--no-peers".into());
+        }
+        let script = self.o.benches.join(script);
+        eprintln!("peer: python3 {} {}", script.display(), args.join(" "));
+        let out = self
+            .command("python3")
+            .arg(&script)
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| format!("python3: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{} exited with {}", script.display(), out.status));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+            .ok_or_else(|| format!("{} printed no JSON", script.display()))
+    }
+
+    /// The server's embedder against sentence-transformers on the same weights and passages.
+    async fn embedding(&self, state: &AppState, registry: &Registry) -> anyhow::Result<Area> {
+        let files = registry.ensure(&self.cfg.models.embedder)?;
+        let texts = super::passages(512);
+        let embedder = state.knowledge.embedder();
+        super::embed_throughput(embedder, &texts[..32]).await?; // warm, as the peer warms
+        let (rate, vectors) = super::embed_throughput(embedder, &texts).await?;
+        let folder = self.tmp.join("st-model");
+        let passages = self.tmp.join("passages.jsonl");
+        std::fs::write(
+            &passages,
+            texts
+                .iter()
+                .map(|t| json!(t).to_string() + "\n")
+                .collect::<String>(),
+        )?;
+        // Hundreds of megabytes of weights to dequantize and write: off the async reactor.
+        let (export, dir) = (files.clone(), folder.clone());
+        let exported =
+            tokio::task::spawn_blocking(move || sentence_transformers_folder(&export, &dir))
+                .await?;
+        let st = match exported {
+            Ok(()) => {
+                let args = [
                     folder.display().to_string(),
                     passages.display().to_string(),
-                    embed_files.spec.passage_prefix.clone(),
-                    threads.to_string(),
-                ],
-            )
-            .await
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    let mut row = Row::new(
-        "embedding",
-        &format!(
-            "{}: passages/s, batch 32, {threads} threads",
-            cfg.models.embedder
-        ),
-        "higher",
-    );
-    row.kefu = Some(rate);
-    fill(&mut row, &st, "passages_per_s", |v, row| {
-        let peer_vectors: Vec<Vec<f32>> = serde_json::from_value(v["first"].clone())?;
-        let agree = peer_vectors
-            .iter()
-            .zip(&vectors)
-            .map(|(p, k)| cosine(p, k))
-            .fold(1.0f32, f32::min);
-        row.note = format!(
-            "same vectors: cosine ≥ {agree:.4} on {} passages",
-            peer_vectors.len()
-        );
-        Ok(())
-    });
-    raw.insert(
-        "embedding".into(),
-        json!({"kefu_passages_per_s": rate, "peer": peer_json(&st)}),
-    );
-    rows.push(row);
-
-    // Vector search, on the knowledge base just loaded (plus points mixed from it).
-    let search = super::vector_backends(
-        &state.knowledge,
-        vec![o.search_cards],
-        300,
-        o.qdrant.clone().filter(|_| !o.no_peers),
-    )
-    .await?;
-    let by = |b: &str| search.iter().find(|r| r["backend"] == b);
-    for (key, what) in [("search_p50_ms", "p50"), ("search_p99_ms", "p99")] {
-        let mut row = Row::new(
-            "vector search",
-            &format!("{} cards, k = 10: {what} ms", o.search_cards),
-            "lower",
-        );
-        row.kefu = by("embedded").and_then(|r| r[key].as_f64());
-        match by("qdrant") {
-            Some(q) => {
-                row.peer = q[key].as_f64();
-                row.peer_name = "Qdrant".into();
-                row.note = format!(
-                    "recall@10 {:.3} (embedded {:.3})",
-                    q["recall_at_10"].as_f64().unwrap_or(0.0),
-                    by("embedded").map_or(0.0, |r| r["recall_at_10"].as_f64().unwrap_or(0.0))
-                );
+                    files.spec.passage_prefix.clone(),
+                    self.threads.to_string(),
+                ];
+                self.peer("peer_embed.py", &args).await
             }
-            None => row.note = "Qdrant not run: pass --qdrant http://HOST:6334".into(),
-        }
-        rows.push(row);
+            Err(e) => Err(e.to_string()),
+        };
+        let mut row = Row::new(
+            "embedding",
+            &format!(
+                "{}: passages/s, batch 32, {} threads",
+                self.cfg.models.embedder, self.threads
+            ),
+            "higher",
+        );
+        row.kefu = Some(rate);
+        fill(&mut row, &st, "passages_per_s", |v, row| {
+            let peer_vectors: Vec<Vec<f32>> = serde_json::from_value(v["first"].clone())?;
+            let agree = peer_vectors
+                .iter()
+                .zip(&vectors)
+                .map(|(p, k)| cosine(p, k))
+                .fold(1.0f32, f32::min);
+            row.note = format!(
+                "same vectors: cosine ≥ {agree:.4} on {} passages",
+                peer_vectors.len()
+            );
+            Ok(())
+        });
+        let raw = json!({"kefu_passages_per_s": rate, "peer": peer_json(&st)});
+        Ok((vec![row], raw))
     }
-    raw.insert("vector_search".into(), json!(search));
 
-    // Generation.
-    if cfg.models.generator.is_empty() || cfg.models.generator == "none" {
-        eprintln!("generation: skipped (no generator configured)");
-    } else {
-        let files = registry.ensure(&cfg.models.generator)?;
+    /// The embedded index against Qdrant, on the knowledge base's vectors plus points mixed
+    /// from them.
+    async fn search(&self, state: &AppState) -> anyhow::Result<Area> {
+        let o = self.o;
+        let qdrant = o.qdrant.clone().filter(|_| !o.no_peers);
+        let search =
+            super::vector_backends(&state.knowledge, vec![o.search_cards], 300, qdrant).await?;
+        let by = |b: &str| search.iter().find(|r| r["backend"] == b);
+        let mut rows = Vec::new();
+        for (key, what) in [("search_p50_ms", "p50"), ("search_p99_ms", "p99")] {
+            let mut row = Row::new(
+                "vector search",
+                &format!("{} cards, k = 10: {what} ms", o.search_cards),
+                "lower",
+            );
+            row.kefu = by("embedded").and_then(|r| r[key].as_f64());
+            match by("qdrant") {
+                Some(q) => {
+                    row.peer = q[key].as_f64();
+                    row.peer_name = "Qdrant".into();
+                    row.note = format!(
+                        "recall@10 {:.3} (embedded {:.3})",
+                        q["recall_at_10"].as_f64().unwrap_or(0.0),
+                        by("embedded").map_or(0.0, |r| r["recall_at_10"].as_f64().unwrap_or(0.0))
+                    );
+                }
+                None => row.note = "Qdrant not run: pass --qdrant http://HOST:6334".into(),
+            }
+            rows.push(row);
+        }
+        Ok((rows, json!(search)))
+    }
+
+    /// `kefu bench generate` against llama.cpp on the same GGUF.
+    async fn generation(&self, registry: &Registry, id: &str) -> anyhow::Result<Area> {
+        let files = registry.ensure(id)?;
         let gguf = files
             .files()
             .find(|p| p.extension().is_some_and(|e| e == "gguf"))
@@ -264,8 +250,9 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
         // In a process of its own, as the peer runs: in this one, beside the server, decoding
         // measured about 10% slower. Twice: the second is warm, as llama.cpp's (peer_llamacpp.py
         // also reports its second).
-        let report = tmp.path().join("generate.json");
-        let status = command(std::env::current_exe()?, &cfg, threads)
+        let report = self.tmp.join("generate.json");
+        let status = self
+            .command(std::env::current_exe()?)
             .args([
                 "bench",
                 "generate",
@@ -274,8 +261,7 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
                 "--max-tokens",
                 "64",
             ])
-            .arg("--model")
-            .arg(&cfg.models.generator)
+            .args(["--model", id])
             .arg("--json")
             .arg(&report)
             .stdout(std::process::Stdio::null())
@@ -284,45 +270,38 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
         anyhow::ensure!(status.success(), "kefu bench generate exited with {status}");
         let kefu: Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
         let warm = &kefu["runs"][1];
-        let l = peer(
-            "peer_llamacpp.py",
-            vec![gguf.display().to_string(), threads.to_string(), "64".into()],
-        )
-        .await;
-        let what = format!("{}, 64 tokens, greedy", cfg.models.generator);
+        let args = [
+            gguf.display().to_string(),
+            self.threads.to_string(),
+            "64".into(),
+        ];
+        let l = self.peer("peer_llamacpp.py", &args).await;
+        let what = format!("{id}, 64 tokens, greedy");
         let mut decode = Row::new("generation", &format!("{what}: decode tokens/s"), "higher");
         decode.kefu = warm["decode_tok_s_per_stream"].as_f64();
         fill(&mut decode, &l, "decode_tok_s", |_, _| Ok(()));
         let mut first = Row::new("generation", &format!("{what}: first token, s"), "lower");
         first.kefu = warm["ttft_p50_s"].as_f64();
         fill(&mut first, &l, "ttft_s", |_, _| Ok(()));
-        raw.insert(
-            "generation".into(),
-            json!({"kefu": kefu, "peer": peer_json(&l)}),
-        );
-        rows.push(decode);
-        rows.push(first);
+        let raw = json!({"kefu": kefu, "peer": peer_json(&l)});
+        Ok((vec![decode, first], raw))
     }
 
-    // Speech.
-    if cfg.models.asr.is_empty() || cfg.models.asr == "none" {
-        eprintln!("speech: skipped (no speech model configured)");
-    } else {
-        let report = tmp.path().join("asr.json");
-        let exe = std::env::current_exe()?;
-        let args = vec![
+    /// `kefu transcribe` against faster-whisper: asr_peer.py runs both, so without peers there
+    /// are no speech figures.
+    async fn speech(&self, id: &str) -> anyhow::Result<Area> {
+        let report = self.tmp.join("asr.json");
+        let args = [
             "--models".into(),
-            cfg.models.asr.clone(),
+            id.to_string(),
             "--threads".into(),
-            threads.to_string(),
+            self.threads.to_string(),
             "--kefu".into(),
-            exe.display().to_string(),
+            std::env::current_exe()?.display().to_string(),
             "--json".into(),
             report.display().to_string(),
         ];
-        // asr_peer.py measures kefu too (`kefu transcribe`, the server's decoding path), so
-        // without peers there are no speech rows.
-        let ran = peer("asr_peer.py", args).await;
+        let ran = self.peer("asr_peer.py", &args).await;
         let asr = match ran {
             _ if report.exists() => {
                 let v: Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
@@ -331,12 +310,13 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
             Err(e) => Err(e),
             Ok(_) => Err("asr_peer.py wrote no report".to_string()),
         };
-        let what = format!("{}, 8 English clips", cfg.models.asr);
+        let mut rows = Vec::new();
         for (key, measure) in [
             ("rtf", "real-time factor (decode time / audio time)"),
             ("wer", "word error rate"),
         ] {
-            let mut row = Row::new("speech", &format!("{what}: {measure}"), "lower");
+            let what = format!("{id}, 8 English clips: {measure}");
+            let mut row = Row::new("speech", &what, "lower");
             match &asr {
                 Ok(m) => {
                     row.kefu = m["kefu"][key].as_f64();
@@ -351,30 +331,29 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
             }
             rows.push(row);
         }
-        raw.insert("speech".into(), peer_json(&asr));
+        Ok((rows, peer_json(&asr)))
     }
 
-    // Answers under load.
-    let mut points = Vec::new();
-    if cfg.models.generator.is_empty() || cfg.models.generator == "none" {
-        eprintln!("answers: skipped (no generator configured)");
-    } else {
-        let questions: Vec<Question> = read_jsonl(&o.dataset.join("kb_questions.jsonl"))?;
+    /// `/v1/answer` over HTTP at each concurrency; the raw figures are one point per
+    /// concurrency, which the plot draws.
+    async fn answers(&self, api: &Api) -> anyhow::Result<Area> {
+        let questions: Vec<Question> = read_jsonl(&self.o.dataset.join("kb_questions.jsonl"))?;
         let covered: Vec<String> = questions
             .into_iter()
             .filter(|q| q.card.is_some() && q.history.is_empty())
             .map(|q| q.question)
             .collect();
+        let (mut rows, mut points) = (Vec::new(), Vec::new());
         let mut offset = 0;
-        for &n in &o.concurrency {
-            let count = n.max(o.answers);
+        for &n in &self.o.concurrency {
+            let count = n.max(self.o.answers);
             let asked: Vec<&String> = (0..count)
                 .map(|i| &covered[(offset + i * 7) % covered.len()])
                 .collect();
             offset += count * 7;
             let t = Instant::now();
             let timed: Vec<anyhow::Result<Timed>> = futures::stream::iter(asked.iter().enumerate())
-                .map(|(i, q)| answer(&api, format!("bench-{n}-{i}"), q))
+                .map(|(i, q)| answer(api, format!("bench-{n}-{i}"), q))
                 .buffer_unordered(n)
                 .collect()
                 .await;
@@ -392,32 +371,26 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
             let handoffs = timed.iter().filter(|t| t.handoff).count();
             let p = |xs: &[f64], q: f64| (!xs.is_empty()).then(|| super::percentile(xs, q));
             let stats = json!({
-                "concurrency": n, "answers": count, "handoffs": handoffs, "wall_s": wall,
-                "answers_per_min": 60.0 * count as f64 / wall,
+                "concurrency": n, "questions": count, "handoffs": handoffs, "wall_s": wall,
+                "responses_per_min": 60.0 * count as f64 / wall,
                 "latency_p50_s": p(&total, 0.5), "latency_p99_s": p(&total, 0.99),
                 "first_token_p50_s": p(&first, 0.5), "first_token_p99_s": p(&first, 0.99),
             });
             eprintln!("answers: {stats}");
-            for (key, what) in [
-                ("latency_p50_s", "whole answer p50, s"),
-                ("latency_p99_s", "whole answer p99, s"),
-                ("first_token_p50_s", "first token p50, s"),
-                ("first_token_p99_s", "first token p99, s"),
-                ("answers_per_min", "answers per minute"),
+            for (key, what, better) in [
+                ("latency_p50_s", "whole answer p50, s", "lower"),
+                ("latency_p99_s", "whole answer p99, s", "lower"),
+                ("first_token_p50_s", "first token p50, s", "lower"),
+                ("first_token_p99_s", "first token p99, s", "lower"),
+                (
+                    "responses_per_min",
+                    "responses per minute (answers and hand-offs)",
+                    "higher",
+                ),
             ] {
-                let better = if key == "answers_per_min" {
-                    "higher"
-                } else {
-                    "lower"
-                };
-                let mut row = Row::new(
-                    "answers",
-                    &format!(
-                        "{n} conversation{} at once: {what}",
-                        if n == 1 { "" } else { "s" }
-                    ),
-                    better,
-                );
+                let plural = if n == 1 { "" } else { "s" };
+                let what = format!("{n} conversation{plural} at once: {what}");
+                let mut row = Row::new("answers", &what, better);
                 row.kefu = stats[key].as_f64();
                 row.note = format!(
                     "{count} questions, {} answered, {handoffs} handed off; no peer",
@@ -427,7 +400,47 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
             }
             points.push(stats);
         }
-        raw.insert("answers".into(), json!(points));
+        Ok((rows, json!(points)))
+    }
+}
+
+pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let threads = candle_core::utils::get_num_threads();
+    let registry = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: a debug build; speed figures need `cargo build --release` and target/release/kefu"
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let (api, state, _server) = start_server(cfg.clone(), tmp.path()).await?;
+    let cards = read_jsonl(&o.dataset.join("kb_cards.jsonl"))?;
+    load_cards(&api, &o.dataset.join("kb_cards.jsonl"), &cards).await?;
+    let b = Bench {
+        cfg: &cfg,
+        o: &o,
+        threads,
+        tmp: tmp.path(),
+    };
+    let mut rows = Vec::new();
+    let mut raw = serde_json::Map::new();
+    let mut add = |name: &str, (r, v): Area| {
+        rows.extend(r);
+        raw.insert(name.into(), v);
+    };
+    add("embedding", b.embedding(&state, &registry).await?);
+    add("vector_search", b.search(&state).await?);
+    match cfg.models.generator_id() {
+        Some(id) => add("generation", b.generation(&registry, id).await?),
+        None => eprintln!("generation and answers: skipped (no generator configured)"),
+    }
+    match cfg.models.asr_id() {
+        Some(id) => add("speech", b.speech(id).await?),
+        None => eprintln!("speech: skipped (no speech model configured)"),
+    }
+    if cfg.models.generator_id().is_some() {
+        add("answers", b.answers(&api).await?);
     }
 
     // Report.
@@ -441,14 +454,10 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
         "models": {"embedder": cfg.models.embedder, "generator": cfg.models.generator, "asr": cfg.models.asr},
         "seconds": started.elapsed().as_secs_f64().round(),
     });
-    std::fs::write(
-        o.out.join("results.json"),
-        serde_json::to_string_pretty(&json!({"meta": meta, "rows": rows, "raw": raw}))?,
-    )?;
     let md = markdown(&rows, &meta);
     std::fs::write(o.out.join("results.md"), &md)?;
     println!("{md}");
-    if !points.is_empty() {
+    if let Some(points) = raw.get("answers").and_then(Value::as_array) {
         let series: Vec<plot::Series> = [
             ("latency_p50_s", "whole answer p50"),
             ("latency_p99_s", "whole answer p99"),
@@ -473,6 +482,10 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
             Err(e) => eprintln!("plot: not drawn: {e}"),
         }
     }
+    std::fs::write(
+        o.out.join("results.json"),
+        serde_json::to_string_pretty(&json!({"meta": meta, "rows": rows, "raw": raw}))?,
+    )?;
     eprintln!(
         "wrote {} ({:.0} s)",
         o.out.join("results.md").display(),
