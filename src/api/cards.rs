@@ -1,5 +1,6 @@
 //! Admins: knowledge cards, their lifecycle, bulk import, the audit log and index health.
 
+use crate::error::ErrorCode;
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -64,8 +65,7 @@ pub async fn list(
         None | Some("") => None,
         Some(v) => Some(CardStatus::parse(v).ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("status {v:?} is not one of draft, in_review, published, archived"),
             )
         })?),
@@ -73,8 +73,7 @@ pub async fn list(
     let limit = p.limit.unwrap_or(50);
     if limit == 0 || limit > 200 {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "limit must be between 1 and 200",
         ));
     }
@@ -223,14 +222,14 @@ pub async fn import(
         | "application/jsonlines" => items_of("body", &read_body(req, &s).await?, false),
         "text/markdown" | "text/x-markdown" => items_of("body", &read_body(req, &s).await?, true),
         "multipart/form-data" => {
-            let mut form = Multipart::from_request(req, &s).await.map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
-            })?;
+            let mut form = Multipart::from_request(req, &s)
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
             let mut items = Vec::new();
             while let Some(field) = form
                 .next_field()
                 .await
-                .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?
+                .map_err(|e| super::error::rejection(e.status(), e.body_text()))?
             {
                 let name = field
                     .file_name()
@@ -243,7 +242,7 @@ pub async fn import(
                 let bytes = field
                     .bytes()
                     .await
-                    .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+                    .map_err(|e| super::error::rejection(e.status(), e.body_text()))?;
                 if markdown || jsonl {
                     items.extend(items_of(&name, &bytes, markdown));
                 } else {
@@ -260,8 +259,7 @@ pub async fn import(
         }
         other => {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 format!(
                     "content type {other:?} is not importable: use application/x-ndjson, text/markdown or multipart/form-data"
                 ),
@@ -270,8 +268,7 @@ pub async fn import(
     };
     if items.is_empty() {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "empty_import",
+            ErrorCode::EmptyImport,
             "the import holds no cards",
         ));
     }

@@ -11,16 +11,15 @@ use super::error::{ApiJson, ApiResult, ErrorBody};
 use crate::conversation::handoff::HandoffSummary;
 use crate::conversation::{ConversationView, CustomerView, NewTurn};
 use crate::error::Error;
+use crate::vocab::{Channel, Role};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TurnBody {
     /// The customer this conversation belongs to; another customer's id is refused (409).
     pub customer_id: Option<String>,
-    /// chat | social | email | voice | agent
-    pub channel: String,
-    /// customer | bot | agent
-    pub role: String,
+    pub channel: Channel,
+    pub role: Role,
     pub text: String,
 }
 

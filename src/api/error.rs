@@ -8,94 +8,100 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::Error;
-use crate::runtime::ModelError;
-use crate::store::vector::VectorError;
+use crate::error::{Error, ErrorCode};
 
+/// An error on its way to the client. Its status follows from its code ([`status`]): handlers
+/// never name a status.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub details: Option<serde_json::Value>,
 }
 
 /// The error body every failing route returns.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorObject,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorObject {
-    /// Stable machine-readable code, e.g. `invalid_json`, `compliance_failed`.
-    pub code: String,
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
     /// What went wrong and what to do about it.
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
 }
 
+/// The one mapping from error codes to HTTP statuses.
+pub fn status(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
+    use StatusCode as S;
+    match code {
+        C::InvalidJson
+        | C::InvalidUtf8
+        | C::BadRequest
+        | C::InvalidQuery
+        | C::InvalidMultipart
+        | C::InvalidAudio
+        | C::AudioTooLong
+        | C::ContextLengthExceeded => S::BAD_REQUEST,
+        C::InvalidRequest
+        | C::InvalidCard
+        | C::CardTooLarge
+        | C::EmptyImport
+        | C::InvalidPrompts
+        | C::ComplianceFailed => S::UNPROCESSABLE_ENTITY,
+        C::Unauthorized => S::UNAUTHORIZED,
+        C::Forbidden => S::FORBIDDEN,
+        C::NotFound | C::ModelNotFound => S::NOT_FOUND,
+        C::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+        C::Conflict => S::CONFLICT,
+        C::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+        C::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
+        C::Overloaded | C::Unavailable => S::SERVICE_UNAVAILABLE,
+        C::ModelError | C::Internal => S::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
             details: None,
         }
     }
+
+    pub fn status(&self) -> StatusCode {
+        status(self.code)
+    }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        use StatusCode as S;
+        let code = e.code();
         match e {
-            Error::Invalid { code, message } => {
-                let status = if matches!(code, "invalid_json" | "invalid_utf8" | "bad_request") {
-                    S::BAD_REQUEST
-                } else {
-                    S::UNPROCESSABLE_ENTITY
-                };
-                ApiError::new(status, code, message)
-            }
-            Error::NotFound(m) => ApiError::new(S::NOT_FOUND, "not_found", m),
-            Error::Conflict(m) => ApiError::new(S::CONFLICT, "conflict", m),
             Error::Compliance(ref findings) => ApiError {
-                status: S::UNPROCESSABLE_ENTITY,
-                code: "compliance_failed",
+                code,
                 message: e.to_string(),
                 details: Some(serde_json::to_value(findings).unwrap_or_default()),
             },
-            Error::Model(m @ ModelError::Overloaded(_)) => {
-                ApiError::new(S::SERVICE_UNAVAILABLE, "overloaded", m.to_string())
-            }
-            Error::Model(m @ ModelError::ContextExceeded { .. }) => {
-                ApiError::new(S::BAD_REQUEST, "context_length_exceeded", m.to_string())
-            }
-            Error::Model(m @ ModelError::WorkerGone(_)) => {
-                ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", m.to_string())
-            }
-            Error::Unavailable(m) => ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", m),
-            Error::Vector(v @ (VectorError::Unavailable { .. } | VectorError::Unusable(_))) => {
-                ApiError::new(S::SERVICE_UNAVAILABLE, "unavailable", v.to_string())
-            }
-            Error::Model(m) => {
-                tracing::error!(error = %m, "model error");
-                ApiError::new(S::INTERNAL_SERVER_ERROR, "model_error", m.to_string())
-            }
             Error::Store(s) => {
                 // The detail goes to the log; the caller learns only that it was not their fault.
                 tracing::error!(error = %s, "store error");
                 ApiError::new(
-                    S::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    code,
                     "the store failed; nothing was changed. Retry, and see the server log if it persists",
                 )
             }
-            Error::Vector(v) => {
-                tracing::error!(error = %v, "vector index error");
-                ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", v.to_string())
+            e => {
+                if matches!(code, ErrorCode::ModelError | ErrorCode::Internal) {
+                    tracing::error!(error = %e, "request failed");
+                }
+                ApiError::new(code, e.to_string())
             }
         }
     }
@@ -106,7 +112,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorObject {
-                code: self.code.to_string(),
+                code: self.code,
                 message: self.message.clone(),
                 details: self.details.clone(),
             },
@@ -117,12 +123,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.body();
-        let mut res = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let status = self.status();
+        let mut res = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -132,16 +139,20 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-fn bytes_rejection(e: &BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+/// A body that could not be read: too large (413), or broken off (400).
+pub fn rejection(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body is too large: {}", e.body_text()),
+            ErrorCode::PayloadTooLarge,
+            format!("request body is too large: {text}"),
         )
     } else {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+        ApiError::new(ErrorCode::BadRequest, text)
     }
+}
+
+fn bytes_rejection(e: &BytesRejection) -> ApiError {
+    rejection(e.status(), e.body_text())
 }
 
 /// `axum::Json` with our error shape: bad syntax 400, right syntax but wrong fields 422, not
@@ -154,27 +165,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                e.body_text(),
-            )),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                e.body_text(),
-            )),
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::new(ErrorCode::InvalidJson, e.body_text()))
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as JSON with `Content-Type: application/json`",
             )),
             Err(JsonRejection::BytesRejection(e)) => Err(bytes_rejection(&e)),
-            Err(e) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                e.body_text(),
-            )),
+            Err(e) => Err(ApiError::new(ErrorCode::BadRequest, e.body_text())),
         }
     }
 }
@@ -189,9 +191,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
-            })
+            .map_err(|e: QueryRejection| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))
     }
 }
 
@@ -204,26 +204,19 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> ApiResult<byt
 
 pub async fn not_found() -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         "no such route; GET /openapi.json lists them",
     )
 }
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method; GET /openapi.json lists them",
     )
 }
 
 /// A panic in a handler is a bug; the client still gets the error shape, and the server lives on.
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error; see the server log",
-    )
-    .into_response()
+    ApiError::new(ErrorCode::Internal, "internal error; see the server log").into_response()
 }

@@ -8,110 +8,41 @@ pub mod auth;
 pub mod cards;
 pub mod conversations;
 pub mod error;
+pub mod metrics;
 pub mod openai;
 pub mod ops;
 pub mod search;
 pub mod sentiment;
+pub mod transcriptions;
 pub mod voice;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 
 use crate::config::Config;
 use crate::conversation::Conversations;
+use crate::desk::Desk;
 use crate::knowledge::Knowledge;
-use crate::knowledge::answer::Answerer;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The request flows (answer, assist, voice, transcription) and the models they use.
+    pub desk: Arc<Desk>,
+    /// Cards (admins, search): single calls, no flow of their own.
     pub knowledge: Arc<Knowledge>,
-    pub answerer: Arc<Answerer>,
-    /// Turns, sentiment (None inside when `models.sentiment = "none"`) and escalation.
+    /// Turns, sentiment (None inside when sentiment is off) and escalation.
     pub conversations: Arc<Conversations>,
     pub config: Arc<Config>,
     pub keys: Arc<auth::Keys>,
-    pub metrics: Arc<Metrics>,
-    /// The speech model, when one is configured.
-    pub asr: Option<crate::runtime::asr::AsrPool>,
+    pub metrics: Arc<metrics::Metrics>,
     /// Live voice streams open now.
     pub streams: Arc<voice::StreamCount>,
-}
-
-pub struct Metrics {
-    pub registry: Registry,
-    requests: IntCounterVec,
-    latency: HistogramVec,
-}
-
-impl Metrics {
-    pub fn new() -> Self {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "kefu_http_requests_total",
-                "HTTP requests by route, method and status",
-            ),
-            &["route", "method", "status"],
-        )
-        .expect("valid metric");
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "kefu_http_request_duration_seconds",
-                "HTTP request latency by route",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route", "method"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("registered once");
-        Metrics {
-            registry,
-            requests,
-            latency,
-        }
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    // The route template (`/v1/cards/{id}`), not the path, so ids do not explode the label set.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_string();
-    let method = req.method().to_string();
-    let started = Instant::now();
-    let res = next.run(req).await;
-    let m = &state.metrics;
-    m.latency
-        .with_label_values(&[&route, &method])
-        .observe(started.elapsed().as_secs_f64());
-    m.requests
-        .with_label_values(&[&route, &method, res.status().as_str()])
-        .inc();
-    res
 }
 
 #[derive(OpenApi)]
@@ -122,12 +53,63 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
         search::search, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
-        openai::chat_completions, openai::embeddings, openai::models, openai::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
+        openai::chat_completions, openai::embeddings, openai::models, transcriptions::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
-    components(schemas(error::ErrorBody)),
-    modifiers(&BearerAuth)
+    components(schemas(error::ErrorBody, crate::error::ErrorCode)),
+    modifiers(&BearerAuth, &ResponseDescriptions)
 )]
 pub struct ApiDoc;
+
+/// OpenAPI requires a description on every response. The error responses of a route say what
+/// their status means here, once for all routes, rather than 48 times by hand.
+struct ResponseDescriptions;
+impl utoipa::Modify for ResponseDescriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (status, response) in op.responses.responses.iter_mut() {
+                    if let RefOr::T(r) = response
+                        && r.description.is_empty()
+                    {
+                        r.description = describe(status).to_string();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a status means on this API.
+fn describe(status: &str) -> &'static str {
+    match status {
+        "200" => "Done",
+        "201" => "Created",
+        "400" => "The request could not be read (bad JSON, query or form); the error says what",
+        "401" => "No API key, or an unknown one: send `Authorization: Bearer KEY`",
+        "403" => "The key's role may not do this",
+        "404" => "No such resource",
+        "409" => {
+            "Conflicts with the current state (a stale version, another customer's conversation, a lifecycle step out of order)"
+        }
+        "413" => "The body is larger than this route takes",
+        "415" => "Send the body as `application/json`",
+        "422" => {
+            "Well-formed, but a field is missing, out of range or of the wrong kind; the error says which"
+        }
+        "503" => {
+            "A model queue is full or a dependency is down: retry after the Retry-After seconds"
+        }
+        _ => "See the error body",
+    }
+}
 
 struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
@@ -186,7 +168,7 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/audio/transcriptions",
             // The handler enforces voice.max_upload_bytes itself (see `read_upload`).
-            post(openai::transcriptions).layer(DefaultBodyLimit::disable()),
+            post(transcriptions::transcriptions).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/voice/stream", get(voice::voice_stream))
         .route_layer(middleware::from_fn_with_state(
@@ -202,7 +184,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiResult, ErrorBody};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::runtime::embed::TextKind;
 use crate::runtime::generate::{ChatMessage, FinishReason, GenEvent, SamplingParams, collect};
 
@@ -108,7 +107,7 @@ pub struct ChatResponse {
 const MAX_STOP: usize = 4;
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    ApiError::new(ErrorCode::InvalidRequest, message)
 }
 
 fn unix_now() -> u64 {
@@ -218,8 +217,7 @@ fn rand_seed() -> u64 {
 
 fn model_not_found(model: &str, known: &[String]) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "model_not_found",
+        ErrorCode::ModelNotFound,
         format!(
             "model {model:?} is not served here (available: {})",
             known.join(", ")
@@ -239,7 +237,7 @@ pub async fn chat_completions(
     _caller: Caller,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> ApiResult<Response> {
-    let Some(g) = s.answerer.generator().cloned() else {
+    let Some(g) = s.desk.answerer.generator().cloned() else {
         return Err(
             Error::Unavailable("no generator is configured (models.generator)".into()).into(),
         );
@@ -411,10 +409,7 @@ pub async fn embeddings(
             )));
         }
     };
-    let tokens: usize = texts
-        .iter()
-        .map(|t| crate::knowledge::text::estimate_tokens(t))
-        .sum();
+    let tokens: usize = texts.iter().map(|t| crate::text::estimate_tokens(t)).sum();
     let vecs = e.embed(texts, kind).await.map_err(Error::Model)?;
     let data = vecs
         .into_iter()
@@ -460,11 +455,11 @@ pub struct ModelList {
     responses((status = 200, body = ModelList)), security(("bearer" = [])))]
 pub async fn models(State(s): State<AppState>, _caller: Caller) -> Json<ModelList> {
     let mut ids = Vec::new();
-    if let Some(g) = s.answerer.generator() {
+    if let Some(g) = s.desk.answerer.generator() {
         ids.push(g.id().to_string());
     }
     ids.push(s.knowledge.embedder().id().to_string());
-    if let Some(a) = &s.asr {
+    if let Some(a) = &s.desk.asr {
         ids.push(a.id().to_string());
     }
     Json(ModelList {
@@ -478,303 +473,5 @@ pub async fn models(State(s): State<AppState>, _caller: Caller) -> Json<ModelLis
                 owned_by: "kefu",
             })
             .collect(),
-    })
-}
-
-/// The parts of an OpenAI transcription request that this service reads.
-#[derive(Default)]
-struct TranscriptionForm {
-    file: Option<(Option<String>, bytes::Bytes)>,
-    model: Option<String>,
-    language: Option<String>,
-    prompt: Option<String>,
-    response_format: Option<String>,
-    granularities: Vec<String>,
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the upload is larger than this server takes (voice.max_upload_bytes): {}",
-                e.body_text()
-            ),
-        )
-    } else {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
-    }
-}
-
-/// The upload, at most `limit` bytes. An upload over the limit is read to its end (up to four
-/// times the limit) before the 413 goes out: a client that is still sending when the server
-/// answers sees a broken connection instead of the error, and that is no clear answer.
-async fn read_upload(
-    req: axum::extract::Request,
-    limit: usize,
-) -> ApiResult<axum::extract::Multipart> {
-    use axum::extract::FromRequest;
-    use futures::StreamExt;
-    let too_large = |n: usize| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the upload is {n} bytes or more; this server takes at most {limit} (voice.max_upload_bytes)"
-            ),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit.saturating_mul(4)) {
-        return Err(too_large(declared.unwrap_or_default()));
-    }
-    let (parts, body) = req.into_parts();
-    let mut stream = body.into_data_stream();
-    let mut kept = Vec::new();
-    let mut total = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
-        total += chunk.len();
-        if total <= limit {
-            kept.extend_from_slice(&chunk);
-        } else if total > limit.saturating_mul(4) {
-            break;
-        }
-    }
-    if total > limit {
-        return Err(too_large(total));
-    }
-    let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(kept));
-    axum::extract::Multipart::from_request(req, &())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text()))
-}
-
-async fn read_form(mut mp: axum::extract::Multipart) -> ApiResult<TranscriptionForm> {
-    let mut f = TranscriptionForm::default();
-    while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
-        let name = field.name().unwrap_or_default().to_string();
-        if name == "file" {
-            let file_name = field.file_name().map(str::to_string);
-            f.file = Some((file_name, field.bytes().await.map_err(multipart_error)?));
-            continue;
-        }
-        let text = field.text().await.map_err(multipart_error)?;
-        match name.as_str() {
-            "model" => f.model = Some(text),
-            "language" => f.language = Some(text).filter(|l| !l.is_empty()),
-            "prompt" => f.prompt = Some(text),
-            "response_format" => f.response_format = Some(text),
-            "timestamp_granularities[]" | "timestamp_granularities" => f.granularities.push(text),
-            // temperature, stream, chunking_strategy, include[]...: accepted and ignored, as
-            // OpenAI's clients send some of them unasked.
-            _ => {}
-        }
-    }
-    Ok(f)
-}
-
-/// Whisper's repetition measure: the text's bytes over their zlib-compressed size (a looping
-/// hallucination compresses well, above about 2.4).
-fn compression_ratio(text: &str) -> f64 {
-    use std::io::Write;
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    let compressed = z
-        .write_all(text.as_bytes())
-        .and_then(|()| z.finish())
-        .map_or(0, |c| c.len());
-    text.len() as f64 / compressed.max(1) as f64
-}
-
-fn clock(ms: u64, sep: char) -> String {
-    format!(
-        "{:02}:{:02}:{:02}{sep}{:03}",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
-}
-
-/// `POST /v1/audio/transcriptions`: OpenAI's transcription API. Multipart `file` (WAV, FLAC,
-/// MP3, OGG/Vorbis or OGG/Opus; any rate and channel count), `model`, `language`, `prompt`,
-/// `response_format` (json, text, srt, verbose_json, vtt) and `timestamp_granularities[]`
-/// (segment, word).
-#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "openai",
-    responses((status = 200, description = "The transcript, in the requested format"),
-              (status = 400, description = "Not audio, damaged, too long, or a bad form", body = ErrorBody),
-              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
-              (status = 503, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn transcriptions(
-    State(s): State<AppState>,
-    _caller: Caller,
-    req: axum::extract::Request,
-) -> ApiResult<Response> {
-    use crate::runtime::asr::AsrOptions;
-    use crate::speech::audio::{self, AudioError};
-    let Some(asr) = s.asr.clone() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "no speech model is loaded (models.asr = \"none\")",
-        ));
-    };
-    let mp = read_upload(req, s.config.voice.max_upload_bytes).await?;
-    let form = read_form(mp).await?;
-    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m);
-    let Some((file_name, bytes)) = form.file else {
-        return Err(invalid(
-            "the form has no `file` part: send the audio as multipart field `file`".into(),
-        ));
-    };
-    if let Some(m) = &form.model
-        && m != "whisper-1"
-        && m != asr.id()
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "model_not_found",
-            format!(
-                "model {m:?} is not loaded; this server transcribes with {:?} (\"whisper-1\" also names it)",
-                asr.id()
-            ),
-        ));
-    }
-    if let Some(l) = &form.language {
-        asr.check_language(l).map_err(invalid)?;
-    }
-    let format = form
-        .response_format
-        .as_deref()
-        .unwrap_or("json")
-        .to_string();
-    if !matches!(
-        format.as_str(),
-        "json" | "text" | "srt" | "verbose_json" | "vtt"
-    ) {
-        return Err(invalid(format!(
-            "response_format {format:?}: use json, text, srt, verbose_json or vtt"
-        )));
-    }
-    let words = form.granularities.iter().any(|g| g == "word");
-    if let Some(g) = form
-        .granularities
-        .iter()
-        .find(|g| !matches!(g.as_str(), "word" | "segment"))
-    {
-        return Err(invalid(format!(
-            "timestamp_granularities {g:?}: use segment or word"
-        )));
-    }
-    if bytes.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_audio",
-            "the file is empty",
-        ));
-    }
-    let ext = file_name
-        .as_deref()
-        .and_then(|n| n.rsplit_once('.'))
-        .map(|(_, e)| e.to_ascii_lowercase());
-    let max = s.config.voice.max_audio_seconds as f64;
-    let decoded = tokio::task::spawn_blocking(move || {
-        audio::decode_file(bytes.to_vec(), ext.as_deref(), max)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| {
-        let code = match e {
-            AudioError::TooLong { .. } => "audio_too_long",
-            _ => "invalid_audio",
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
-    })?;
-    let duration = decoded.seconds();
-    let t = asr
-        .transcribe(
-            decoded.samples,
-            AsrOptions {
-                language: form.language.clone(),
-                prompt: form.prompt.clone(),
-                words,
-                draft: false,
-            },
-        )
-        .await
-        .map_err(|e| ApiError::from(Error::Model(e)))?;
-    let plain = |body: String, mime: &'static str| {
-        ([(axum::http::header::CONTENT_TYPE, mime)], body).into_response()
-    };
-    Ok(match format.as_str() {
-        "text" => plain(format!("{}\n", t.text), "text/plain; charset=utf-8"),
-        "srt" | "vtt" => {
-            let vtt = format == "vtt";
-            let mut out = String::from(if vtt { "WEBVTT\n\n" } else { "" });
-            for (i, seg) in t.segments.iter().enumerate() {
-                let sep = if vtt { '.' } else { ',' };
-                if !vtt {
-                    out.push_str(&format!("{}\n", i + 1));
-                }
-                out.push_str(&format!(
-                    "{} --> {}\n{}\n\n",
-                    clock(seg.start_ms, sep),
-                    clock(seg.end_ms, sep),
-                    seg.text
-                ));
-            }
-            plain(
-                out,
-                if vtt {
-                    "text/vtt; charset=utf-8"
-                } else {
-                    "application/x-subrip; charset=utf-8"
-                },
-            )
-        }
-        "verbose_json" => {
-            let language = whisper_rs::get_lang_id(&t.language)
-                .and_then(whisper_rs::get_lang_str_full)
-                .unwrap_or(&t.language);
-            let segments: Vec<serde_json::Value> = t
-                .segments
-                .iter()
-                .enumerate()
-                .map(|(i, seg)| {
-                    // whisper.cpp does not say which 30 s window (`seek`, in 10 ms frames) or
-                    // which fallback temperature made a segment: the window is taken from the
-                    // segment's start, the temperature is the first (greedy) one.
-                    serde_json::json!({
-                        "id": i, "seek": seg.start_ms / 30_000 * 3000,
-                        "start": seg.start_ms as f64 / 1000.0, "end": seg.end_ms as f64 / 1000.0,
-                        "text": seg.text, "tokens": seg.tokens, "temperature": 0.0,
-                        "avg_logprob": seg.avg_logprob,
-                        "compression_ratio": compression_ratio(&seg.text),
-                        "no_speech_prob": seg.no_speech_prob,
-                    })
-                })
-                .collect();
-            let mut body = serde_json::json!({
-                "task": "transcribe", "language": language, "duration": duration,
-                "text": t.text, "segments": segments,
-            });
-            if words {
-                body["words"] = t
-                    .segments
-                    .iter()
-                    .flat_map(|seg| seg.words.iter())
-                    .map(|w| serde_json::json!({"word": w.word, "start": w.start_ms as f64 / 1000.0, "end": w.end_ms as f64 / 1000.0}))
-                    .collect();
-            }
-            Json(body).into_response()
-        }
-        _ => Json(serde_json::json!({"text": t.text})).into_response(),
     })
 }

@@ -1,11 +1,11 @@
 //! Hit testing for admins and agents: which published cards, and which passage of each, a
 //! question retrieves.
 
+use crate::error::ErrorCode;
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -45,15 +45,13 @@ pub async fn search(
     let top_k = req.top_k.unwrap_or(cfg.default_top_k);
     if top_k == 0 || top_k > cfg.max_top_k {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("top_k must be between 1 and {}", cfg.max_top_k),
         ));
     }
     if req.query.chars().count() > MAX_QUERY_CHARS {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("query is longer than {MAX_QUERY_CHARS} characters"),
         ));
     }

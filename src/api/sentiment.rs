@@ -2,14 +2,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::conversation::sentiment::Sentiment;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 
 /// Texts per request: one embedding batch, not a bulk job.
 const MAX_TEXTS: usize = 64;
@@ -62,7 +61,7 @@ pub async fn sentiment(
     _caller: Caller,
     ApiJson(req): ApiJson<SentimentRequest>,
 ) -> ApiResult<Json<SentimentResponse>> {
-    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m);
+    let invalid = |m: String| ApiError::new(ErrorCode::InvalidRequest, m);
     let texts = match (req.text, req.texts) {
         (Some(t), None) => vec![t],
         (None, Some(ts)) => ts,

@@ -14,27 +14,25 @@
 //! the answer endpoint see what was said. A stream that cannot be served (too many streams, the
 //! decoders saturated) is refused with close code 1013 (try again later) and a reason.
 
+use crate::error::ErrorCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
-use crate::conversation::NewTurn;
+use super::error::{ApiError, ErrorObject};
+use crate::desk::voice::{StoredFinal, VoiceStart};
 use crate::runtime::asr::AsrPool;
-use crate::speech::audio::{PcmEncoding, check_rate};
-use crate::speech::stream::{self, Inbound, Outbound, StreamConfig, StreamFormat};
-use crate::speech::vad::VadConfig;
+use crate::speech::audio::PcmEncoding;
+use crate::speech::stream::{Inbound, Outbound};
 
 /// Streams open now; a guard gives its place back however the stream ends.
 #[derive(Default)]
@@ -99,10 +97,9 @@ pub async fn voice_stream(
     _caller: Caller,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let Some(asr) = s.asr.clone() else {
+    let Some(asr) = s.desk.asr.clone() else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             "no speech model is loaded (models.asr = \"none\")",
         ));
     };
@@ -137,35 +134,80 @@ pub async fn voice_stream(
         }))
 }
 
-fn msg(v: Value) -> Message {
-    Message::Text(Utf8Bytes::from(v.to_string()))
+/// Everything the server sends, as one type: the protocol in the module documentation.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerMessage {
+    Started {
+        model: String,
+        sample_rate: u32,
+    },
+    Partial {
+        utterance: u32,
+        text: String,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    Final {
+        utterance: u32,
+        text: String,
+        start_ms: u64,
+        end_ms: u64,
+        language: String,
+        decode_ms: u64,
+        #[serde(flatten)]
+        stored: StoredFinal,
+        /// Why the utterance could not be stored as a turn (the transcript still stands).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        turn_error: Option<ErrorObject>,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+    Done,
 }
 
-fn err(code: &str, message: impl std::fmt::Display) -> Message {
-    msg(json!({"type": "error", "code": code, "message": message.to_string()}))
+impl ServerMessage {
+    fn error(code: &str, message: impl std::fmt::Display) -> Self {
+        ServerMessage::Error {
+            code: code.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn frame(&self) -> Message {
+        let text = serde_json::to_string(self).expect("server messages serialise");
+        Message::Text(Utf8Bytes::from(text))
+    }
+}
+
+async fn send(socket: &mut WebSocket, m: ServerMessage) -> bool {
+    socket.send(m.frame()).await.is_ok()
 }
 
 async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
     // 1. Wait for a valid `start`.
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    let (format, conversation, customer) = loop {
+    let session = loop {
         let next = tokio::time::timeout_at(deadline, socket.recv()).await;
         let m = match next {
             Err(_) => {
-                let _ = socket
-                    .send(err("start_timeout", "no start message within 30 s"))
-                    .await;
+                send(
+                    &mut socket,
+                    ServerMessage::error("start_timeout", "no start message within 30 s"),
+                )
+                .await;
                 return;
             }
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return,
             Ok(Some(Ok(m))) => m,
         };
-        match m {
-            Message::Binary(_) => {
-                let _ = socket
-                    .send(err("not_started", "audio before the start message was dropped: send {\"type\":\"start\",...} first"))
-                    .await;
-            }
+        let reply = match m {
+            Message::Binary(_) => ServerMessage::error(
+                "not_started",
+                "audio before the start message was dropped: send {\"type\":\"start\",...} first",
+            ),
             Message::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
                 Ok(ClientMessage::Start {
                     sample_rate,
@@ -174,62 +216,43 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
                     conversation_id,
                     customer_id,
                 }) => {
-                    let format = StreamFormat {
+                    let start = VoiceStart {
                         sample_rate,
                         encoding,
-                        language: language.filter(|l| !l.is_empty() && l != "auto"),
+                        language,
+                        conversation_id,
+                        customer_id,
                     };
-                    if let Err(e) = check_rate(format.sample_rate) {
-                        let _ = socket.send(err("bad_start", e)).await;
-                        continue;
+                    match s.desk.voice_start(&asr, start) {
+                        Ok(session) => break session,
+                        Err(e) => ServerMessage::error("bad_start", e),
                     }
-                    if let Some(l) = &format.language
-                        && let Err(e) = asr.check_language(l)
-                    {
-                        let _ = socket.send(err("bad_start", e)).await;
-                        continue;
-                    }
-                    break (format, conversation_id, customer_id);
                 }
-                Ok(ClientMessage::Stop) => {
-                    let _ = socket.send(err("not_started", "stop before start")).await;
-                }
-                Err(e) => {
-                    let _ = socket
-                        .send(err("bad_message", format!("{e}; expected {{\"type\":\"start\",\"sample_rate\":16000,\"encoding\":\"pcm_s16le\"}}")))
-                        .await;
-                }
+                Ok(ClientMessage::Stop) => ServerMessage::error("not_started", "stop before start"),
+                Err(e) => ServerMessage::error(
+                    "bad_message",
+                    format!(
+                        "{e}; expected {{\"type\":\"start\",\"sample_rate\":16000,\"encoding\":\"pcm_s16le\"}}"
+                    ),
+                ),
             },
-            _ => {}
-        }
+            _ => continue,
+        };
+        send(&mut socket, reply).await;
     };
-    if socket
-        .send(msg(
-            json!({"type": "started", "model": asr.id(), "sample_rate": format.sample_rate}),
-        ))
-        .await
-        .is_err()
-    {
+    let started = ServerMessage::Started {
+        model: asr.id().to_string(),
+        sample_rate: session.format.sample_rate,
+    };
+    if !send(&mut socket, started).await {
         return;
     }
 
     // 2. Run the session; relay frames in and events out.
-    let v = &s.config.voice;
-    let cfg = StreamConfig {
-        vad: VadConfig {
-            threshold: v.vad_threshold,
-            end_silence_ms: v.end_silence_ms,
-            ..VadConfig::default()
-        },
-        partial_every_ms: v.partial_every_ms,
-        ..StreamConfig::default()
-    };
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(64);
-    // Its own task, so that a full inbound channel (audio arriving faster than it is taken)
-    // waits for the session instead of stalling it; aborted when the client goes, which drops
-    // the utterances it queued for decoding.
-    let _run = AbortOnDropHandle::new(tokio::spawn(stream::run(asr, cfg, format, in_rx, out_tx)));
+    // Aborted when the client goes, which drops the utterances it queued for decoding.
+    let _run = AbortOnDropHandle::new(s.desk.voice_run(asr, &session, in_rx, out_tx));
     let mut in_tx = Some(in_tx);
     loop {
         tokio::select! {
@@ -249,10 +272,10 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
                             }
                         }
                         Ok(ClientMessage::Start { .. }) => {
-                            let _ = socket.send(err("already_started", "this stream has started; send stop, then open a new stream")).await;
+                            send(&mut socket, ServerMessage::error("already_started", "this stream has started; send stop, then open a new stream")).await;
                         }
                         Err(e) => {
-                            let _ = socket.send(err("bad_message", e)).await;
+                            send(&mut socket, ServerMessage::error("bad_message", e)).await;
                         }
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -264,68 +287,28 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
                 let Some(ev) = ev else { break };
                 let out = match ev {
                     Outbound::Final { utterance, text, start_ms, end_ms, language, decode_ms } => {
-                        let mut m = json!({
-                            "type": "final", "utterance": utterance, "text": text,
-                            "start_ms": start_ms, "end_ms": end_ms, "language": language,
-                            "decode_ms": decode_ms,
-                        });
-                        enrich(&s, &mut m, &text, conversation.as_deref(), customer.as_deref()).await;
-                        m
+                        let (stored, turn_error) = match s.desk.voice_final(&session, &text).await {
+                            Ok(stored) => (stored, None),
+                            Err(e) => (StoredFinal::default(), Some(ApiError::from(e).body().error)),
+                        };
+                        ServerMessage::Final { utterance, text, start_ms, end_ms, language, decode_ms, stored, turn_error }
                     }
-                    other => serde_json::to_value(other).unwrap_or(Value::Null),
+                    Outbound::Partial { utterance, text, start_ms, end_ms } => {
+                        ServerMessage::Partial { utterance, text, start_ms, end_ms }
+                    }
+                    Outbound::Error { code, message } => ServerMessage::Error { code, message },
                 };
-                if socket.send(msg(out)).await.is_err() {
+                if !send(&mut socket, out).await {
                     return;
                 }
             }
         }
     }
-    let _ = socket.send(msg(json!({"type": "done"}))).await;
+    send(&mut socket, ServerMessage::Done).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: 1000,
             reason: Utf8Bytes::from_static("done"),
         })))
         .await;
-}
-
-/// Sentiment of the utterance, and, when the stream belongs to a conversation, the turn it was
-/// stored as with the conversation's escalation state.
-async fn enrich(
-    s: &AppState,
-    m: &mut Value,
-    text: &str,
-    conversation: Option<&str>,
-    customer: Option<&str>,
-) {
-    match conversation {
-        Some(id) => {
-            let turn = NewTurn {
-                customer_id: customer.map(str::to_string),
-                channel: "voice".into(),
-                role: "customer".into(),
-                text: text.to_string(),
-            };
-            match s.conversations.add_turn(id, turn).await {
-                Ok(view) => {
-                    if let Some(t) = view.record.turns.last() {
-                        m["turn"] = json!(t.seq);
-                        if let (Some(label), Some(valence)) = (&t.sentiment, t.valence) {
-                            m["sentiment"] = json!({"label": label, "valence": valence});
-                        }
-                    }
-                    m["escalation"] = json!(view.escalation);
-                }
-                Err(e) => {
-                    let e = ApiError::from(e).body();
-                    m["turn_error"] = json!({"code": e.error.code, "message": e.error.message});
-                }
-            }
-        }
-        None => {
-            if let Ok(Some(mood)) = s.conversations.score(text).await {
-                m["sentiment"] = json!({"label": mood.label, "valence": mood.valence});
-            }
-        }
-    }
 }

@@ -7,6 +7,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::store::conversations::Turn;
+use crate::vocab::{EscalationReason, MoodDirection, Role, Sentiment};
 
 /// `[escalation]` in kefu.toml (defined with the rest of the configuration).
 pub use crate::config::EscalationConfig as EscalationPolicy;
@@ -14,8 +15,7 @@ pub use crate::config::EscalationConfig as EscalationPolicy;
 /// Why a conversation was flagged, and at which turn (`Turn::seq`).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Flag {
-    /// `negative_streak`, `sharp_drop`, `human_requested` or `repeated_contacts`.
-    pub reason: &'static str,
+    pub reason: EscalationReason,
     pub turn: i64,
     pub detail: String,
 }
@@ -34,9 +34,9 @@ pub struct Escalation {
 pub struct MoodTrend {
     /// Valence of each scored customer turn, oldest first.
     pub valences: Vec<f32>,
-    /// `improving`, `steady` or `worsening`: the last scored turn against the mean of the
-    /// ones before it; `unknown` with fewer than two.
-    pub direction: &'static str,
+    /// The last scored turn against the mean of the ones before it; `unknown` with fewer
+    /// than two.
+    pub direction: MoodDirection,
 }
 
 static HUMAN: LazyLock<Regex> = LazyLock::new(|| {
@@ -58,22 +58,22 @@ impl EscalationPolicy {
         let mut reasons = Vec::new();
         let mut streak = 0usize;
         let mut last_valence: Option<f32> = None;
-        for t in turns.iter().filter(|t| t.role == "customer") {
+        for t in turns.iter().filter(|t| t.role == Role::Customer) {
             if self.human_request && asks_for_human(&t.text) {
                 reasons.push(Flag {
-                    reason: "human_requested",
+                    reason: EscalationReason::HumanRequested,
                     turn: t.seq,
                     detail: "the customer asked for a person".into(),
                 });
             }
-            match t.sentiment.as_deref() {
-                Some("negative") => streak += 1,
+            match t.sentiment {
+                Some(Sentiment::Negative) => streak += 1,
                 Some(_) => streak = 0,
                 None => {}
             }
             if self.negative_streak > 0 && streak == self.negative_streak {
                 reasons.push(Flag {
-                    reason: "negative_streak",
+                    reason: EscalationReason::NegativeStreak,
                     turn: t.seq,
                     detail: format!("{streak} negative customer turns in a row"),
                 });
@@ -84,7 +84,7 @@ impl EscalationPolicy {
                     && prev - v >= self.sharp_drop
                 {
                     reasons.push(Flag {
-                        reason: "sharp_drop",
+                        reason: EscalationReason::SharpDrop,
                         turn: t.seq,
                         detail: format!("mood fell from {prev:.2} to {v:.2}"),
                     });
@@ -103,21 +103,21 @@ impl EscalationPolicy {
 pub fn mood_trend(turns: &[Turn]) -> MoodTrend {
     let valences: Vec<f32> = turns
         .iter()
-        .filter(|t| t.role == "customer")
+        .filter(|t| t.role == Role::Customer)
         .filter_map(|t| t.valence)
         .collect();
     let direction = match valences.split_last() {
         Some((last, before)) if !before.is_empty() => {
             let mean = before.iter().sum::<f32>() / before.len() as f32;
             if last - mean > 0.3 {
-                "improving"
+                MoodDirection::Improving
             } else if mean - last > 0.3 {
-                "worsening"
+                MoodDirection::Worsening
             } else {
-                "steady"
+                MoodDirection::Steady
             }
         }
-        _ => "unknown",
+        _ => MoodDirection::Unknown,
     };
     MoodTrend {
         valences,
@@ -132,11 +132,11 @@ mod tests {
     fn turn(seq: i64, role: &str, text: &str, mood: Option<(&str, f32)>) -> Turn {
         Turn {
             seq,
-            role: role.into(),
-            channel: "chat".into(),
+            role: role.parse().unwrap(),
+            channel: crate::vocab::Channel::Chat,
             text: text.into(),
             at: String::new(),
-            sentiment: mood.map(|m| m.0.into()),
+            sentiment: mood.map(|m| m.0.parse().unwrap()),
             valence: mood.map(|m| m.1),
         }
     }
@@ -152,9 +152,9 @@ mod tests {
         ];
         let e = EscalationPolicy::default().assess(&turns);
         assert!(e.flagged);
-        assert_eq!(e.reasons[0].reason, "negative_streak");
+        assert_eq!(e.reasons[0].reason.as_str(), "negative_streak");
         assert_eq!(e.reasons[0].turn, 5);
-        assert_eq!(mood_trend(&turns).direction, "worsening");
+        assert_eq!(mood_trend(&turns).direction.as_str(), "worsening");
     }
 
     #[test]
@@ -166,7 +166,7 @@ mod tests {
         ];
         let e = EscalationPolicy::default().assess(&turns);
         assert!(!e.flagged, "{e:?}");
-        assert_eq!(mood_trend(&turns).direction, "improving");
+        assert_eq!(mood_trend(&turns).direction.as_str(), "improving");
     }
 
     #[test]
@@ -179,7 +179,7 @@ mod tests {
         ] {
             let e = EscalationPolicy::default().assess(&[turn(1, "customer", text, None)]);
             assert_eq!(
-                e.reasons.first().map(|f| f.reason),
+                e.reasons.first().map(|f| f.reason.as_str()),
                 Some("human_requested"),
                 "{text}"
             );
@@ -194,6 +194,6 @@ mod tests {
             turn(2, "customer", "wait, what?", Some(("neutral", -0.5))),
         ];
         let e = EscalationPolicy::default().assess(&turns);
-        assert_eq!(e.reasons[0].reason, "sharp_drop");
+        assert_eq!(e.reasons[0].reason.as_str(), "sharp_drop");
     }
 }

@@ -6,8 +6,10 @@ use serde::Serialize;
 
 use super::ConversationView;
 use super::escalation::{Escalation, MoodTrend};
-use crate::knowledge::text::shorten as truncate;
-use crate::store::conversations::{Contact, GivenAnswer};
+use crate::store::answers::GivenAnswer;
+use crate::store::conversations::Contact;
+use crate::text::shorten as truncate;
+use crate::vocab::{Channel, Role, Sentiment};
 
 /// How many of the customer's turns the summary quotes.
 const ASKED: usize = 8;
@@ -17,7 +19,7 @@ pub struct HandoffSummary {
     pub conversation_id: String,
     pub customer_id: Option<String>,
     /// Channels this conversation used.
-    pub channels: Vec<String>,
+    pub channels: Vec<Channel>,
     /// The customer's turns, oldest first (the last eight).
     pub asked: Vec<String>,
     /// What the service answered from the cards (hand-offs are under `unresolved`).
@@ -44,7 +46,7 @@ pub struct Unresolved {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Feeling {
     /// The sentiment of the customer's last scored turn.
-    pub last: Option<String>,
+    pub last: Option<Sentiment>,
     #[serde(flatten)]
     pub trend: MoodTrend,
 }
@@ -52,7 +54,7 @@ pub struct Feeling {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OtherContact {
     pub conversation_id: String,
-    pub channels: Vec<String>,
+    pub channels: Vec<Channel>,
     pub resolved: bool,
     pub opening: String,
 }
@@ -64,7 +66,11 @@ pub fn summarise(
 ) -> HandoffSummary {
     let r = &view.record;
     let resolved = r.resolved_at.is_some();
-    let customer: Vec<_> = r.turns.iter().filter(|t| t.role == "customer").collect();
+    let customer: Vec<_> = r
+        .turns
+        .iter()
+        .filter(|t| t.role == Role::Customer)
+        .collect();
     let asked: Vec<String> = customer
         .iter()
         .skip(customer.len().saturating_sub(ASKED))
@@ -77,7 +83,7 @@ pub fn summarise(
                 text: a.question.clone(),
                 why: format!(
                     "handed_off: {}",
-                    a.handoff_reason.as_deref().unwrap_or("unknown")
+                    a.handoff_reason.map_or("unknown", |r| r.as_str())
                 ),
             });
         }
@@ -87,10 +93,10 @@ pub fn summarise(
             let replied = r
                 .turns
                 .iter()
-                .any(|t| t.seq > last.seq && t.role != "customer");
+                .any(|t| t.seq > last.seq && t.role != Role::Customer);
             let why = if !replied {
                 Some("no_reply")
-            } else if last.sentiment.as_deref() == Some("negative") {
+            } else if last.sentiment == Some(Sentiment::Negative) {
                 Some("still_unhappy")
             } else {
                 None
@@ -103,12 +109,12 @@ pub fn summarise(
             }
         }
     }
-    let mut channels: Vec<String> = r.turns.iter().map(|t| t.channel.clone()).collect();
+    let mut channels: Vec<Channel> = r.turns.iter().map(|t| t.channel).collect();
     channels.sort();
     channels.dedup();
     let answered: Vec<GivenAnswer> = answers.into_iter().filter(|a| !a.handoff).collect();
     let feeling = Feeling {
-        last: customer.iter().rev().find_map(|t| t.sentiment.clone()),
+        last: customer.iter().rev().find_map(|t| t.sentiment),
         trend: view.mood.clone(),
     };
     let other_contacts: Vec<OtherContact> = others
@@ -145,7 +151,7 @@ pub fn summarise(
 
 fn sentences(
     view: &ConversationView,
-    channels: &[String],
+    channels: &[Channel],
     answered: &[GivenAnswer],
     unresolved: &[Unresolved],
     feeling: &Feeling,
@@ -157,12 +163,12 @@ fn sentences(
         out.push("PRIORITY: repeat contact about an unresolved issue.".to_string());
     }
     let who = r.customer_id.as_deref().unwrap_or("an anonymous customer");
-    let asked = r.turns.iter().filter(|t| t.role == "customer").count();
+    let asked = r.turns.iter().filter(|t| t.role == Role::Customer).count();
     out.push(format!(
         "Conversation with {who} over {}: {asked} customer turn(s).",
-        channels.join(", ")
+        crate::vocab::join(channels, ", ")
     ));
-    if let Some(first) = r.turns.iter().find(|t| t.role == "customer") {
+    if let Some(first) = r.turns.iter().find(|t| t.role == Role::Customer) {
         out.push(format!("First asked: \"{}\".", truncate(&first.text, 160)));
     }
     if !answered.is_empty() {

@@ -19,22 +19,25 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::error::blocking;
 use crate::error::{Error, Result};
-use crate::knowledge::blocking;
-use crate::knowledge::text::shorten as truncate;
+use crate::store::answers::AnswerRecord;
 use crate::store::conversations::{
-    CARRY_HOURS, Contact, ConversationRecord, ConversationSummary, Turn, TurnMood,
+    Contact, ConversationRecord, ConversationSummary, Turn, TurnMood,
 };
-use crate::store::vector::embedded::dot;
 use crate::store::{Store, hours_ago};
+use crate::text::shorten as truncate;
+use crate::vecmath::dot;
+use crate::vocab::{Channel, EscalationReason, Role};
 use escalation::{Escalation, EscalationPolicy, Flag, MoodTrend};
 use handoff::HandoffSummary;
 use sentiment::SentimentModel;
 
 /// Longest turn accepted, in characters.
 pub const MAX_TURN_CHARS: usize = 8000;
-pub const CHANNELS: [&str; 5] = ["chat", "social", "email", "voice", "agent"];
-pub const ROLES: [&str; 3] = ["customer", "bot", "agent"];
+/// How recent a customer's other conversation must be for its context to carry into a new one
+/// (they moved from chat to voice, or to an agent).
+pub const CARRY_HOURS: i64 = 24;
 
 pub struct Conversations {
     store: Arc<Store>,
@@ -46,8 +49,8 @@ pub struct Conversations {
 #[derive(Debug, Clone)]
 pub struct NewTurn {
     pub customer_id: Option<String>,
-    pub channel: String,
-    pub role: String,
+    pub channel: Channel,
+    pub role: Role,
     pub text: String,
 }
 
@@ -67,7 +70,7 @@ pub struct CustomerView {
     /// Most recent first (at most 50).
     pub conversations: Vec<ConversationSummary>,
     /// Every channel the customer used.
-    pub channels: Vec<String>,
+    pub channels: Vec<Channel>,
     /// The latest conversation's mood and escalation.
     pub latest: Option<ConversationView>,
     /// One line for a person taking over: contacts, channels, the last thing asked, the mood.
@@ -84,16 +87,16 @@ impl Conversations {
             return Ok(None);
         };
         let latest = self.get(&first.id, Some(customer_id)).await?;
-        let mut channels: Vec<String> = conversations
+        let mut channels: Vec<Channel> = conversations
             .iter()
-            .flat_map(|c| c.channels.iter().cloned())
+            .flat_map(|c| c.channels.iter().copied())
             .collect();
         channels.sort();
         channels.dedup();
         let mut summary = format!(
             "{} conversation(s) over {}; last contact {}",
             conversations.len(),
-            channels.join(", "),
+            crate::vocab::join(&channels, ", "),
             first.updated_at
         );
         if let Some(text) = conversations
@@ -143,7 +146,7 @@ impl Conversations {
         };
         let s = model.classify(vec![text.to_string()]).await?;
         Ok(s.first().map(|s| TurnMood {
-            label: s.label.to_string(),
+            label: s.label,
             valence: s.valence(),
         }))
     }
@@ -154,26 +157,13 @@ impl Conversations {
         if let Some(c) = &t.customer_id {
             validate_id("customer_id", c)?;
         }
-        if !CHANNELS.contains(&t.channel.as_str()) {
-            return Err(Error::invalid(
-                "invalid_request",
-                format!("channel must be one of {}", CHANNELS.join(", ")),
-            ));
-        }
-        if !ROLES.contains(&t.role.as_str()) {
-            return Err(Error::invalid(
-                "invalid_request",
-                format!("role must be one of {}", ROLES.join(", ")),
-            ));
-        }
         let text = t.text.trim().to_string();
         if text.is_empty() || text.chars().count() > MAX_TURN_CHARS {
-            return Err(Error::invalid(
-                "invalid_request",
-                format!("text must be 1 to {MAX_TURN_CHARS} characters"),
-            ));
+            return Err(Error::invalid(format!(
+                "text must be 1 to {MAX_TURN_CHARS} characters"
+            )));
         }
-        let mood = if t.role == "customer" {
+        let mood = if t.role == Role::Customer {
             self.score(&text).await?
         } else {
             None
@@ -183,8 +173,8 @@ impl Conversations {
             store.append_turn(
                 &id,
                 t.customer_id.as_deref(),
-                &t.channel,
-                &t.role,
+                t.channel,
+                t.role,
                 &text,
                 mood.as_ref(),
             )
@@ -210,22 +200,51 @@ impl Conversations {
             .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} vanished")))
     }
 
-    /// The turns an assistant reads for a conversation: its last `n`, or, while it has no
-    /// customer turn yet (an agent picking up a customer who came from another channel), the
-    /// last `n` of the customer's latest other conversation of the last day.
-    pub async fn context_turns(&self, view: &ConversationView, n: usize) -> Result<Vec<Turn>> {
-        let r = &view.record;
-        if r.turns.iter().any(|t| t.role == "customer") {
-            return Ok(r.turns[r.turns.len().saturating_sub(n)..].to_vec());
-        }
-        let Some(customer) = r.customer_id.clone() else {
-            return Ok(r.turns.clone());
-        };
-        let (store, id) = (self.store.clone(), r.id.clone());
-        let since = hours_ago(CARRY_HOURS);
-        let mut turns = blocking(move || store.carried_turns(&customer, &id, &since, n)).await?;
-        turns.extend(r.turns.iter().cloned());
-        Ok(turns)
+    /// The turns a model reads for a conversation (the one carry-over rule): its last `n`;
+    /// while it has no customer turn yet (a customer who moved from chat to voice, or to an
+    /// agent), the last `n` of the customer's latest other conversation of the last
+    /// [`CARRY_HOURS`] come first. Fails when the conversation belongs to another customer.
+    pub async fn history(
+        &self,
+        conversation_id: &str,
+        customer_id: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<Turn>> {
+        let (store, conv, customer) = (
+            self.store.clone(),
+            conversation_id.to_string(),
+            customer_id.map(str::to_string),
+        );
+        blocking(move || {
+            let own = store.recent_turns(&conv, customer.as_deref(), n)?;
+            let Some(customer) = customer.filter(|_| !own.iter().any(|t| t.role == Role::Customer))
+            else {
+                return Ok(own);
+            };
+            let mut turns = store.carried_turns(&customer, &conv, &hours_ago(CARRY_HOURS), n)?;
+            turns.extend(own);
+            Ok(turns)
+        })
+        .await
+    }
+
+    /// Records an answer with the customer's question and the bot's reply as turns, in one
+    /// transaction: every turn is written here.
+    pub async fn record_answer(&self, record: AnswerRecord) -> Result<AnswerRecord> {
+        let store = self.store.clone();
+        blocking(move || store.record_answer(&record).map(|()| record)).await
+    }
+
+    /// Feedback on an answer; how many ratings it has now.
+    pub async fn feedback(
+        &self,
+        answer_id: &str,
+        rating: crate::vocab::Rating,
+        comment: Option<String>,
+        actor: &str,
+    ) -> Result<usize> {
+        let (store, id, actor) = (self.store.clone(), answer_id.to_string(), actor.to_string());
+        blocking(move || store.add_feedback(&id, rating.as_str(), comment.as_deref(), &actor)).await
     }
 
     /// What a person taking the conversation over needs: what was asked and answered, what is
@@ -268,7 +287,7 @@ impl Conversations {
         &self,
         conversation_id: &str,
         customer_id: Option<&str>,
-        channel: &str,
+        channel: Channel,
         question: &str,
         mood: Option<&TurnMood>,
     ) -> Result<Escalation> {
@@ -278,11 +297,11 @@ impl Conversations {
         };
         turns.push(Turn {
             seq: turns.last().map_or(1, |t| t.seq + 1),
-            role: "customer".into(),
-            channel: channel.to_string(),
+            role: Role::Customer,
+            channel,
             text: question.to_string(),
             at: String::new(),
-            sentiment: mood.map(|m| m.label.clone()),
+            sentiment: mood.map(|m| m.label),
             valence: mood.map(|m| m.valence),
         });
         // The new turn reopens a resolved conversation, so it counts as unresolved.
@@ -385,27 +404,26 @@ impl Conversations {
         if same.len() + 1 < p.repeat_contacts {
             return Ok(None);
         }
-        let mut channels: Vec<String> = turns
+        let mut channels: Vec<Channel> = turns
             .iter()
-            .map(|t| t.channel.clone())
-            .chain(same.iter().flat_map(|c| c.channels.iter().cloned()))
-            .filter(|c| !c.is_empty())
+            .map(|t| t.channel)
+            .chain(same.iter().flat_map(|c| c.channels.iter().copied()))
             .collect();
         channels.sort();
         channels.dedup();
         let turn = turns
             .iter()
             .rev()
-            .find(|t| t.role == "customer")
+            .find(|t| t.role == Role::Customer)
             .map_or(0, |t| t.seq);
         let flag = Flag {
-            reason: "repeated_contacts",
+            reason: EscalationReason::RepeatedContacts,
             turn,
             detail: format!(
                 "{} contacts about the same issue in {} h over {}, none resolved",
                 same.len() + 1,
                 p.repeat_window_hours,
-                channels.join(", ")
+                crate::vocab::join(&channels, ", ")
             ),
         };
         Ok(Some((flag, channels.len() >= 2)))
@@ -416,19 +434,19 @@ impl Conversations {
 fn opening(turns: &[Turn]) -> String {
     turns
         .iter()
-        .filter(|t| t.role == "customer")
+        .filter(|t| t.role == Role::Customer)
         .take(3)
         .map(|t| t.text.as_str())
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn validate_id(name: &str, v: &str) -> Result<()> {
+/// Ids come from channel frontends: 1 to 128 printable characters.
+pub fn validate_id(name: &str, v: &str) -> Result<()> {
     if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "invalid_request",
-            format!("{name} must be 1 to 128 printable characters"),
-        ));
+        return Err(Error::invalid(format!(
+            "{name} must be 1 to 128 printable characters"
+        )));
     }
     Ok(())
 }

@@ -9,18 +9,20 @@
 //! it does on customer-service turns written in both languages
 //! (`eval/sentiment_turns.jsonl`, never used for training).
 
+use crate::vocab::Sentiment as Label;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::knowledge::card::detect_language;
 use crate::runtime::ModelError;
 use crate::runtime::classify::{LinearHead, TrainParams};
 use crate::runtime::embed::{EmbedPool, Embedder, TextKind};
 use crate::runtime::registry::Registry;
+use crate::text::detect_language;
 
-pub const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
+/// The head's outputs, in order.
+pub const LABELS: [Label; 3] = [Label::Negative, Label::Neutral, Label::Positive];
 
 /// Where the head for `embedder` lives in the models cache.
 pub fn head_path(models_dir: &Path, embedder: &str) -> PathBuf {
@@ -32,7 +34,7 @@ pub fn head_path(models_dir: &Path, embedder: &str) -> PathBuf {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Sentiment {
     /// negative | neutral | positive
-    pub label: &'static str,
+    pub label: Label,
     /// Probability of `label`.
     pub score: f32,
     /// Probability of each label.

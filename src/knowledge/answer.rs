@@ -1,7 +1,8 @@
 //! Grounded answers: retrieve published cards for a question, decide whether they cover it, and
-//! if they do have the chat model answer from them alone, in the channel's style; if they do not,
-//! hand off to a person without calling the model. Every answer is recorded against its
-//! conversation with the cards it cited.
+//! if they do compose the prompt that has the chat model answer from them alone, in the channel's
+//! style; if they do not, hand off to a person without calling the model. Then check what the
+//! model wrote and cite the cards it drew on. Pure: this decides and composes, and writes nothing
+//! (the answer flow in `desk::answer` records the result).
 //!
 //! The decision to answer is a threshold on the retrieval score of the best card, calibrated on
 //! labelled questions (eval/README.md), not left to the model: a small model asked "answer only if
@@ -9,121 +10,54 @@
 
 use std::sync::Arc;
 
-use futures::Stream;
-use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use super::retrieval::{Filters, Hit};
 use super::{Knowledge, guard, prompts::Prompts};
 use crate::config::AnswerConfig;
-use crate::error::{Error, Result};
+use crate::error::{Result, blocking};
 use crate::runtime::embed::TextKind;
 use crate::runtime::generate::{ChatMessage, GenEvent, GenPool, SamplingParams};
-use crate::store::conversations::{AnswerRecord, Citation, Turn, TurnMood};
-use crate::store::vector::embedded::dot;
+use crate::store::answers::Citation;
+use crate::store::conversations::Turn;
+use crate::vecmath::dot;
+use crate::vocab::{Channel, HandoffReason, Role};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Chat,
-    Social,
-    Email,
-    Voice,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Chat => "chat",
-            Channel::Social => "social",
-            Channel::Email => "email",
-            Channel::Voice => "voice",
-        }
-    }
-
-    /// Longest answer, in tokens: chat and voice are short by design, e-mail has room for steps.
-    fn max_tokens(self) -> usize {
-        match self {
-            Channel::Chat | Channel::Social => 160,
-            Channel::Voice => 140,
-            Channel::Email => 360,
-        }
+/// Longest answer, in tokens: chat and voice are short by design, e-mail has room for steps.
+fn max_tokens(channel: Channel) -> usize {
+    match channel {
+        Channel::Chat | Channel::Social | Channel::Agent => 160,
+        Channel::Voice => 140,
+        Channel::Email => 360,
     }
 }
 
-use crate::store::conversations::CARRY_HOURS;
-
+/// A customer's question, with what the conversation layer knows of its conversation.
 #[derive(Debug, Clone)]
-pub struct AnswerRequest {
-    pub question: String,
+pub struct Question {
+    pub text: String,
     pub channel: Channel,
-    pub conversation_id: Option<String>,
-    pub customer_id: Option<String>,
+    /// The language asked for, if any; else the one the question is written in.
     pub language: Option<String>,
+    /// Sample instead of greedy decoding, reproducibly with this seed.
     pub seed: Option<u64>,
-    /// Who asked, for the log.
-    pub actor: String,
-    /// The question's sentiment, recorded with its turn (conversation::Conversations scores it).
-    pub mood: Option<TurnMood>,
-    /// Set when the conversation is flagged for escalation: the answer is a hand-off
-    /// (`escalated`) and the model is not called.
+    /// The conversation's recent turns, oldest first (without this question).
+    pub history: Vec<Turn>,
+    /// The conversation is flagged for escalation: hand off without calling the model.
     pub escalated: bool,
 }
 
-impl AnswerRequest {
-    /// The caller's mistakes, found before any model work.
-    pub fn validate(&self) -> Result<()> {
-        let question = self.question.trim();
-        if question.is_empty() {
-            return Err(Error::invalid(
-                "invalid_request",
-                "question must not be empty",
-            ));
-        }
-        if question.chars().count() > MAX_QUESTION_CHARS {
-            return Err(Error::invalid(
-                "invalid_request",
-                format!("question is longer than {MAX_QUESTION_CHARS} characters"),
-            ));
-        }
-        for (name, v) in [
-            ("conversation_id", &self.conversation_id),
-            ("customer_id", &self.customer_id),
-        ] {
-            if let Some(v) = v
-                && (v.is_empty() || v.len() > 128 || v.chars().any(char::is_control))
-            {
-                return Err(Error::invalid(
-                    "invalid_request",
-                    format!("{name} must be 1 to 128 printable characters"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Answer {
-    /// Id of this answer, for `POST /v1/answers/{id}/feedback`.
-    pub answer_id: String,
-    pub answer: String,
+/// What the service replies: the model's checked text with its citations, or a hand-off.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub text: String,
     pub citations: Vec<Citation>,
-    pub handoff: bool,
-    /// `escalated` (the conversation is flagged: see `GET /v1/conversations/{id}`),
-    /// `no_relevant_card`, `unsupported_request`, `no_answer` or `generator_unavailable`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub handoff_reason: Option<String>,
+    pub handoff_reason: Option<HandoffReason>,
     /// 0.5 at the answer threshold, towards 1 as the best card scores higher above it.
     pub confidence: f32,
-    pub conversation_id: String,
     pub language: String,
-}
-
-/// What a streaming answer yields: text as it is generated, then the whole answer.
-#[derive(Debug, Clone)]
-pub enum AnswerEvent {
-    Delta(String),
-    Done(Box<Answer>),
+    /// The chat model's id, when one is configured.
+    pub model: Option<String>,
 }
 
 pub struct Answerer {
@@ -134,14 +68,14 @@ pub struct Answerer {
 }
 
 /// Everything decided before generation starts.
-struct Plan {
-    req: AnswerRequest,
-    conversation_id: String,
-    language: String,
-    confidence: f32,
-    cards: Vec<(Hit, String)>,
+pub struct Plan {
+    pub channel: Channel,
+    pub language: String,
+    pub confidence: f32,
     /// `Some(reason)`: hand off without generating.
-    handoff: Option<&'static str>,
+    pub handoff: Option<HandoffReason>,
+    seed: Option<u64>,
+    cards: Vec<(Hit, String)>,
     prompt: Option<String>,
     fingerprint: Option<guard::Fingerprint>,
 }
@@ -151,7 +85,7 @@ pub(super) fn reply_language(given: Option<&str>, customer_text: &str) -> String
     given
         .map(|l| l.trim().to_lowercase())
         .filter(|l| !l.is_empty())
-        .unwrap_or_else(|| super::card::detect_language(customer_text).to_string())
+        .unwrap_or_else(|| crate::text::detect_language(customer_text).to_string())
 }
 
 pub(super) fn language_name(code: &str) -> &str {
@@ -167,7 +101,6 @@ pub(super) fn language_name(code: &str) -> &str {
     }
 }
 
-const MAX_QUESTION_CHARS: usize = 2000;
 /// A card body longer than this goes to the model as its best-matching passage only.
 const MAX_CARD_CHARS: usize = 2400;
 
@@ -198,82 +131,52 @@ impl Answerer {
         1.0 / (1.0 + (-(score - self.cfg.threshold) / 0.03).exp())
     }
 
-    async fn plan(&self, req: AnswerRequest) -> Result<Plan> {
-        req.validate()?;
-        let question = req.question.trim().to_string();
-        let language = reply_language(req.language.as_deref(), &question);
-        let conversation_id = req
-            .conversation_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let history = {
-            let (store, conv, cust, n) = (
-                self.knowledge.store().clone(),
-                conversation_id.clone(),
-                req.customer_id.clone(),
-                self.cfg.history_turns,
-            );
-            super::blocking(move || {
-                let own = store.recent_turns(&conv, cust.as_deref(), n)?;
-                match cust {
-                    // A new conversation of a known customer (they moved from chat to voice, or
-                    // to an agent): the context of their latest other conversation of the last
-                    // day comes with them.
-                    Some(c) if own.is_empty() => {
-                        let since = crate::store::hours_ago(CARRY_HOURS);
-                        store.carried_turns(&c, &conv, &since, n)
-                    }
-                    _ => Ok(own),
-                }
-            })
-            .await?
-        };
+    /// Retrieval and the decision: a hand-off reason, or the prompt that answers from the cards.
+    pub async fn plan(&self, q: Question) -> Result<Plan> {
+        let question = q.text.trim().to_string();
         let mut plan = Plan {
-            req: AnswerRequest {
-                question: question.clone(),
-                ..req
-            },
-            conversation_id,
-            language,
+            channel: q.channel,
+            language: reply_language(q.language.as_deref(), &question),
             confidence: 0.0,
-            cards: Vec::new(),
             handoff: None,
+            seed: q.seed,
+            cards: Vec::new(),
             prompt: None,
             fingerprint: None,
         };
-        if plan.req.escalated {
-            plan.handoff = Some("escalated");
+        if q.escalated {
+            plan.handoff = Some(HandoffReason::Escalated);
             return Ok(plan);
         }
         if guard::is_injection(&question) {
-            plan.handoff = Some("unsupported_request");
+            plan.handoff = Some(HandoffReason::UnsupportedRequest);
             return Ok(plan);
         }
         let hits = self
-            .retrieve(&question, &history, Some(plan.req.channel))
+            .retrieve(&question, &q.history, Some(q.channel))
             .await?;
         let best = hits.first().map(|h| h.score).unwrap_or(0.0);
         plan.confidence = self.confidence(best);
         if best < self.cfg.threshold {
-            plan.handoff = Some("no_relevant_card");
+            plan.handoff = Some(HandoffReason::NoRelevantCard);
             return Ok(plan);
         }
         plan.cards = self.grounding(hits).await?;
         let Some(generator) = &self.generator else {
-            plan.handoff = Some("generator_unavailable");
+            plan.handoff = Some(HandoffReason::GeneratorUnavailable);
             return Ok(plan);
         };
-        let template = format!("answer.{}.j2", plan.req.channel.as_str());
+        let template = format!("answer.{}.j2", q.channel.as_str());
         let vars = minijinja::context! {
             language => &plan.language,
             language_name => language_name(&plan.language),
-            channel => plan.req.channel.as_str(),
+            channel => q.channel.as_str(),
         };
-        let mut turns = history;
+        let mut turns = q.history;
         turns.push(Turn {
             seq: 0,
-            role: "customer".into(),
-            channel: plan.req.channel.as_str().into(),
+            role: Role::Customer,
+            channel: q.channel,
             text: question,
             at: String::new(),
             sentiment: None,
@@ -340,7 +243,7 @@ impl Answerer {
         )?);
         let mut messages = vec![ChatMessage::new("system", system)];
         for t in turns {
-            let role = if t.role == "customer" {
+            let role = if t.role == Role::Customer {
                 "user"
             } else {
                 "assistant"
@@ -364,7 +267,7 @@ impl Answerer {
         };
         let k = self.cfg.max_cards.max(3) * 2;
         let mut hits = self.knowledge.search(question, k, filters()).await?;
-        if let Some(prev) = history.iter().rev().find(|t| t.role == "customer") {
+        if let Some(prev) = history.iter().rev().find(|t| t.role == Role::Customer) {
             let joint = format!("{} {}", prev.text, question);
             for h in self.knowledge.search(&joint, k, filters()).await? {
                 match hits.iter_mut().find(|x| x.card_id == h.card_id) {
@@ -381,40 +284,51 @@ impl Answerer {
     fn sampling(&self, plan: &Plan) -> SamplingParams {
         // Greedy unless the caller asks for variety with a seed: answers should not change
         // from one call to the next.
-        let temperature = if plan.req.seed.is_some() { 0.7 } else { 0.0 };
+        let temperature = if plan.seed.is_some() { 0.7 } else { 0.0 };
         grounded_sampling(
             temperature,
-            plan.req.channel.max_tokens(),
-            plan.req.seed.unwrap_or(0),
+            max_tokens(plan.channel),
+            plan.seed.unwrap_or(0),
         )
     }
 
-    fn handoff_text(&self, plan: &Plan, reason: &str) -> Result<String> {
+    /// Starts the model on the plan's prompt; `None` when the plan hands off. Dropping the
+    /// receiver cancels the generation.
+    pub fn generate(&self, plan: &Plan) -> Result<Option<mpsc::UnboundedReceiver<GenEvent>>> {
+        match (&plan.prompt, &self.generator) {
+            (Some(prompt), Some(g)) if plan.handoff.is_none() => {
+                Ok(Some(g.generate(prompt.clone(), self.sampling(plan))?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn handoff_text(&self, plan: &Plan, reason: HandoffReason) -> Result<String> {
         self.prompts.render(
             "handoff.j2",
             minijinja::context! {
                 language => &plan.language,
-                reason => reason,
-                channel => plan.req.channel.as_str(),
+                reason => reason.as_str(),
+                channel => plan.channel.as_str(),
             },
         )
     }
 
-    /// Turns generated text into the recorded answer: style clean-up, leak and emptiness checks,
-    /// citations.
-    async fn finish(&self, plan: Plan, raw: Option<String>) -> Result<Answer> {
-        let mut reason = plan.handoff.map(str::to_string);
-        let mut text = raw.map(|r| clean(&r, plan.req.channel)).unwrap_or_default();
+    /// Checks what the model wrote (style clean-up, leaked instructions, emptiness) and cites
+    /// the cards it drew on; a reply that fails a check becomes a hand-off.
+    pub async fn finish(&self, plan: Plan, raw: Option<String>) -> Result<Reply> {
+        let mut reason = plan.handoff;
+        let mut text = raw.map(|r| clean(&r, plan.channel)).unwrap_or_default();
         if reason.is_none() {
             if plan
                 .fingerprint
                 .as_ref()
                 .is_some_and(|f| f.leaked_in(&text))
             {
-                tracing::warn!(conversation = %plan.conversation_id, "answer repeated the instructions; withheld");
-                reason = Some("unsupported_request".into());
+                tracing::warn!("answer repeated the instructions; withheld");
+                reason = Some(HandoffReason::UnsupportedRequest);
             } else if text.is_empty() {
-                reason = Some("no_answer".into());
+                reason = Some(HandoffReason::NoAnswer);
             }
         }
         let citations = if reason.is_none() {
@@ -422,44 +336,16 @@ impl Answerer {
         } else {
             Vec::new()
         };
-        if let Some(r) = &reason {
+        if let Some(r) = reason {
             text = self.handoff_text(&plan, r)?;
         }
-        let record = AnswerRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            conversation_id: plan.conversation_id.clone(),
-            customer_id: plan.req.customer_id.clone(),
-            channel: plan.req.channel.as_str().into(),
-            question: plan.req.question.clone(),
-            answer: text,
+        Ok(Reply {
+            text,
             citations,
-            handoff: reason.is_some(),
             handoff_reason: reason,
             confidence: plan.confidence,
-            model: self.generator.as_ref().map(|g| g.id().to_string()),
-            question_mood: plan.req.mood.clone(),
-        };
-        let store = self.knowledge.store().clone();
-        let r2 = record.clone();
-        super::blocking(move || store.record_answer(&r2)).await?;
-        tracing::info!(
-            answer = %record.id,
-            conversation = %record.conversation_id,
-            handoff = record.handoff,
-            reason = record.handoff_reason.as_deref().unwrap_or(""),
-            citations = record.citations.len(),
-            actor = %plan.req.actor,
-            "answered"
-        );
-        Ok(Answer {
-            answer_id: record.id,
-            answer: record.answer,
-            citations: record.citations,
-            handoff: record.handoff,
-            handoff_reason: record.handoff_reason,
-            confidence: record.confidence,
-            conversation_id: record.conversation_id,
             language: plan.language,
+            model: self.generator.as_ref().map(|g| g.id().to_string()),
         })
     }
 
@@ -477,7 +363,7 @@ impl Answerer {
         }
         let ids: Vec<String> = cards.iter().map(|(h, _)| h.card_id.clone()).collect();
         let store = self.knowledge.store().clone();
-        let chunks = super::blocking(move || {
+        let chunks = blocking(move || {
             ids.iter()
                 .map(|id| store.card_chunks(id))
                 .collect::<Result<Vec<_>, _>>()
@@ -503,54 +389,6 @@ impl Answerer {
             .filter(|(_, s)| **s >= best - 0.03)
             .map(|((h, _), _)| citation(h))
             .collect())
-    }
-
-    pub async fn answer(&self, req: AnswerRequest) -> Result<Answer> {
-        let plan = self.plan(req).await?;
-        let raw = match (&plan.prompt, &self.generator) {
-            (Some(prompt), Some(g)) if plan.handoff.is_none() => {
-                let rx = g.generate(prompt.clone(), self.sampling(&plan))?;
-                Some(crate::runtime::generate::collect(rx).await?.0)
-            }
-            _ => None,
-        };
-        self.finish(plan, raw).await
-    }
-
-    /// The same answer as [`Answerer::answer`], streamed: text deltas, then the whole answer.
-    /// Validation and retrieval errors come back before the stream starts. Dropping the stream
-    /// cancels the generation and records nothing.
-    pub async fn answer_stream(
-        self: Arc<Self>,
-        req: AnswerRequest,
-    ) -> Result<impl Stream<Item = Result<AnswerEvent>>> {
-        let plan = self.plan(req).await?;
-        let rx = match (&plan.prompt, &self.generator) {
-            (Some(prompt), Some(g)) if plan.handoff.is_none() => {
-                Some(g.generate(prompt.clone(), self.sampling(&plan))?)
-            }
-            _ => None,
-        };
-        Ok(async_stream::try_stream! {
-            let mut raw = None;
-            if let Some(mut rx) = rx {
-                let mut text = String::new();
-                loop {
-                    match rx.recv().await {
-                        Some(GenEvent::Delta(d)) => {
-                            text.push_str(&d);
-                            yield AnswerEvent::Delta(d);
-                        }
-                        Some(GenEvent::Done { .. }) => break,
-                        Some(GenEvent::Failed(e)) => Err(Error::Model(e))?,
-                        None => Err(Error::Model(crate::runtime::ModelError::WorkerGone("generation")))?,
-                    }
-                }
-                raw = Some(text);
-            }
-            let answer = self.finish(plan, raw).await?;
-            yield AnswerEvent::Done(Box::new(answer));
-        })
     }
 }
 

@@ -12,12 +12,14 @@ use futures::{Stream, StreamExt};
 use regex::Regex;
 use serde::Serialize;
 
-use super::answer::{Answerer, Channel, clean, grounded_sampling, language_name, reply_language};
+use super::answer::{Answerer, clean, grounded_sampling, language_name, reply_language};
 use super::guard;
 use super::retrieval::Hit;
 use crate::error::{Error, Result};
 use crate::runtime::generate::GenEvent;
-use crate::store::conversations::{Citation, Turn};
+use crate::store::answers::Citation;
+use crate::store::conversations::Turn;
+use crate::vocab::{Channel, EscalationReason, NoSuggestions, Role, Sentiment};
 
 /// At most this many suggestions per request: each is a generation.
 pub const MAX_SUGGESTIONS: usize = 3;
@@ -29,10 +31,10 @@ const SUGGESTION_TOKENS: usize = 160;
 #[derive(Debug, Clone, Default)]
 pub struct MoodSignal {
     /// Sentiment of the customer's last scored turn.
-    pub last: Option<String>,
+    pub last: Option<Sentiment>,
     pub worsening: bool,
     /// Escalation flags in turn order: (reason, turn, detail).
-    pub flags: Vec<(String, i64, String)>,
+    pub flags: Vec<(EscalationReason, i64, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,10 +80,9 @@ pub struct AssistContext {
     pub language: String,
     pub cards: Vec<RelevantCard>,
     pub coaching: Vec<Coaching>,
-    /// Why there are no suggestions, when there will be none: `not_covered`,
-    /// `unsupported_request` or `generator_unavailable`.
+    /// Why there are no suggestions, when there will be none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub no_suggestions: Option<&'static str>,
+    pub no_suggestions: Option<NoSuggestions>,
 }
 
 /// Everything decided before generation.
@@ -113,14 +114,10 @@ impl Answerer {
     /// Retrieval, coaching and the prompt: everything an agent sees before the suggestions.
     pub async fn assist_plan(&self, req: AssistRequest) -> Result<AssistPlan> {
         if req.n == 0 || req.n > MAX_SUGGESTIONS {
-            return Err(Error::invalid(
-                "invalid_request",
-                format!("n must be 1 to {MAX_SUGGESTIONS}"),
-            ));
+            return Err(Error::invalid(format!("n must be 1 to {MAX_SUGGESTIONS}")));
         }
-        let Some(last) = req.turns.iter().rposition(|t| t.role == "customer") else {
+        let Some(last) = req.turns.iter().rposition(|t| t.role == Role::Customer) else {
             return Err(Error::invalid(
-                "invalid_request",
                 "the conversation has no customer turn to assist with yet",
             ));
         };
@@ -140,7 +137,7 @@ impl Answerer {
             })
             .collect();
         let covering = self.grounding(hits).await?;
-        let upset = req.mood.last.as_deref() == Some("negative") || req.mood.worsening;
+        let upset = req.mood.last == Some(Sentiment::Negative) || req.mood.worsening;
         let coaching = self.coach(&req, &language, upset, &covering)?;
         let mut context = AssistContext {
             language,
@@ -151,9 +148,9 @@ impl Answerer {
         let mut plan_prompt = None;
         let mut fingerprint = None;
         if guard::is_injection(&question) {
-            context.no_suggestions = Some("unsupported_request");
+            context.no_suggestions = Some(NoSuggestions::UnsupportedRequest);
         } else if covering.is_empty() {
-            context.no_suggestions = Some("not_covered");
+            context.no_suggestions = Some(NoSuggestions::NotCovered);
         } else if let Some(g) = &self.generator {
             let vars = minijinja::context! {
                 language => &context.language,
@@ -166,7 +163,7 @@ impl Answerer {
             plan_prompt = Some(prompt);
             fingerprint = Some(print);
         } else {
-            context.no_suggestions = Some("generator_unavailable");
+            context.no_suggestions = Some(NoSuggestions::GeneratorUnavailable);
         }
         Ok(AssistPlan {
             context,
@@ -253,7 +250,7 @@ impl Answerer {
         let mut out = Vec::new();
         if upset {
             let mut why = Vec::new();
-            if req.mood.last.as_deref() == Some("negative") {
+            if req.mood.last == Some(Sentiment::Negative) {
                 why.push(if language.starts_with("zh") {
                     "最近一轮为负面"
                 } else {
@@ -279,9 +276,9 @@ impl Answerer {
         }
         let mut escalated = false;
         for (reason, turn, detail) in &req.mood.flags {
-            let kind = match reason.as_str() {
-                "human_requested" => "human_requested",
-                "repeated_contacts" => "repeated_contacts",
+            let kind = match reason {
+                EscalationReason::HumanRequested => "human_requested",
+                EscalationReason::RepeatedContacts => "repeated_contacts",
                 _ if escalated => continue,
                 _ => {
                     escalated = true;
@@ -312,7 +309,7 @@ impl Answerer {
                 let said: String = req
                     .turns
                     .iter()
-                    .filter(|t| t.role == "customer")
+                    .filter(|t| t.role == Role::Customer)
                     .map(|t| t.text.as_str())
                     .collect::<Vec<_>>()
                     .join(" ");
@@ -346,7 +343,7 @@ pub(super) fn limits(body: &str) -> Vec<String> {
         .find_iter(body)
         .map(|m| m.as_str().trim())
         .filter(|s| s.chars().count() >= 12 && LIMIT.is_match(s))
-        .map(|s| super::text::shorten(s, 200))
+        .map(|s| crate::text::shorten(s, 200))
         .collect()
 }
 

@@ -1,8 +1,9 @@
 //! What an author may send for a card, and the checks that turn it into stored content.
 
+use crate::text::detect_language;
 use serde::Deserialize;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::store::CardContent;
 
 pub const CHANNELS: [&str; 4] = ["chat", "social", "email", "voice"];
@@ -59,30 +60,6 @@ impl CardPatch {
     }
 }
 
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff | 0x20000..=0x2fa1f)
-}
-
-/// `zh` when a fifth or more of the letters are CJK, else `en`: enough to pick the prompt and
-/// filters for the two languages customers write here; anything else should be given explicitly.
-pub fn detect_language(text: &str) -> &'static str {
-    let (mut cjk, mut letters) = (0usize, 0usize);
-    for c in text.chars() {
-        if is_cjk(c) {
-            cjk += 1;
-            letters += 1;
-        } else if c.is_alphabetic() {
-            letters += 1;
-        }
-    }
-    if letters > 0 && cjk * 5 >= letters {
-        "zh"
-    } else {
-        "en"
-    }
-}
-
 fn valid_language(tag: &str) -> bool {
     let mut parts = tag.split('-');
     let first = parts.next().unwrap_or("");
@@ -96,27 +73,30 @@ impl CardInput {
     pub fn validate(self, max_body_bytes: usize) -> Result<CardContent, Error> {
         let title = self.title.trim().to_string();
         if title.is_empty() {
-            return Err(Error::invalid("invalid_card", "title must not be empty"));
+            return Err(Error::bad(
+                ErrorCode::InvalidCard,
+                "title must not be empty",
+            ));
         }
         if title.chars().count() > MAX_TITLE_CHARS {
-            return Err(Error::invalid(
-                "invalid_card",
+            return Err(Error::bad(
+                ErrorCode::InvalidCard,
                 format!("title is longer than {MAX_TITLE_CHARS} characters"),
             ));
         }
         if title.contains('\n') {
-            return Err(Error::invalid(
-                "invalid_card",
+            return Err(Error::bad(
+                ErrorCode::InvalidCard,
                 "title must be a single line",
             ));
         }
         let body = self.body.trim().to_string();
         if body.is_empty() {
-            return Err(Error::invalid("invalid_card", "body must not be empty"));
+            return Err(Error::bad(ErrorCode::InvalidCard, "body must not be empty"));
         }
         if body.len() > max_body_bytes {
-            return Err(Error::invalid(
-                "card_too_large",
+            return Err(Error::bad(
+                ErrorCode::CardTooLarge,
                 format!(
                     "body is {} bytes, over the limit of {max_body_bytes}: split the card into smaller ones",
                     body.len()
@@ -124,8 +104,8 @@ impl CardInput {
             ));
         }
         if self.tags.len() > MAX_TAGS {
-            return Err(Error::invalid(
-                "invalid_card",
+            return Err(Error::bad(
+                ErrorCode::InvalidCard,
                 format!("at most {MAX_TAGS} tags"),
             ));
         }
@@ -134,8 +114,8 @@ impl CardInput {
             let t = t.trim().to_lowercase();
             if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.chars().any(char::is_control)
             {
-                return Err(Error::invalid(
-                    "invalid_card",
+                return Err(Error::bad(
+                    ErrorCode::InvalidCard,
                     format!("tag {t:?} must be 1 to {MAX_TAG_CHARS} printable characters"),
                 ));
             }
@@ -154,8 +134,8 @@ impl CardInput {
                     None => head.to_ascii_lowercase(),
                 };
                 if !valid_language(&l) {
-                    return Err(Error::invalid(
-                        "invalid_card",
+                    return Err(Error::bad(
+                        ErrorCode::InvalidCard,
                         format!("language {l:?} is not a language tag such as \"en\" or \"zh\""),
                     ));
                 }
@@ -167,8 +147,8 @@ impl CardInput {
         for c in self.channels {
             let c = c.trim().to_lowercase();
             if !CHANNELS.contains(&c.as_str()) {
-                return Err(Error::invalid(
-                    "invalid_card",
+                return Err(Error::bad(
+                    ErrorCode::InvalidCard,
                     format!("channel {c:?} is not one of {}", CHANNELS.join(", ")),
                 ));
             }

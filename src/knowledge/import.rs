@@ -171,7 +171,7 @@ impl Knowledge {
             Ok(c) => c,
             Err(e) => {
                 let code = match &e {
-                    Error::Invalid { code, .. } => code.to_string(),
+                    Error::Invalid { code, .. } => code.as_str().to_string(),
                     _ => "import_failed".into(),
                 };
                 return failure(item.source, &code, e.to_string(), vec![], None);

@@ -14,7 +14,6 @@ pub mod guard;
 pub mod import;
 pub mod prompts;
 pub mod retrieval;
-pub mod text;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,13 +21,14 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, blocking};
 use crate::runtime::embed::{EmbedPool, TextKind};
 use crate::store::vector::{Point, VectorIndex};
 use crate::store::{
     AuditEntry, Card, CardContent, CardStatus, CardVersion, Change, ChunkChange, ListFilter,
-    NewChunk, Store, StoreError,
+    NewChunk, Store,
 };
+use crate::text;
 use card::{CardInput, CardPatch};
 
 /// Who did something, for the audit log (`role:name`).
@@ -61,24 +61,6 @@ pub struct IndexStatus {
     pub consistent: bool,
     /// Card changes the index missed while it was down, waiting to be applied.
     pub pending: usize,
-}
-
-fn store_err(e: StoreError) -> Error {
-    match e {
-        StoreError::NotFound(m) => Error::NotFound(m),
-        StoreError::Conflict(m) => Error::Conflict(m),
-        other => Error::Store(other),
-    }
-}
-
-/// Runs a store call on the blocking pool: SQLite with `synchronous=FULL` waits for the disk.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Unavailable(format!("store task failed: {e}")))?
-        .map_err(store_err)
 }
 
 impl Knowledge {
@@ -132,18 +114,6 @@ impl Knowledge {
             )
         })
         .await
-    }
-
-    /// Records a rating of an answer the service gave.
-    pub async fn feedback(
-        &self,
-        answer_id: &str,
-        rating: &'static str,
-        comment: Option<String>,
-        actor: &str,
-    ) -> Result<usize> {
-        let (store, id, actor) = (self.store.clone(), answer_id.to_string(), actor.to_string());
-        blocking(move || store.add_feedback(&id, rating, comment.as_deref(), &actor)).await
     }
 
     pub async fn get(&self, id: &str) -> Result<Card> {
@@ -375,7 +345,6 @@ impl Knowledge {
     pub async fn update(&self, id: &str, patch: CardPatch, actor: &Actor) -> Result<Card> {
         if patch.is_empty() {
             return Err(Error::invalid(
-                "invalid_request",
                 "the patch changes nothing: give at least one of title, body, tags, language, channels",
             ));
         }

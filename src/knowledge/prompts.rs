@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Templates built into the binary, used when no prompts folder is configured or present, and
 /// the list of names a folder must provide.
@@ -53,8 +53,8 @@ fn load(dir: Option<&Path>) -> Result<minijinja::Environment<'static>> {
             Some(d) => {
                 let p = d.join(name);
                 std::fs::read_to_string(&p).map_err(|e| {
-                    Error::invalid(
-                        "invalid_prompts",
+                    Error::bad(
+                        ErrorCode::InvalidPrompts,
                         format!("cannot read template {}: {e}", p.display()),
                     )
                 })?
@@ -62,7 +62,7 @@ fn load(dir: Option<&Path>) -> Result<minijinja::Environment<'static>> {
             None => builtin.to_string(),
         };
         env.add_template_owned(name, source)
-            .map_err(|e| Error::invalid("invalid_prompts", format!("template {name}: {e}")))?;
+            .map_err(|e| Error::bad(ErrorCode::InvalidPrompts, format!("template {name}: {e}")))?;
     }
     Ok(env)
 }
@@ -107,10 +107,10 @@ impl Prompts {
         let env = self.env.read().clone();
         let t = env
             .get_template(name)
-            .map_err(|e| Error::invalid("invalid_prompts", e.to_string()))?;
+            .map_err(|e| Error::bad(ErrorCode::InvalidPrompts, e.to_string()))?;
         t.render(ctx)
             .map(|s| s.trim().to_string())
-            .map_err(|e| Error::invalid("invalid_prompts", format!("template {name}: {e}")))
+            .map_err(|e| Error::bad(ErrorCode::InvalidPrompts, format!("template {name}: {e}")))
     }
 }
 

@@ -17,11 +17,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Knowledge, blocking, text};
+use super::{Knowledge, blocking};
 use crate::error::{Error, Result};
 use crate::runtime::embed::TextKind;
 use crate::store::SearchFilter;
-use crate::store::vector::embedded::dot;
+use crate::text;
+use crate::vecmath::dot;
 
 /// Weight of exact-term coverage against cosine similarity.
 const KEYWORD_WEIGHT: f32 = 0.2;
@@ -97,7 +98,7 @@ impl Knowledge {
     pub async fn search(&self, query: &str, top_k: usize, filters: Filters) -> Result<Vec<Hit>> {
         let query = query.trim();
         if query.is_empty() {
-            return Err(Error::invalid("invalid_request", "query must not be empty"));
+            return Err(Error::invalid("query must not be empty"));
         }
         let filter = SearchFilter {
             tags: filters

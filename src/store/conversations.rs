@@ -1,81 +1,24 @@
-//! Conversations, their turns, the answers the service gave in them, and feedback on those
-//! answers. One customer may have many conversations (one per channel contact); every answer is
-//! kept with what it cited, so feedback and analytics can use it later.
+//! Conversations and their turns. One customer may have many conversations (one per channel
+//! contact); a conversation id belongs to the customer who first used it.
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, now};
-
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY,
-    customer_id TEXT,
-    channel TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS conversations_customer ON conversations(customer_id, updated_at);
-CREATE TABLE IF NOT EXISTS turns (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id TEXT NOT NULL REFERENCES conversations(id),
-    role TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    text TEXT NOT NULL,
-    at TEXT NOT NULL,
-    sentiment TEXT,
-    valence REAL
-);
-CREATE INDEX IF NOT EXISTS turns_conversation ON turns(conversation_id, id);
-CREATE TABLE IF NOT EXISTS answers (
-    id TEXT PRIMARY KEY,
-    conversation_id TEXT NOT NULL REFERENCES conversations(id),
-    channel TEXT NOT NULL,
-    question TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    citations TEXT NOT NULL,
-    handoff INTEGER NOT NULL,
-    handoff_reason TEXT,
-    confidence REAL NOT NULL,
-    model TEXT,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS answers_conversation ON answers(conversation_id, at);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    answer_id TEXT NOT NULL REFERENCES answers(id),
-    rating TEXT NOT NULL,
-    comment TEXT,
-    actor TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
-"#;
-
-/// How recent a customer's other conversation must be for its context to carry into a new one
-/// (they moved from chat to voice, or to an agent).
-pub const CARRY_HOURS: i64 = 24;
-
-/// Columns added after the first release, with their types: added to older databases on open.
-pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("turns", "sentiment", "TEXT"),
-    ("turns", "valence", "REAL"),
-    ("conversations", "resolved_at", "TEXT"),
-];
+use crate::vocab::{Channel, Role, Sentiment};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Turn {
     /// Position in the conversation, from 1.
     #[serde(default)]
     pub seq: i64,
-    /// `customer`, `bot` or `agent`.
-    pub role: String,
-    pub channel: String,
+    pub role: Role,
+    pub channel: Channel,
     pub text: String,
     pub at: String,
-    /// negative | neutral | positive, for customer turns once scored.
+    /// For customer turns once scored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sentiment: Option<String>,
+    pub sentiment: Option<Sentiment>,
     /// P(positive) - P(negative), in [-1, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valence: Option<f32>,
@@ -84,7 +27,7 @@ pub struct Turn {
 /// A turn's sentiment as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnMood {
-    pub label: String,
+    pub label: Sentiment,
     pub valence: f32,
 }
 
@@ -94,7 +37,7 @@ pub struct ConversationRecord {
     pub id: String,
     pub customer_id: Option<String>,
     /// The channel it started on.
-    pub channel: String,
+    pub channel: Channel,
     pub created_at: String,
     pub updated_at: String,
     /// When the issue was marked resolved (`POST /v1/conversations/{id}/resolve`); a new turn
@@ -108,9 +51,9 @@ pub struct ConversationRecord {
 pub struct ConversationSummary {
     pub id: String,
     /// The channel it started on.
-    pub channel: String,
+    pub channel: Channel,
     /// Every channel its turns came from.
-    pub channels: Vec<String>,
+    pub channels: Vec<Channel>,
     pub created_at: String,
     pub updated_at: String,
     pub turns: i64,
@@ -122,22 +65,10 @@ pub struct ConversationSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contact {
     pub id: String,
-    pub channels: Vec<String>,
+    pub channels: Vec<Channel>,
     pub resolved: bool,
     /// The customer's first turns (up to three), what the contact was about.
     pub opening: String,
-}
-
-/// An answer the service gave, as a hand-off summary reads it.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct GivenAnswer {
-    pub question: String,
-    pub answer: String,
-    pub citations: Vec<Citation>,
-    pub handoff: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub handoff_reason: Option<String>,
-    pub at: String,
 }
 
 /// `seq` is set by the caller from the turn's position; the row id only orders.
@@ -155,33 +86,6 @@ fn turn_from_row(r: &rusqlite::Row) -> rusqlite::Result<Turn> {
 
 const TURN_COLUMNS: &str = "id, role, channel, text, at, sentiment, valence";
 
-/// A card an answer drew on.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct Citation {
-    pub card_id: String,
-    pub title: String,
-    pub score: f32,
-}
-
-/// One answer as it is recorded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AnswerRecord {
-    pub id: String,
-    pub conversation_id: String,
-    pub customer_id: Option<String>,
-    pub channel: String,
-    pub question: String,
-    pub answer: String,
-    pub citations: Vec<Citation>,
-    pub handoff: bool,
-    pub handoff_reason: Option<String>,
-    pub confidence: f32,
-    pub model: Option<String>,
-    /// The question's sentiment, when scored.
-    #[serde(skip)]
-    pub question_mood: Option<TurnMood>,
-}
-
 impl Store {
     /// Appends one turn (creating the conversation on first use) and returns it as stored.
     /// Fails when the conversation belongs to another customer than `customer_id`.
@@ -189,8 +93,8 @@ impl Store {
         &self,
         conversation_id: &str,
         customer_id: Option<&str>,
-        channel: &str,
-        role: &str,
+        channel: Channel,
+        role: Role,
         text: &str,
         mood: Option<&TurnMood>,
     ) -> Result<Turn, StoreError> {
@@ -204,11 +108,11 @@ impl Store {
         tx.commit()?;
         Ok(Turn {
             seq,
-            role: role.into(),
-            channel: channel.into(),
+            role,
+            channel,
             text: text.into(),
             at,
-            sentiment: mood.map(|m| m.label.clone()),
+            sentiment: mood.map(|m| m.label),
             valence: mood.map(|m| m.valence),
         })
     }
@@ -264,7 +168,8 @@ impl Store {
                     updated_at: r.get(3)?,
                     turns: r.get(4)?,
                     channels: channels
-                        .map(|c| c.split(',').map(str::to_string).collect())
+                        .map(|c| channel_list(&c))
+                        .transpose()?
                         .unwrap_or_default(),
                     last_customer_text: r.get(6)?,
                     resolved_at: r.get(7)?,
@@ -352,7 +257,8 @@ impl Store {
                         id: r.get(0)?,
                         resolved: r.get(1)?,
                         channels: channels
-                            .map(|c| c.split(',').map(str::to_string).collect())
+                            .map(|c| channel_list(&c))
+                            .transpose()?
                             .unwrap_or_default(),
                         opening: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                     })
@@ -360,38 +266,6 @@ impl Store {
             )?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
-    }
-
-    /// The answers the service gave in a conversation, oldest first.
-    pub fn conversation_answers(&self, id: &str) -> Result<Vec<GivenAnswer>, StoreError> {
-        let conn = self.conn.lock();
-        let mut st = conn.prepare(
-            "SELECT question, answer, citations, handoff, handoff_reason, at FROM answers
-             WHERE conversation_id = ?1 ORDER BY at, rowid",
-        )?;
-        let rows = st
-            .query_map([id], |r| {
-                Ok((
-                    GivenAnswer {
-                        question: r.get(0)?,
-                        answer: r.get(1)?,
-                        citations: Vec::new(),
-                        handoff: r.get(3)?,
-                        handoff_reason: r.get(4)?,
-                        at: r.get(5)?,
-                    },
-                    r.get::<_, String>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(mut a, cites)| {
-                a.citations = serde_json::from_str(&cites).map_err(|e| {
-                    StoreError::Corrupt(format!("citations of an answer in {id}: {e}"))
-                })?;
-                Ok(a)
-            })
-            .collect()
     }
 
     /// The last `n` turns of a conversation, oldest first; empty for a conversation not seen yet.
@@ -418,117 +292,15 @@ impl Store {
         }
         Ok(turns)
     }
-
-    /// Records a question and the service's answer in one transaction: the conversation (created
-    /// on first use), the customer's turn, the bot's turn and the answer itself.
-    pub fn record_answer(&self, a: &AnswerRecord) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        check_owner(&tx, &a.conversation_id, a.customer_id.as_deref())?;
-        let at = now();
-        let (conv, channel) = (a.conversation_id.as_str(), a.channel.as_str());
-        touch_conversation(&tx, conv, a.customer_id.as_deref(), channel, &at)?;
-        let mood = a.question_mood.as_ref();
-        insert_turn(&tx, conv, "customer", channel, &a.question, &at, mood)?;
-        insert_turn(&tx, conv, "bot", channel, &a.answer, &at, None)?;
-        tx.execute(
-            "INSERT INTO answers (id, conversation_id, channel, question, answer, citations, handoff, handoff_reason, confidence, model, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                a.id,
-                a.conversation_id,
-                a.channel,
-                a.question,
-                a.answer,
-                serde_json::to_string(&a.citations).expect("citations serialise"),
-                a.handoff,
-                a.handoff_reason,
-                a.confidence,
-                a.model,
-                at
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn get_answer(&self, id: &str) -> Result<Option<AnswerRecord>, StoreError> {
-        let conn = self.conn.lock();
-        conn.query_row(
-            "SELECT a.id, a.conversation_id, c.customer_id, a.channel, a.question, a.answer, a.citations,
-                    a.handoff, a.handoff_reason, a.confidence, a.model
-             FROM answers a JOIN conversations c ON c.id = a.conversation_id WHERE a.id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    AnswerRecord {
-                        id: r.get(0)?,
-                        conversation_id: r.get(1)?,
-                        customer_id: r.get(2)?,
-                        channel: r.get(3)?,
-                        question: r.get(4)?,
-                        answer: r.get(5)?,
-                        citations: Vec::new(),
-                        handoff: r.get(7)?,
-                        handoff_reason: r.get(8)?,
-                        confidence: r.get(9)?,
-                        model: r.get(10)?,
-                        question_mood: None,
-                    },
-                    r.get::<_, String>(6)?,
-                ))
-            },
-        )
-        .optional()?
-        .map(|(mut a, cites)| {
-            a.citations = serde_json::from_str(&cites)
-                .map_err(|e| StoreError::Corrupt(format!("citations of answer {id}: {e}")))?;
-            Ok(a)
-        })
-        .transpose()
-    }
-
-    /// Stores feedback on an answer; returns how many ratings the answer now has.
-    pub fn add_feedback(
-        &self,
-        answer_id: &str,
-        rating: &str,
-        comment: Option<&str>,
-        actor: &str,
-    ) -> Result<usize, StoreError> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM answers WHERE id = ?1", [answer_id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "no answer with id {answer_id}"
-            )));
-        }
-        tx.execute(
-            "INSERT INTO feedback (answer_id, rating, comment, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![answer_id, rating, comment, actor, now()],
-        )?;
-        let n: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM feedback WHERE answer_id = ?1",
-            [answer_id],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
-        Ok(n as usize)
-    }
 }
 
 /// Creates the conversation on first use, or marks it updated (keeping its first customer).
 /// A new turn reopens a resolved issue: the customer is back about it.
-fn touch_conversation(
+pub(super) fn touch_conversation(
     conn: &rusqlite::Connection,
     id: &str,
     customer_id: Option<&str>,
-    channel: &str,
+    channel: Channel,
     at: &str,
 ) -> Result<(), StoreError> {
     conn.execute(
@@ -540,20 +312,36 @@ fn touch_conversation(
     Ok(())
 }
 
-fn insert_turn(
+pub(super) fn insert_turn(
     conn: &rusqlite::Connection,
     conversation_id: &str,
-    role: &str,
-    channel: &str,
+    role: Role,
+    channel: Channel,
     text: &str,
     at: &str,
     mood: Option<&TurnMood>,
 ) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO turns (conversation_id, role, channel, text, at, sentiment, valence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![conversation_id, role, channel, text, at, mood.map(|m| &m.label), mood.map(|m| m.valence as f64)],
+        params![conversation_id, role, channel, text, at, mood.map(|m| m.label), mood.map(|m| m.valence as f64)],
     )?;
     Ok(())
+}
+
+/// `GROUP_CONCAT(DISTINCT channel)` back into channels.
+fn channel_list(joined: &str) -> rusqlite::Result<Vec<Channel>> {
+    joined
+        .split(',')
+        .map(|c| {
+            c.parse().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+        })
+        .collect()
 }
 
 fn turn_count(conn: &rusqlite::Connection, conversation_id: &str) -> Result<i64, StoreError> {
@@ -566,7 +354,7 @@ fn turn_count(conn: &rusqlite::Connection, conversation_id: &str) -> Result<i64,
 
 /// A conversation id names one customer's conversation: another customer may not read or extend
 /// it (ids come from channel frontends and could collide or be guessed).
-fn check_owner(
+pub(super) fn check_owner(
     conn: &rusqlite::Connection,
     conversation_id: &str,
     customer_id: Option<&str>,
@@ -589,13 +377,14 @@ fn check_owner(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::answers::{AnswerRecord, Citation};
 
     fn record(id: &str, conv: &str, customer: Option<&str>) -> AnswerRecord {
         AnswerRecord {
             id: id.into(),
             conversation_id: conv.into(),
             customer_id: customer.map(Into::into),
-            channel: "chat".into(),
+            channel: Channel::Chat,
             question: format!("q {id}"),
             answer: format!("a {id}"),
             citations: vec![Citation {
@@ -658,14 +447,14 @@ mod tests {
         }
         let s = Store::open(dir.path()).unwrap();
         let mood = TurnMood {
-            label: "negative".into(),
+            label: Sentiment::Negative,
             valence: -0.7,
         };
         s.append_turn(
             "old",
             Some("c"),
-            "voice",
-            "customer",
+            Channel::Voice,
+            Role::Customer,
             "still broken",
             Some(&mood),
         )
@@ -674,7 +463,7 @@ mod tests {
         assert_eq!(c.turns.len(), 2);
         assert_eq!(c.turns[0].text, "hello");
         assert_eq!(c.turns[0].sentiment, None);
-        assert_eq!(c.turns[1].sentiment.as_deref(), Some("negative"));
+        assert_eq!(c.turns[1].sentiment, Some(Sentiment::Negative));
         assert_eq!(c.turns[1].seq, 2);
         drop(s);
         // Opening again is a no-op.

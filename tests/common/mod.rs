@@ -485,9 +485,15 @@ impl Drop for QdrantServer {
 /// A folder with the `openai` package: the interpreter's own when it has one, else installed with
 /// pip into the kefu cache (the test setup the issue asks for; pip reaches PyPI).
 pub fn openai_pythonpath() -> Option<PathBuf> {
+    python_package("openai", "openai==3.51.0", "pylib")
+}
+
+/// A folder with the Python package `module` (pip's `spec`): None when the interpreter has it
+/// already, else `~/.cache/kefu/<dir>`, installed there with pip on first use.
+pub fn python_package(module: &str, spec: &str, dir: &str) -> Option<PathBuf> {
     let ok = |path: Option<&PathBuf>| {
         let mut c = Command::new("python3");
-        c.args(["-c", "import openai"]);
+        c.args(["-c", &format!("import {module}")]);
         if let Some(p) = path {
             c.env("PYTHONPATH", p);
         }
@@ -497,7 +503,7 @@ pub fn openai_pythonpath() -> Option<PathBuf> {
         return None;
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    let dir = PathBuf::from(home).join(".cache/kefu/pylib");
+    let dir = PathBuf::from(home).join(".cache/kefu").join(dir);
     if !ok(Some(&dir)) {
         let st = Command::new("python3")
             .args([
@@ -509,10 +515,10 @@ pub fn openai_pythonpath() -> Option<PathBuf> {
                 "--target",
             ])
             .arg(&dir)
-            .arg("openai==3.51.0")
+            .arg(spec)
             .status()
             .expect("run pip");
-        assert!(st.success(), "pip install openai failed");
+        assert!(st.success(), "pip install {spec} failed");
     }
     Some(dir)
 }

@@ -1,7 +1,31 @@
 //! Text preparation for retrieval: cutting cards into passages, and the keyword terms that let
-//! exact strings (order numbers, product codes) and Chinese words match without a segmenter.
+//! exact strings (order numbers, product codes) and Chinese words match without a segmenter;
+//! which language a text is in; shortening for summaries. Shared by knowledge, conversation and
+//! api, below all of them.
 
-use super::card::is_cjk;
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff | 0x20000..=0x2fa1f)
+}
+
+/// `zh` when a fifth or more of the letters are CJK, else `en`: enough to pick the prompt and
+/// filters for the two languages customers write here; anything else should be given explicitly.
+pub fn detect_language(text: &str) -> &'static str {
+    let (mut cjk, mut letters) = (0usize, 0usize);
+    for c in text.chars() {
+        if is_cjk(c) {
+            cjk += 1;
+            letters += 1;
+        } else if c.is_alphabetic() {
+            letters += 1;
+        }
+    }
+    if letters > 0 && cjk * 5 >= letters {
+        "zh"
+    } else {
+        "en"
+    }
+}
 
 /// Estimated model tokens per passage. e5 reads at most 512; shorter passages make the cited
 /// passage precise and keep one topic per vector.

@@ -297,7 +297,7 @@ impl Bench<'_> {
             "--threads".into(),
             self.threads.to_string(),
             "--kefu".into(),
-            std::env::current_exe()?.display().to_string(),
+            crate::kefu_exe()?.display().to_string(),
             "--json".into(),
             report.display().to_string(),
         ];
@@ -475,7 +475,7 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<()> {
         .collect();
         let title = format!(
             "kefu /v1/answer latency, {} on {threads} threads",
-            cfg.models.generator
+            cfg.models.generator.as_deref().unwrap_or("no chat model")
         );
         match plot::latency(&o.out.join("latency.png"), &title, &series) {
             Ok(()) => eprintln!("plot: {}", o.out.join("latency.png").display()),

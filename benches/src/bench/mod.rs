@@ -14,7 +14,6 @@ use kefu::knowledge::card::CardInput;
 use kefu::knowledge::import::Item;
 use kefu::knowledge::retrieval::Filters;
 use kefu::runtime::embed::TextKind;
-use kefu::runtime::registry::Registry;
 
 const PRODUCTS: [&str; 8] = [
     "RT-AX58U router",
@@ -220,7 +219,9 @@ pub async fn generate(
         &cfg.models_dir,
         cfg.offline,
     )?;
-    let id = model.unwrap_or_else(|| cfg.models.generator.clone());
+    let id = model
+        .or_else(|| cfg.models.generator.clone())
+        .context("no chat model is configured (models.generator): name one with --model")?;
     let files = reg.ensure(&id)?;
     let dev = kefu::runtime::device::select();
     let started = Instant::now();
@@ -311,90 +312,6 @@ pub async fn generate(
     Ok(out)
 }
 
-/// `kefu transcribe`: files through the same decoding, resampling and model pool as the server.
-pub async fn transcribe(
-    cfg: Config,
-    files: Vec<PathBuf>,
-    model: Option<String>,
-    language: Option<String>,
-    threads: Option<usize>,
-    json: bool,
-) -> anyhow::Result<()> {
-    use kefu::runtime::asr::{AsrOptions, AsrPool};
-    use kefu::speech::audio;
-    let id = model.unwrap_or_else(|| cfg.models.asr.clone());
-    let reg = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
-    let threads = threads.unwrap_or_else(|| cfg.voice.threads_per_worker(cfg.models.threads));
-    let fit_window = cfg.voice.fit_window;
-    let pool = tokio::task::spawn_blocking(move || -> anyhow::Result<AsrPool> {
-        let files = reg.ensure(&id)?;
-        Ok(AsrPool::start(
-            &files,
-            1,
-            threads,
-            4,
-            fit_window,
-            &kefu::runtime::device::select(),
-        )?)
-    })
-    .await??;
-    eprintln!(
-        "{}: {} thread(s); whisper.cpp: {}",
-        pool.id(),
-        pool.threads(),
-        kefu::runtime::asr::system_info()
-    );
-    let (mut audio_s, mut decode_s) = (0.0, 0.0);
-    for f in files {
-        let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-        let ext = f.extension().and_then(|e| e.to_str()).map(str::to_string);
-        let max = cfg.voice.max_audio_seconds as f64;
-        let started = Instant::now();
-        let decoded =
-            tokio::task::spawn_blocking(move || audio::decode_file(bytes, ext.as_deref(), max))
-                .await?
-                .with_context(|| format!("{}", f.display()))?;
-        let decode_audio_ms = started.elapsed().as_millis();
-        let t = pool
-            .transcribe(
-                decoded.samples,
-                AsrOptions {
-                    language: language.clone(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let rtf = t.decode_ms as f64 / t.audio_ms.max(1) as f64;
-        audio_s += t.audio_ms as f64 / 1000.0;
-        decode_s += t.decode_ms as f64 / 1000.0;
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "file": f.display().to_string(), "text": t.text, "language": t.language,
-                    "audio_ms": t.audio_ms, "decode_ms": t.decode_ms, "audio_decode_ms": decode_audio_ms, "rtf": rtf,
-                })
-            );
-        } else {
-            println!(
-                "{}\t[{} {:.1}s rtf {:.3}]\t{}",
-                f.display(),
-                t.language,
-                t.audio_ms as f64 / 1000.0,
-                rtf,
-                t.text
-            );
-        }
-    }
-    if !json && audio_s > 0.0 {
-        println!(
-            "total: {audio_s:.1} s of audio in {decode_s:.1} s: real-time factor {:.3}",
-            decode_s / audio_s
-        );
-    }
-    Ok(())
-}
-
 /// `kefu bench vectors`: the vector backends alone, on the same points. Indexing throughput
 /// (`upsert_card` per card, as `kefu index rebuild` does), search latency (k = 10, one query at a
 /// time) and recall@10 against exact search (a full scan of the same points).
@@ -431,9 +348,10 @@ pub async fn vector_backends(
     qdrant: Option<String>,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     use kefu::store::SearchFilter;
-    use kefu::store::vector::embedded::{EmbeddedIndex, dot};
+    use kefu::store::vector::embedded::EmbeddedIndex;
     use kefu::store::vector::qdrant::QdrantIndex;
     use kefu::store::vector::{Point, VectorIndex};
+    use kefu::vecmath::dot;
     use std::collections::HashSet;
     use std::sync::Arc;
 
@@ -512,7 +430,7 @@ pub async fn vector_backends(
         if let Some(url) = &qdrant {
             let collection = format!("kefu_bench_{}_{n}", std::process::id());
             let vc = kefu::config::VectorConfig {
-                backend: "qdrant".into(),
+                backend: kefu::config::VectorBackend::Qdrant,
                 url: url.clone(),
                 collection: collection.clone(),
                 ..Default::default()

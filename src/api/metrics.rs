@@ -1,0 +1,272 @@
+//! `/metrics`: everything is a registered Prometheus collector. HTTP requests are counted by the
+//! [`track`] middleware; the models, voice streams and cards are read when scraped by
+//! [`ServiceCollector`], since the runtime keeps plain atomic counters and knows nothing of
+//! Prometheus. Labels are bounded: route templates, model ids, roles, card statuses.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+};
+
+use super::AppState;
+use super::voice::StreamCount;
+use crate::desk::Desk;
+
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl Metrics {
+    /// The registry with the HTTP metrics and the service's collector.
+    pub fn new(desk: Arc<Desk>, streams: Arc<StreamCount>) -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "kefu_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "kefu_http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn Collector>,
+            Box::new(latency.clone()),
+            Box::new(ServiceCollector::new(desk, streams)),
+        ] {
+            registry.register(c).expect("registered once");
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+        }
+    }
+}
+
+/// Counts and times every request.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The route template (`/v1/cards/{id}`), not the path, so ids do not explode the label set.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let m = &state.metrics;
+    m.latency
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&route, &method, res.status().as_str()])
+        .inc();
+    res
+}
+
+/// The families the service collector reports, made afresh at each scrape from the runtime's
+/// counters (so they are never out of step with them).
+struct Families {
+    queue_depth: GaugeVec,
+    batches: CounterVec,
+    inputs: CounterVec,
+    tokens: CounterVec,
+    inference_seconds: CounterVec,
+    rejected: CounterVec,
+    generation_active: GaugeVec,
+    generation_slots: GaugeVec,
+    generation_cancelled: CounterVec,
+    voice_streams: GaugeVec,
+    cards: GaugeVec,
+}
+
+impl Families {
+    fn new() -> Self {
+        let model = &["model", "role"];
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            CounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        Families {
+            queue_depth: gauge(
+                "kefu_model_queue_depth",
+                "Requests waiting for the model",
+                model,
+            ),
+            batches: counter("kefu_model_batches_total", "Forward passes run", model),
+            inputs: counter(
+                "kefu_model_inputs_total",
+                "Texts (embedder) or requests (generator) processed",
+                model,
+            ),
+            tokens: counter(
+                "kefu_model_tokens_total",
+                "Tokens processed (kind: input, prompt or completion)",
+                &["model", "role", "kind"],
+            ),
+            inference_seconds: counter(
+                "kefu_model_inference_seconds_total",
+                "Time spent in model inference",
+                model,
+            ),
+            rejected: counter(
+                "kefu_model_rejected_total",
+                "Requests refused because the queue was full",
+                model,
+            ),
+            generation_active: gauge(
+                "kefu_generation_active",
+                "Generations in progress (slots in use)",
+                model,
+            ),
+            generation_slots: gauge(
+                "kefu_generation_slots",
+                "Generations that can progress at once",
+                model,
+            ),
+            generation_cancelled: counter(
+                "kefu_generation_cancelled_total",
+                "Generations stopped because the client went away",
+                model,
+            ),
+            voice_streams: gauge("kefu_voice_streams_open", "Live voice streams open", model),
+            cards: gauge("kefu_cards", "Knowledge cards by status", &["status"]),
+        }
+    }
+
+    fn all(&self) -> [&dyn Collector; 11] {
+        [
+            &self.queue_depth,
+            &self.batches,
+            &self.inputs,
+            &self.tokens,
+            &self.inference_seconds,
+            &self.rejected,
+            &self.generation_active,
+            &self.generation_slots,
+            &self.generation_cancelled,
+            &self.voice_streams,
+            &self.cards,
+        ]
+    }
+}
+
+/// Models, voice streams and cards, read at each scrape. `collect` reads the store: scrape on
+/// the blocking pool (`ops::metrics` does).
+pub struct ServiceCollector {
+    desk: Arc<Desk>,
+    streams: Arc<StreamCount>,
+    descs: Vec<Desc>,
+}
+
+impl ServiceCollector {
+    fn new(desk: Arc<Desk>, streams: Arc<StreamCount>) -> Self {
+        let descs = Families::new()
+            .all()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect();
+        ServiceCollector {
+            desk,
+            streams,
+            descs,
+        }
+    }
+}
+
+fn counted(a: &AtomicU64) -> f64 {
+    a.load(Ordering::Relaxed) as f64
+}
+
+impl Collector for ServiceCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let f = Families::new();
+        let embedder = self.desk.knowledge.embedder();
+        let (st, e) = (embedder.stats(), [embedder.id(), "embedder"]);
+        f.queue_depth
+            .with_label_values(&e)
+            .set(st.queue.depth() as f64);
+        f.batches.with_label_values(&e).inc_by(counted(&st.batches));
+        f.inputs.with_label_values(&e).inc_by(counted(&st.texts));
+        f.tokens
+            .with_label_values(&[e[0], e[1], "input"])
+            .inc_by(counted(&st.tokens));
+        f.inference_seconds
+            .with_label_values(&e)
+            .inc_by(counted(&st.busy_micros) / 1e6);
+        f.rejected
+            .with_label_values(&e)
+            .inc_by(counted(&st.rejected));
+        if let Some(g) = self.desk.answerer.generator() {
+            let (gs, l) = (g.stats(), [g.id(), "generator"]);
+            f.queue_depth
+                .with_label_values(&l)
+                .set(gs.queue.depth() as f64);
+            f.inputs.with_label_values(&l).inc_by(counted(&gs.requests));
+            f.tokens
+                .with_label_values(&[l[0], l[1], "prompt"])
+                .inc_by(counted(&gs.prompt_tokens));
+            f.tokens
+                .with_label_values(&[l[0], l[1], "completion"])
+                .inc_by(counted(&gs.completion_tokens));
+            f.inference_seconds
+                .with_label_values(&l)
+                .inc_by(counted(&gs.busy_micros) / 1e6);
+            f.rejected
+                .with_label_values(&l)
+                .inc_by(counted(&gs.rejected));
+            f.generation_active
+                .with_label_values(&l)
+                .set(gs.active.load(Ordering::Relaxed) as f64);
+            f.generation_slots
+                .with_label_values(&l)
+                .set(g.slots() as f64);
+            f.generation_cancelled
+                .with_label_values(&l)
+                .inc_by(counted(&gs.cancelled));
+        }
+        if let Some(a) = &self.desk.asr {
+            let l = [a.id(), "asr"];
+            f.queue_depth.with_label_values(&l).set(a.queued() as f64);
+            f.voice_streams
+                .with_label_values(&l)
+                .set(self.streams.open() as f64);
+        }
+        match self.desk.knowledge.store().count_by_status() {
+            Ok(counts) => {
+                for (status, n) in counts {
+                    f.cards.with_label_values(&[status.as_str()]).set(n as f64);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "counting cards for /metrics"),
+        }
+        f.all().iter().flat_map(|c| c.collect()).collect()
+    }
+}

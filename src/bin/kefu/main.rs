@@ -1,0 +1,127 @@
+//! The `kefu` command: one file per command beside this one. `kefu eval` and `kefu bench` are
+//! the measuring tools of the `kefu-bench` workspace member (benches/), run as a program of their
+//! own so that the server carries no HTTP-client or plotting code.
+
+mod config;
+mod index;
+mod measure;
+mod models;
+mod serve;
+mod train;
+mod transcribe;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use kefu::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "kefu",
+    version,
+    about = "Self-hosted inference and knowledge service for customer service"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Configuration file (default: ./kefu.toml when present).
+    #[arg(long, global = true, env = "KEFU_CONFIG")]
+    config: Option<PathBuf>,
+    /// Model weights cache.
+    #[arg(long, global = true, env = "KEFU_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    /// A model manifest instead of the built-in one.
+    #[arg(long, global = true, env = "KEFU_MANIFEST")]
+    manifest: Option<PathBuf>,
+    /// Never download models.
+    #[arg(long, global = true, env = "KEFU_OFFLINE")]
+    offline: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (fetches the models on first start).
+    Serve(serve::ServeArgs),
+    /// Model registry: list, fetch and verify models.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
+    /// Print the effective configuration (secrets masked).
+    Config,
+    /// Measure answer quality on the labelled datasets in eval/ (see eval/README.md); runs
+    /// `kefu-bench eval`.
+    #[command(disable_help_flag = true)]
+    Eval(measure::Passed),
+    /// Measure speed on this machine (see benches/README.md); runs `kefu-bench bench`.
+    #[command(disable_help_flag = true)]
+    Bench(measure::Passed),
+    /// Train a classification head from labelled data (reproducible: same data, same file).
+    Train {
+        #[command(subcommand)]
+        command: train::TrainCommand,
+    },
+    /// Transcribe audio files with the configured speech model, as the server does, and print
+    /// each transcript with its real-time factor (decode time / audio time).
+    Transcribe(transcribe::TranscribeArgs),
+    /// The vector index ([vector] in kefu.toml): rebuild it from the cards, or check it.
+    Index {
+        #[command(subcommand)]
+        command: index::IndexCommand,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The measuring tools read the configuration themselves, with the same flags.
+    if let Command::Eval(_) | Command::Bench(_) = cli.command {
+        return measure::run();
+    }
+    init_tracing();
+    let mut ov = Overrides {
+        models_dir: cli.global.models_dir.clone(),
+        manifest: cli.global.manifest.clone(),
+        offline: cli.global.offline,
+        ..Default::default()
+    };
+    match &cli.command {
+        Command::Serve(a) => a.override_config(&mut ov),
+        Command::Index { command } => ov.data_dir = command.data_dir(),
+        _ => {}
+    }
+    let cfg = Config::load(cli.global.config.as_deref(), &ov)?;
+    if cfg.models.threads > 0 {
+        // candle's kernels size their pools from this variable; set before any pool exists.
+        // SAFETY: no other thread has started yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", cfg.models.threads.to_string()) };
+    }
+    match cli.command {
+        Command::Serve(_) => serve::run(cfg),
+        Command::Models { command } => models::run(&cfg, command),
+        Command::Config => config::run(&cfg),
+        Command::Train { command } => train::run(&cfg, command),
+        Command::Transcribe(a) => transcribe::run(&cfg, a),
+        Command::Index { command } => index::run(&cfg, command),
+        Command::Eval(_) | Command::Bench(_) => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,239 @@
+//! The answer flow, as a chatbot calls it: one customer question in, a grounded answer with
+//! citations or an honest hand-off out. Every step is here, in order:
+//!
+//! 1. check the request;
+//! 2. score the question's sentiment (every customer turn is scored);
+//! 3. ask whether the conversation, with this turn, must go to a person (escalation);
+//! 4. read the conversation's history (the one carry-over rule lives in `conversation`);
+//! 5. retrieve the cards and decide: answer from them, or hand off (`knowledge::answer`);
+//! 6. generate, streamed or not;
+//! 7. check what the model wrote and cite the cards it drew on;
+//! 8. record the question, the reply and the answer in one transaction (`conversation`).
+
+use std::sync::Arc;
+
+use futures::Stream;
+use serde::Serialize;
+
+use super::Desk;
+use crate::error::{Error, Result};
+use crate::knowledge::answer::{Plan, Question, Reply};
+use crate::runtime::generate::GenEvent;
+use crate::store::answers::{AnswerRecord, Citation};
+use crate::store::conversations::TurnMood;
+use crate::vocab::{Channel, HandoffReason};
+
+const MAX_QUESTION_CHARS: usize = 2000;
+
+#[derive(Debug, Clone)]
+pub struct AnswerRequest {
+    pub question: String,
+    pub channel: Channel,
+    /// A new conversation is started when absent.
+    pub conversation_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub language: Option<String>,
+    pub seed: Option<u64>,
+    /// Who asked, for the log.
+    pub actor: String,
+}
+
+impl AnswerRequest {
+    /// The caller's mistakes, found before any model work.
+    fn validate(&self) -> Result<()> {
+        let question = self.question.trim();
+        if question.is_empty() {
+            return Err(Error::invalid("question must not be empty"));
+        }
+        if question.chars().count() > MAX_QUESTION_CHARS {
+            return Err(Error::invalid(format!(
+                "question is longer than {MAX_QUESTION_CHARS} characters"
+            )));
+        }
+        if !self.channel.is_customer_facing() {
+            return Err(Error::invalid(format!(
+                "channel must be one of {}",
+                crate::vocab::join(&Channel::CUSTOMER_FACING, ", ")
+            )));
+        }
+        for (name, v) in [
+            ("conversation_id", &self.conversation_id),
+            ("customer_id", &self.customer_id),
+        ] {
+            if let Some(v) = v {
+                crate::conversation::validate_id(name, v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Answer {
+    /// Id of this answer, for `POST /v1/answers/{id}/feedback`.
+    pub answer_id: String,
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub handoff: bool,
+    /// Why the customer was handed to a person (`escalated`: see
+    /// `GET /v1/conversations/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff_reason: Option<HandoffReason>,
+    /// 0.5 at the answer threshold, towards 1 as the best card scores higher above it.
+    pub confidence: f32,
+    pub conversation_id: String,
+    pub language: String,
+}
+
+/// What a streaming answer yields: text as it is generated, then the whole answer.
+#[derive(Debug, Clone)]
+pub enum AnswerEvent {
+    Delta(String),
+    Done(Box<Answer>),
+}
+
+/// The question as it will be recorded, carried from the first steps to the last.
+struct Asked {
+    req: AnswerRequest,
+    conversation_id: String,
+    mood: Option<TurnMood>,
+}
+
+impl Desk {
+    /// A grounded answer, or a hand-off.
+    pub async fn answer(&self, req: AnswerRequest) -> Result<Answer> {
+        let (asked, plan) = self.decide(req).await?;
+        let raw = match self.answerer.generate(&plan)? {
+            Some(rx) => Some(crate::runtime::generate::collect(rx).await?.0),
+            None => None,
+        };
+        self.check_and_record(asked, plan, raw).await
+    }
+
+    /// The same answer as [`Desk::answer`], streamed: text deltas, then the whole answer.
+    /// Request and retrieval errors come back before the stream starts. Dropping the stream
+    /// cancels the generation and records nothing.
+    pub async fn answer_stream(
+        self: Arc<Self>,
+        req: AnswerRequest,
+    ) -> Result<impl Stream<Item = Result<AnswerEvent>>> {
+        let (asked, plan) = self.decide(req).await?;
+        let rx = self.answerer.generate(&plan)?;
+        Ok(async_stream::try_stream! {
+            let mut raw = None;
+            if let Some(mut rx) = rx {
+                let mut text = String::new();
+                loop {
+                    match rx.recv().await {
+                        Some(GenEvent::Delta(d)) => {
+                            text.push_str(&d);
+                            yield AnswerEvent::Delta(d);
+                        }
+                        Some(GenEvent::Done { .. }) => break,
+                        Some(GenEvent::Failed(e)) => Err(Error::Model(e))?,
+                        None => Err(Error::Model(crate::runtime::ModelError::WorkerGone("generation")))?,
+                    }
+                }
+                raw = Some(text);
+            }
+            let answer = self.check_and_record(asked, plan, raw).await?;
+            yield AnswerEvent::Done(Box::new(answer));
+        })
+    }
+
+    /// Steps 1 to 5: everything before the model is called.
+    async fn decide(&self, mut req: AnswerRequest) -> Result<(Asked, Plan)> {
+        req.validate()?;
+        req.question = req.question.trim().to_string();
+        let conversation_id = req
+            .conversation_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let customer = req.customer_id.as_deref();
+        let mood = self.conversations.score(&req.question).await?;
+        let escalation = self
+            .conversations
+            .assess_with(
+                &conversation_id,
+                customer,
+                req.channel,
+                &req.question,
+                mood.as_ref(),
+            )
+            .await?;
+        let history = self
+            .conversations
+            .history(&conversation_id, customer, self.config.answer.history_turns)
+            .await?;
+        let plan = self
+            .answerer
+            .plan(Question {
+                text: req.question.clone(),
+                channel: req.channel,
+                language: req.language.clone(),
+                seed: req.seed,
+                history,
+                escalated: escalation.flagged,
+            })
+            .await?;
+        let asked = Asked {
+            req,
+            conversation_id,
+            mood,
+        };
+        Ok((asked, plan))
+    }
+
+    /// Steps 7 and 8.
+    async fn check_and_record(
+        &self,
+        asked: Asked,
+        plan: Plan,
+        raw: Option<String>,
+    ) -> Result<Answer> {
+        let Reply {
+            text,
+            citations,
+            handoff_reason,
+            confidence,
+            language,
+            model,
+        } = self.answerer.finish(plan, raw).await?;
+        let record = self
+            .conversations
+            .record_answer(AnswerRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                conversation_id: asked.conversation_id,
+                customer_id: asked.req.customer_id,
+                channel: asked.req.channel,
+                question: asked.req.question,
+                answer: text,
+                citations,
+                handoff: handoff_reason.is_some(),
+                handoff_reason,
+                confidence,
+                model,
+                question_mood: asked.mood,
+            })
+            .await?;
+        tracing::info!(
+            answer = %record.id,
+            conversation = %record.conversation_id,
+            handoff = record.handoff,
+            reason = record.handoff_reason.map_or("", |r| r.as_str()),
+            citations = record.citations.len(),
+            actor = %asked.req.actor,
+            "answered"
+        );
+        Ok(Answer {
+            answer_id: record.id,
+            answer: record.answer,
+            citations: record.citations,
+            handoff: record.handoff,
+            handoff_reason: record.handoff_reason,
+            confidence: record.confidence,
+            conversation_id: record.conversation_id,
+            language,
+        })
+    }
+}

@@ -1,0 +1,34 @@
+//! One home per request flow. Each caller's flow is one function here that reads top to bottom
+//! and calls the domain layers in order; `api` only parses, checks the caller and shapes the
+//! reply, and the domain layers (`knowledge`, `conversation`, `speech`) never call each other.
+//!
+//! - [`answer`]: chatbots. Score the turn, check escalation, read the history, retrieve and
+//!   decide, generate, check, record.
+//! - [`assist`]: agent assist. The conversation's state, the cards that matter now, coaching,
+//!   then the suggested replies.
+//! - [`voice`]: a live voice stream. Check the start, run the stream, store each final as the
+//!   customer's voice turn with its sentiment and the conversation's escalation.
+//! - [`transcribe`]: one uploaded recording, decoded, checked and transcribed.
+
+pub mod answer;
+pub mod assist;
+pub mod transcribe;
+pub mod voice;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::conversation::Conversations;
+use crate::knowledge::Knowledge;
+use crate::knowledge::answer::Answerer;
+use crate::runtime::asr::AsrPool;
+
+/// The services every flow draws on, built once at start-up.
+pub struct Desk {
+    pub knowledge: Arc<Knowledge>,
+    pub answerer: Arc<Answerer>,
+    pub conversations: Arc<Conversations>,
+    /// The speech model, when one is configured.
+    pub asr: Option<AsrPool>,
+    pub config: Arc<Config>,
+}

@@ -1,0 +1,184 @@
+//! The answers the service gave, with what they cited, and feedback on them: kept so that
+//! hand-off summaries, feedback and analytics can read them later.
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::conversations::{TurnMood, check_owner, insert_turn, touch_conversation};
+use super::{Store, StoreError, now};
+use crate::vocab::{Channel, HandoffReason, Role};
+
+/// A card an answer drew on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Citation {
+    pub card_id: String,
+    pub title: String,
+    pub score: f32,
+}
+
+/// One answer as it is recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnswerRecord {
+    pub id: String,
+    pub conversation_id: String,
+    pub customer_id: Option<String>,
+    pub channel: Channel,
+    pub question: String,
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub handoff: bool,
+    pub handoff_reason: Option<HandoffReason>,
+    pub confidence: f32,
+    pub model: Option<String>,
+    /// The question's sentiment, when scored.
+    #[serde(skip)]
+    pub question_mood: Option<TurnMood>,
+}
+
+/// An answer the service gave, as a hand-off summary reads it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct GivenAnswer {
+    pub question: String,
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub handoff: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff_reason: Option<HandoffReason>,
+    pub at: String,
+}
+
+impl Store {
+    /// Records a question and the service's answer in one transaction: the conversation (created
+    /// on first use), the customer's turn, the bot's turn and the answer itself.
+    pub fn record_answer(&self, a: &AnswerRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        check_owner(&tx, &a.conversation_id, a.customer_id.as_deref())?;
+        let at = now();
+        let (conv, channel) = (a.conversation_id.as_str(), a.channel);
+        touch_conversation(&tx, conv, a.customer_id.as_deref(), channel, &at)?;
+        let mood = a.question_mood.as_ref();
+        insert_turn(&tx, conv, Role::Customer, channel, &a.question, &at, mood)?;
+        insert_turn(&tx, conv, Role::Bot, channel, &a.answer, &at, None)?;
+        tx.execute(
+            "INSERT INTO answers (id, conversation_id, channel, question, answer, citations, handoff, handoff_reason, confidence, model, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                a.id,
+                a.conversation_id,
+                a.channel,
+                a.question,
+                a.answer,
+                serde_json::to_string(&a.citations).expect("citations serialise"),
+                a.handoff,
+                a.handoff_reason,
+                a.confidence,
+                a.model,
+                at
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_answer(&self, id: &str) -> Result<Option<AnswerRecord>, StoreError> {
+        let conn = self.conn.lock();
+        conn.query_row(
+            "SELECT a.id, a.conversation_id, c.customer_id, a.channel, a.question, a.answer, a.citations,
+                    a.handoff, a.handoff_reason, a.confidence, a.model
+             FROM answers a JOIN conversations c ON c.id = a.conversation_id WHERE a.id = ?1",
+            [id],
+            |r| {
+                Ok((
+                    AnswerRecord {
+                        id: r.get(0)?,
+                        conversation_id: r.get(1)?,
+                        customer_id: r.get(2)?,
+                        channel: r.get(3)?,
+                        question: r.get(4)?,
+                        answer: r.get(5)?,
+                        citations: Vec::new(),
+                        handoff: r.get(7)?,
+                        handoff_reason: r.get(8)?,
+                        confidence: r.get(9)?,
+                        model: r.get(10)?,
+                        question_mood: None,
+                    },
+                    r.get::<_, String>(6)?,
+                ))
+            },
+        )
+        .optional()?
+        .map(|(mut a, cites)| {
+            a.citations = serde_json::from_str(&cites)
+                .map_err(|e| StoreError::Corrupt(format!("citations of answer {id}: {e}")))?;
+            Ok(a)
+        })
+        .transpose()
+    }
+
+    /// The answers the service gave in a conversation, oldest first.
+    pub fn conversation_answers(&self, id: &str) -> Result<Vec<GivenAnswer>, StoreError> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(
+            "SELECT question, answer, citations, handoff, handoff_reason, at FROM answers
+             WHERE conversation_id = ?1 ORDER BY at, rowid",
+        )?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok((
+                    GivenAnswer {
+                        question: r.get(0)?,
+                        answer: r.get(1)?,
+                        citations: Vec::new(),
+                        handoff: r.get(3)?,
+                        handoff_reason: r.get(4)?,
+                        at: r.get(5)?,
+                    },
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(mut a, cites)| {
+                a.citations = serde_json::from_str(&cites).map_err(|e| {
+                    StoreError::Corrupt(format!("citations of an answer in {id}: {e}"))
+                })?;
+                Ok(a)
+            })
+            .collect()
+    }
+
+    /// Stores feedback on an answer; returns how many ratings the answer now has.
+    pub fn add_feedback(
+        &self,
+        answer_id: &str,
+        rating: &str,
+        comment: Option<&str>,
+        actor: &str,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM answers WHERE id = ?1", [answer_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "no answer with id {answer_id}"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO feedback (answer_id, rating, comment, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![answer_id, rating, comment, actor, now()],
+        )?;
+        let n: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM feedback WHERE answer_id = ?1",
+            [answer_id],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(n as usize)
+    }
+}

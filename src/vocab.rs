@@ -1,0 +1,129 @@
+//! The fixed sets of values that several layers speak: channels, who wrote a turn, sentiment
+//! labels, why an answer was handed off, why a conversation was escalated, where the mood is
+//! going. One enum each, so a typo is a compile error and not a silently different branch.
+//!
+//! Each serialises to the same lowercase `snake_case` text it always had on the wire and in
+//! SQLite (`store` converts them with `ToSql`/`FromSql`), and parses back with `FromStr`.
+//! This module sits below every domain folder and the store, and imports none of them.
+
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
+
+/// Everything every enum here derives: the wire name is the `snake_case` variant name.
+macro_rules! vocabulary {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            Display, EnumString, IntoStaticStr, VariantArray, utoipa::ToSchema,
+        )]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        pub enum $name { $($(#[$vm])* $v),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+
+            /// Every value, comma-separated, for error messages that say what is accepted.
+            pub fn list() -> String {
+                Self::VARIANTS.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Where a turn came from or an answer goes. `agent` is the agent desk: it has turns, but
+    /// no bot answers or card targeting of its own.
+    pub enum Channel { Chat, Social, Email, Voice, Agent }
+}
+
+impl Channel {
+    /// The channels a customer-facing answer (and a card's targeting) can name.
+    pub const CUSTOMER_FACING: [Channel; 4] = [
+        Channel::Chat,
+        Channel::Social,
+        Channel::Email,
+        Channel::Voice,
+    ];
+
+    pub fn is_customer_facing(self) -> bool {
+        self != Channel::Agent
+    }
+}
+
+vocabulary! {
+    /// Who wrote a turn.
+    pub enum Role { Customer, Bot, Agent }
+}
+
+vocabulary! {
+    /// A customer turn's sentiment, as the sentiment head labels it.
+    pub enum Sentiment { Negative, Neutral, Positive }
+}
+
+vocabulary! {
+    /// Why an answer went to a person instead of the model's text.
+    pub enum HandoffReason {
+        /// The conversation is flagged for escalation.
+        Escalated,
+        /// No published card covers the question.
+        NoRelevantCard,
+        /// The question is an attempt to reprogram the assistant, or the reply repeated its
+        /// instructions.
+        UnsupportedRequest,
+        /// The model wrote nothing usable.
+        NoAnswer,
+        /// No chat model is configured.
+        GeneratorUnavailable,
+    }
+}
+
+vocabulary! {
+    /// Which escalation rule fired.
+    pub enum EscalationReason { NegativeStreak, SharpDrop, HumanRequested, RepeatedContacts }
+}
+
+vocabulary! {
+    /// Where the customer's mood is going: the last scored turn against the ones before it.
+    pub enum MoodDirection { Improving, Steady, Worsening, Unknown }
+}
+
+/// Values joined by `sep`, for sentences that list them.
+pub fn join<T: Copy + Into<&'static str>>(items: &[T], sep: &str) -> String {
+    items
+        .iter()
+        .map(|&v| v.into())
+        .collect::<Vec<&str>>()
+        .join(sep)
+}
+
+vocabulary! {
+    /// Why agent assist offers no suggested replies.
+    pub enum NoSuggestions { NotCovered, UnsupportedRequest, GeneratorUnavailable }
+}
+
+vocabulary! {
+    /// A rating of an answer.
+    pub enum Rating { Up, Down }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_are_the_snake_case_texts() {
+        assert_eq!(HandoffReason::NoRelevantCard.as_str(), "no_relevant_card");
+        assert_eq!(
+            serde_json::to_string(&EscalationReason::HumanRequested).unwrap(),
+            "\"human_requested\""
+        );
+        assert_eq!("voice".parse::<Channel>().unwrap(), Channel::Voice);
+        assert!("fax".parse::<Channel>().is_err());
+        assert_eq!(Role::list(), "customer, bot, agent");
+        assert_eq!(MoodDirection::Worsening.to_string(), "worsening");
+    }
+}
