@@ -479,6 +479,36 @@ fn default_models_dir() -> PathBuf {
     PathBuf::from("models/cache")
 }
 
+/// The options every `kefu` command takes (and `kefu-bench`'s, which reads the same
+/// configuration), with their variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalFlags {
+    /// Configuration file (default: ./kefu.toml when present).
+    #[arg(long, global = true, env = "KEFU_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Model weights cache.
+    #[arg(long, global = true, env = "KEFU_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// A model manifest instead of the built-in one.
+    #[arg(long, global = true, env = "KEFU_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+    /// Never download models.
+    #[arg(long, global = true, env = "KEFU_OFFLINE")]
+    pub offline: bool,
+}
+
+impl GlobalFlags {
+    /// What these flags override in the configuration.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            models_dir: self.models_dir.clone(),
+            manifest: self.manifest.clone(),
+            offline: self.offline,
+            ..Default::default()
+        }
+    }
+}
+
 /// Values given on the command line (clap also reads their `KEFU_*` variables); `None` keeps
 /// what the file and the other variables said.
 #[derive(Debug, Default, Clone)]

@@ -15,8 +15,8 @@ mod eval;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use kefu::config::{Config, Overrides};
+use clap::{Parser, Subcommand};
+use kefu::config::{Config, GlobalFlags};
 
 #[derive(Parser)]
 #[command(
@@ -26,26 +26,9 @@ use kefu::config::{Config, Overrides};
 )]
 struct Cli {
     #[command(flatten)]
-    global: Global,
+    global: GlobalFlags,
     #[command(subcommand)]
     command: Command,
-}
-
-/// The same global options as `kefu`'s.
-#[derive(Args)]
-struct Global {
-    /// Configuration file (default: ./kefu.toml when present).
-    #[arg(long, global = true, env = "KEFU_CONFIG")]
-    config: Option<PathBuf>,
-    /// Model weights cache.
-    #[arg(long, global = true, env = "KEFU_MODELS_DIR")]
-    models_dir: Option<PathBuf>,
-    /// A model manifest instead of the built-in one.
-    #[arg(long, global = true, env = "KEFU_MANIFEST")]
-    manifest: Option<PathBuf>,
-    /// Never download models.
-    #[arg(long, global = true, env = "KEFU_OFFLINE")]
-    offline: bool,
 }
 
 #[derive(Subcommand)]
@@ -163,13 +146,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let ov = Overrides {
-        models_dir: cli.global.models_dir.clone(),
-        manifest: cli.global.manifest.clone(),
-        offline: cli.global.offline,
-        ..Default::default()
-    };
-    let cfg = Config::load(cli.global.config.as_deref(), &ov)?;
+    let cfg = Config::load(cli.global.config.as_deref(), &cli.global.overrides())?;
     if cfg.models.threads > 0 {
         // candle's kernels size their pools from this variable; set before any pool exists.
         // SAFETY: no other thread has started yet.

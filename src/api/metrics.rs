@@ -259,7 +259,7 @@ impl Collector for ServiceCollector {
                 .with_label_values(&l)
                 .set(self.streams.open() as f64);
         }
-        match self.desk.knowledge.store().count_by_status() {
+        match self.desk.knowledge.count_by_status_blocking() {
             Ok(counts) => {
                 for (status, n) in counts {
                     f.cards.with_label_values(&[status.as_str()]).set(n as f64);

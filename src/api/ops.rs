@@ -40,10 +40,8 @@ pub struct Readiness {
     responses((status = 200, body = Readiness), (status = 503, description = "Not ready; the fields say why", body = Readiness)))]
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let k = &s.knowledge;
-    let store = k.store().clone();
-    let store = match tokio::task::spawn_blocking(move || store.ping()).await {
-        Ok(Ok(())) => "ok".to_string(),
-        Ok(Err(e)) => e.to_string(),
+    let store = match k.ping().await {
+        Ok(()) => "ok".to_string(),
         Err(e) => e.to_string(),
     };
     let embedder = if k.embedder().is_alive() {

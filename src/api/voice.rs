@@ -32,7 +32,7 @@ use super::error::{ApiError, ErrorObject};
 use crate::desk::voice::{StoredFinal, VoiceStart};
 use crate::runtime::asr::AsrPool;
 use crate::speech::audio::PcmEncoding;
-use crate::speech::stream::{Inbound, Outbound};
+use crate::speech::stream::{Final, Inbound, Outbound, Partial};
 
 /// Streams open now; a guard gives its place back however the stream ends.
 #[derive(Default)]
@@ -142,19 +142,10 @@ enum ServerMessage {
         model: String,
         sample_rate: u32,
     },
-    Partial {
-        utterance: u32,
-        text: String,
-        start_ms: u64,
-        end_ms: u64,
-    },
+    Partial(Partial),
     Final {
-        utterance: u32,
-        text: String,
-        start_ms: u64,
-        end_ms: u64,
-        language: String,
-        decode_ms: u64,
+        #[serde(flatten)]
+        transcript: Final,
         #[serde(flatten)]
         stored: StoredFinal,
         /// Why the utterance could not be stored as a turn (the transcript still stands).
@@ -286,16 +277,14 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
             ev = out_rx.recv() => {
                 let Some(ev) = ev else { break };
                 let out = match ev {
-                    Outbound::Final { utterance, text, start_ms, end_ms, language, decode_ms } => {
-                        let (stored, turn_error) = match s.desk.voice_final(&session, &text).await {
+                    Outbound::Final(transcript) => {
+                        let (stored, turn_error) = match s.desk.voice_final(&session, &transcript.text).await {
                             Ok(stored) => (stored, None),
                             Err(e) => (StoredFinal::default(), Some(ApiError::from(e).body().error)),
                         };
-                        ServerMessage::Final { utterance, text, start_ms, end_ms, language, decode_ms, stored, turn_error }
+                        ServerMessage::Final { transcript, stored, turn_error }
                     }
-                    Outbound::Partial { utterance, text, start_ms, end_ms } => {
-                        ServerMessage::Partial { utterance, text, start_ms, end_ms }
-                    }
+                    Outbound::Partial(p) => ServerMessage::Partial(p),
                     Outbound::Error { code, message } => ServerMessage::Error { code, message },
                 };
                 if !send(&mut socket, out).await {

@@ -217,10 +217,12 @@ impl Conversations {
         );
         blocking(move || {
             let own = store.recent_turns(&conv, customer.as_deref(), n)?;
-            let Some(customer) = customer.filter(|_| !own.iter().any(|t| t.role == Role::Customer))
-            else {
+            let Some(customer) = customer else {
                 return Ok(own);
             };
+            if own.iter().any(|t| t.role == Role::Customer) || store.has_customer_turn(&conv)? {
+                return Ok(own);
+            }
             let mut turns = store.carried_turns(&customer, &conv, &hours_ago(CARRY_HOURS), n)?;
             turns.extend(own);
             Ok(turns)

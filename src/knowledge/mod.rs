@@ -85,6 +85,18 @@ impl Knowledge {
         &self.store
     }
 
+    /// Whether the store answers, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        let store = self.store.clone();
+        blocking(move || store.ping()).await
+    }
+
+    /// How many cards are in each state. Reads the store on this thread: call it off the
+    /// reactor (the metrics scrape does).
+    pub fn count_by_status_blocking(&self) -> Result<Vec<(CardStatus, usize)>> {
+        Ok(self.store.count_by_status()?)
+    }
+
     pub fn embedder(&self) -> &EmbedPool {
         &self.embed
     }

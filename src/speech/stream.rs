@@ -51,28 +51,32 @@ pub enum Inbound {
     Stop,
 }
 
+/// What the caller is still saying: the utterance so far.
 #[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+pub struct Partial {
+    pub utterance: u32,
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+/// An utterance, transcribed once it ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Final {
+    pub utterance: u32,
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub language: String,
+    /// The model's time on the utterance (queueing for a decoder not included).
+    pub decode_ms: u64,
+}
+
+#[derive(Debug, Clone)]
 pub enum Outbound {
-    Partial {
-        utterance: u32,
-        text: String,
-        start_ms: u64,
-        end_ms: u64,
-    },
-    Final {
-        utterance: u32,
-        text: String,
-        start_ms: u64,
-        end_ms: u64,
-        language: String,
-        /// The model's time on the utterance (queueing for a decoder not included).
-        decode_ms: u64,
-    },
-    Error {
-        code: String,
-        message: String,
-    },
+    Partial(Partial),
+    Final(Final),
+    Error { code: String, message: String },
 }
 
 fn error(code: &str, message: impl Into<String>) -> Outbound {
@@ -179,14 +183,14 @@ pub async fn run(
                 settled = id;
                 let msg = match r {
                     Ok(t) if t.text.is_empty() => continue,
-                    Ok(t) => Outbound::Final {
+                    Ok(t) => Outbound::Final(Final {
                         utterance: id,
                         text: t.text,
                         start_ms,
                         end_ms,
                         language: t.language,
                         decode_ms: t.decode_ms,
-                    },
+                    }),
                     Err(e) => error("transcription_failed", format!("utterance {id} ({start_ms}-{end_ms} ms) was not transcribed: {e}")),
                 };
                 if out.send(msg).await.is_err() {
@@ -200,7 +204,7 @@ pub async fn run(
                 if let Ok(t) = r
                     && id > settled
                     && !t.text.is_empty()
-                    && out.send(Outbound::Partial { utterance: id, text: t.text, start_ms, end_ms }).await.is_err()
+                    && out.send(Outbound::Partial(Partial { utterance: id, text: t.text, start_ms, end_ms })).await.is_err()
                 {
                     return;
                 }

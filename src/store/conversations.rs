@@ -218,6 +218,15 @@ impl Store {
         }))
     }
 
+    /// Whether the customer has said anything in the conversation yet.
+    pub fn has_customer_turn(&self, conversation_id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.lock().query_row(
+            "SELECT EXISTS (SELECT 1 FROM turns WHERE conversation_id = ?1 AND role = ?2)",
+            params![conversation_id, Role::Customer],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Marks a conversation's issue resolved (or open again). `false` when there is no such
     /// conversation.
     pub fn set_resolved(&self, id: &str, resolved: bool) -> Result<bool, StoreError> {

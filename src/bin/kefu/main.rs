@@ -10,11 +10,9 @@ mod serve;
 mod train;
 mod transcribe;
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use kefu::config::{Config, Overrides};
+use clap::{Parser, Subcommand};
+use kefu::config::{Config, GlobalFlags};
 
 #[derive(Parser)]
 #[command(
@@ -24,25 +22,9 @@ use kefu::config::{Config, Overrides};
 )]
 struct Cli {
     #[command(flatten)]
-    global: Global,
+    global: GlobalFlags,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Args)]
-struct Global {
-    /// Configuration file (default: ./kefu.toml when present).
-    #[arg(long, global = true, env = "KEFU_CONFIG")]
-    config: Option<PathBuf>,
-    /// Model weights cache.
-    #[arg(long, global = true, env = "KEFU_MODELS_DIR")]
-    models_dir: Option<PathBuf>,
-    /// A model manifest instead of the built-in one.
-    #[arg(long, global = true, env = "KEFU_MANIFEST")]
-    manifest: Option<PathBuf>,
-    /// Never download models.
-    #[arg(long, global = true, env = "KEFU_OFFLINE")]
-    offline: bool,
 }
 
 #[derive(Subcommand)]
@@ -98,12 +80,7 @@ fn main() -> anyhow::Result<()> {
         return measure::run();
     }
     init_tracing();
-    let mut ov = Overrides {
-        models_dir: cli.global.models_dir.clone(),
-        manifest: cli.global.manifest.clone(),
-        offline: cli.global.offline,
-        ..Default::default()
-    };
+    let mut ov = cli.global.overrides();
     match &cli.command {
         Command::Serve(a) => a.override_config(&mut ov),
         Command::Index { command } => ov.data_dir = command.data_dir(),
