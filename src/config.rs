@@ -788,7 +788,10 @@ mod tests {
         assert_eq!(cfg.models.embedder, "minilm");
         // A value of the wrong kind names the key.
         let e = layered("", &[("KEFU__LIMITS__GEN_SLOTS", "many")]).unwrap_err();
-        assert!(e.to_string().contains("gen_slots"), "{e}");
+        assert!(
+            e.to_string().to_lowercase().contains("limits.gen_slots"),
+            "{e}"
+        );
         let e = layered("", &[("KEFU__VOICE__FIT_WINDOW", "maybe")]).unwrap_err();
         assert!(e.to_string().contains("not on or off"), "{e}");
         // A misspelt key is an error, not silently ignored.

@@ -24,6 +24,7 @@ pub struct TurnBody {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConversationQuery {
     /// When given, a conversation of another customer is refused (409).
     pub customer_id: Option<String>,
