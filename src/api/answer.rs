@@ -1,7 +1,6 @@
 //! Chatbots and channel frontends: grounded answers (JSON or Server-Sent Events), feedback on
 //! answers, and the admin's prompt reload.
 
-use crate::error::ErrorCode;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use super::AppState;
 use super::auth::{Admin, Caller};
 use super::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::desk::answer::{Answer, AnswerEvent, AnswerRequest};
+use crate::error::ErrorCode;
 use crate::knowledge::prompts::PromptsInfo;
 use crate::vocab::{Channel, Rating};
 

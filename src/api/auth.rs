@@ -5,7 +5,6 @@
 //! With no keys configured every caller is an anonymous admin; the server refuses to bind a
 //! non-loopback address in that case (see `server`).
 
-use crate::error::ErrorCode;
 use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -17,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::ApiError;
 use crate::config::{ApiKey, Role};
+use crate::error::ErrorCode;
 use crate::knowledge::Actor;
 
 #[derive(Debug, Clone)]

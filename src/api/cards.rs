@@ -1,6 +1,5 @@
 //! Admins: knowledge cards, their lifecycle, bulk import, the audit log and index health.
 
-use crate::error::ErrorCode;
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Admin;
 use super::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, read_body};
+use crate::error::ErrorCode;
 use crate::knowledge::IndexStatus;
 use crate::knowledge::card::{CardInput, CardPatch};
 use crate::knowledge::import::{self, ImportReport, Item};

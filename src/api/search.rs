@@ -1,7 +1,6 @@
 //! Hit testing for admins and agents: which published cards, and which passage of each, a
 //! question retrieves.
 
-use crate::error::ErrorCode;
 use std::time::Instant;
 
 use axum::Json;
@@ -11,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Staff;
 use super::error::{ApiError, ApiJson, ApiResult, ErrorBody};
+use crate::error::ErrorCode;
 use crate::knowledge::retrieval::{Filters, Hit};
 
 /// Longest query accepted, in characters: a question, not a document.

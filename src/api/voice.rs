@@ -14,7 +14,6 @@
 //! the answer endpoint see what was said. A stream that cannot be served (too many streams, the
 //! decoders saturated) is refused with close code 1013 (try again later) and a reason.
 
-use crate::error::ErrorCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -30,6 +29,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorObject};
 use crate::desk::voice::{StoredFinal, VoiceStart};
+use crate::error::ErrorCode;
 use crate::runtime::asr::AsrPool;
 use crate::speech::audio::PcmEncoding;
 use crate::speech::stream::{Final, Inbound, Outbound, Partial};
