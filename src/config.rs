@@ -717,7 +717,9 @@ pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, String> {
 mod tests {
     use super::*;
 
-    /// The layers with a file's text and a fake environment.
+    /// The layers with a file's text and a fake environment. (figment's Jail takes a closure
+    /// returning figment's own, large, error type.)
+    #[allow(clippy::result_large_err)]
     fn layered(file: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut out = None;
         figment::Jail::expect_with(|jail| {
