@@ -244,6 +244,28 @@ pub async fn vector_index(
     Ok(q)
 }
 
+/// Process set-up every `kefu` program does before anything else: logs to stderr (`KEFU_LOG`
+/// filters them), then the configuration, then the model-thread limit, which has to be in the
+/// environment before any thread pool exists, so call this first thing in `main`.
+pub fn start_process(
+    config_file: Option<&std::path::Path>,
+    overrides: &crate::config::Overrides,
+) -> Result<Config, crate::config::ConfigError> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = Config::load(config_file, overrides)?;
+    if cfg.models.threads > 0 {
+        // candle's kernels size their pools from this variable.
+        // SAFETY: called first thing in main, before any other thread has started.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", cfg.models.threads.to_string()) };
+    }
+    Ok(cfg)
+}
+
 /// Builds, binds and serves until SIGINT or SIGTERM. Prints `kefu listening on http://ADDR` on
 /// stdout once it accepts connections (scripts and tests wait for that line).
 pub async fn run(cfg: Config) -> Result<(), StartError> {

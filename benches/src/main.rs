@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kefu::config::{Config, GlobalFlags};
+use kefu::config::GlobalFlags;
 
 #[derive(Parser)]
 #[command(
@@ -140,18 +140,7 @@ pub fn kefu_exe() -> anyhow::Result<PathBuf> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let cfg = Config::load(cli.global.config.as_deref(), &cli.global.overrides())?;
-    if cfg.models.threads > 0 {
-        // candle's kernels size their pools from this variable; set before any pool exists.
-        // SAFETY: no other thread has started yet.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", cfg.models.threads.to_string()) };
-    }
+    let cfg = kefu::server::start_process(cli.global.config.as_deref(), &cli.global.overrides())?;
     match cli.command {
         Command::Eval {
             url,

@@ -12,7 +12,7 @@ mod transcribe;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kefu::config::{Config, GlobalFlags};
+use kefu::config::GlobalFlags;
 
 #[derive(Parser)]
 #[command(
@@ -64,34 +64,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
 
-fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The measuring tools read the configuration themselves, with the same flags.
     if let Command::Eval(_) | Command::Bench(_) = cli.command {
         return measure::run();
     }
-    init_tracing();
     let mut ov = cli.global.overrides();
     match &cli.command {
         Command::Serve(a) => a.override_config(&mut ov),
         Command::Index { command } => ov.data_dir = command.data_dir(),
         _ => {}
     }
-    let cfg = Config::load(cli.global.config.as_deref(), &ov)?;
-    if cfg.models.threads > 0 {
-        // candle's kernels size their pools from this variable; set before any pool exists.
-        // SAFETY: no other thread has started yet.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", cfg.models.threads.to_string()) };
-    }
+    let cfg = kefu::server::start_process(cli.global.config.as_deref(), &ov)?;
     match cli.command {
         Command::Serve(_) => serve::run(cfg),
         Command::Models { command } => models::run(&cfg, command),
