@@ -1,12 +1,12 @@
 //! What an author may send for a card, and the checks that turn it into stored content.
 
-use crate::text::detect_language;
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorCode};
 use crate::store::CardContent;
+use crate::text::detect_language;
+use crate::vocab::Channel;
 
-pub const CHANNELS: [&str; 4] = ["chat", "social", "email", "voice"];
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_TAGS: usize = 32;
 const MAX_TAG_CHARS: usize = 64;
@@ -146,10 +146,14 @@ impl CardInput {
         let mut channels = Vec::new();
         for c in self.channels {
             let c = c.trim().to_lowercase();
-            if !CHANNELS.contains(&c.as_str()) {
+            // A card answers customers: the agent desk reads every card whatever its channels.
+            if !c.parse().is_ok_and(Channel::is_customer_facing) {
                 return Err(Error::bad(
                     ErrorCode::InvalidCard,
-                    format!("channel {c:?} is not one of {}", CHANNELS.join(", ")),
+                    format!(
+                        "channel {c:?} is not one of {}",
+                        crate::vocab::join(&Channel::CUSTOMER_FACING, ", ")
+                    ),
                 ));
             }
             if !channels.contains(&c) {
