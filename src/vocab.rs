@@ -106,6 +106,22 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// What a coaching note for an agent is about.
+    pub enum CoachingKind {
+        AcknowledgeFrustration,
+        HumanRequested,
+        RepeatedContacts,
+        Escalated,
+        /// A card's limit the agent must not promise past.
+        DoNotPromise,
+        /// What the card's steps need that the customer has not given.
+        AskFor,
+        ConfirmSteps,
+        NotCovered,
+    }
+}
+
+vocabulary! {
     /// A rating of an answer.
     pub enum Rating { Up, Down }
 }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::runtime::generate::GenEvent;
 use crate::store::answers::Citation;
 use crate::store::conversations::Turn;
-use crate::vocab::{Channel, EscalationReason, NoSuggestions, Role, Sentiment};
+use crate::vocab::{Channel, CoachingKind, EscalationReason, NoSuggestions, Role, Sentiment};
 
 /// At most this many suggestions per request: each is a generation.
 pub const MAX_SUGGESTIONS: usize = 3;
@@ -62,9 +62,7 @@ pub struct RelevantCard {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Coaching {
-    /// `acknowledge_frustration`, `human_requested`, `repeated_contacts`, `escalated`,
-    /// `do_not_promise`, `ask_for`, `confirm_steps` or `not_covered`.
-    pub kind: &'static str,
+    pub kind: CoachingKind,
     pub note: String,
 }
 
@@ -240,8 +238,8 @@ impl Answerer {
         upset: bool,
         covering: &[(Hit, String)],
     ) -> Result<Vec<Coaching>> {
-        let note = |kind: &'static str, vars: minijinja::Value| -> Result<Coaching> {
-            let ctx = minijinja::context! { kind => kind, language => language, ..vars };
+        let note = |kind: CoachingKind, vars: minijinja::Value| -> Result<Coaching> {
+            let ctx = minijinja::context! { kind => kind.as_str(), language => language, ..vars };
             Ok(Coaching {
                 kind,
                 note: self.prompts.render("coaching.j2", ctx)?.trim().to_string(),
@@ -270,19 +268,19 @@ impl Answerer {
                 ", "
             };
             out.push(note(
-                "acknowledge_frustration",
+                CoachingKind::AcknowledgeFrustration,
                 minijinja::context! { why => why.join(sep) },
             )?);
         }
         let mut escalated = false;
         for (reason, turn, detail) in &req.mood.flags {
             let kind = match reason {
-                EscalationReason::HumanRequested => "human_requested",
-                EscalationReason::RepeatedContacts => "repeated_contacts",
+                EscalationReason::HumanRequested => CoachingKind::HumanRequested,
+                EscalationReason::RepeatedContacts => CoachingKind::RepeatedContacts,
                 _ if escalated => continue,
                 _ => {
                     escalated = true;
-                    "escalated"
+                    CoachingKind::Escalated
                 }
             };
             if out.iter().any(|c| c.kind == kind) {
@@ -295,16 +293,21 @@ impl Answerer {
         }
         for (h, body) in covering.iter().take(2) {
             for quote in limits(body).into_iter().take(2) {
-                if out.iter().filter(|c| c.kind == "do_not_promise").count() < 2 {
+                if out
+                    .iter()
+                    .filter(|c| c.kind == CoachingKind::DoNotPromise)
+                    .count()
+                    < 2
+                {
                     out.push(note(
-                        "do_not_promise",
+                        CoachingKind::DoNotPromise,
                         minijinja::context! { quote => quote, title => &h.title },
                     )?);
                 }
             }
         }
         match covering.first() {
-            None => out.push(note("not_covered", minijinja::context! {})?),
+            None => out.push(note(CoachingKind::NotCovered, minijinja::context! {})?),
             Some((h, body)) => {
                 let said: String = req
                     .turns
@@ -315,11 +318,11 @@ impl Answerer {
                     .join(" ");
                 match needed_item(body, &said, language) {
                     Some(item) => out.push(note(
-                        "ask_for",
+                        CoachingKind::AskFor,
                         minijinja::context! { item => item, title => &h.title },
                     )?),
                     None => out.push(note(
-                        "confirm_steps",
+                        CoachingKind::ConfirmSteps,
                         minijinja::context! { title => &h.title },
                     )?),
                 }
