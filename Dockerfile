@@ -6,9 +6,13 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY src src
-# The workspace's other member (the measuring tools); only its manifest and sources are read.
-COPY benches benches
+# The workspace's other member (the measuring tools): cargo reads its manifest and sources to
+# load the workspace, though only the kefu binary is built.
+COPY benches/Cargo.toml benches/Cargo.toml
+COPY benches/src benches/src
+# Compiled in: the model manifest (models/manifest.toml) and the built-in prompt templates.
 COPY models models
+COPY prompts prompts
 RUN cargo build --release --locked -p kefu --bin kefu
 
 FROM debian:bookworm-slim

@@ -523,18 +523,21 @@ pub struct Overrides {
 impl Config {
     /// Loads the layers. `file` is `--config`; without it `./kefu.toml` is read when present.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let toml = match file {
+        let file = match file {
             Some(p) => {
                 // An explicit file must exist; figment would skip it silently.
                 std::fs::metadata(p).map_err(|source| ConfigError::Read {
                     path: p.into(),
                     source,
                 })?;
-                Toml::file(p)
+                Figment::from(Toml::file_exact(p))
             }
-            None => Toml::file("kefu.toml"),
+            // Only this directory's (figment's `file` would search the parent directories too),
+            // and only when there is one: `file_exact` fails on a missing file.
+            None if Path::new("kefu.toml").exists() => Figment::from(Toml::file_exact("kefu.toml")),
+            None => Figment::new(),
         };
-        let mut cfg = Self::layered(Figment::from(toml), Env::raw())?;
+        let mut cfg = Self::layered(file, Env::raw())?;
         if let Some(a) = overrides.addr {
             cfg.addr = a;
         }
@@ -714,12 +717,12 @@ pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, String> {
 }
 
 #[cfg(test)]
+// figment's Jail takes closures that return figment's own, large, error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
-    /// The layers with a file's text and a fake environment. (figment's Jail takes a closure
-    /// returning figment's own, large, error type.)
-    #[allow(clippy::result_large_err)]
+    /// The layers with a file's text and a fake environment.
     fn layered(file: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut out = None;
         figment::Jail::expect_with(|jail| {
@@ -798,6 +801,20 @@ mod tests {
         assert!(e.to_string().contains("not on or off"), "{e}");
         // A misspelt key is an error, not silently ignored.
         assert!(layered("", &[("KEFU__LIMITS__GEN_CONTXT", "1")]).is_err());
+    }
+
+    #[test]
+    fn kefu_toml_is_read_from_this_directory_only() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("kefu.toml", "[limits]\ngen_slots = 3\n")?;
+            let here = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(here.limits.gen_slots, 3);
+            jail.change_dir(jail.create_dir("below")?)?;
+            let below = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(below.limits.gen_slots, Limits::default().gen_slots);
+            Ok(())
+        });
     }
 
     #[test]

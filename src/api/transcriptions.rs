@@ -147,11 +147,8 @@ pub async fn transcriptions(
     _caller: Caller,
     req: axum::extract::Request,
 ) -> ApiResult<Response> {
-    if s.desk.asr.is_none() {
-        return Err(
-            Error::Unavailable("no speech model is loaded (models.asr = \"none\")".into()).into(),
-        );
-    }
+    // Before reading an upload of up to voice.max_upload_bytes that could not be used.
+    s.desk.speech()?;
     let mp = read_upload(req, s.config.voice.max_upload_bytes).await?;
     let form = read_form(mp).await?;
     let Some((file_name, audio)) = form.file else {

@@ -29,7 +29,6 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorObject};
 use crate::desk::voice::{StoredFinal, VoiceStart};
-use crate::error::ErrorCode;
 use crate::runtime::asr::AsrPool;
 use crate::speech::audio::PcmEncoding;
 use crate::speech::stream::{Final, Inbound, Outbound, Partial};
@@ -97,12 +96,7 @@ pub async fn voice_stream(
     _caller: Caller,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let Some(asr) = s.desk.asr.clone() else {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "no speech model is loaded (models.asr = \"none\")",
-        ));
-    };
+    let asr = s.desk.speech()?.clone();
     // Decided before the upgrade, answered after it: a WebSocket client reads a close reason
     // more readily than an HTTP status from a failed handshake.
     let max = s.config.voice.max_streams;

@@ -220,7 +220,10 @@ impl Conversations {
             let Some(customer) = customer else {
                 return Ok(own);
             };
-            if own.iter().any(|t| t.role == Role::Customer) || store.has_customer_turn(&conv)? {
+            // Fewer than `n` turns are all the turns: no need to ask whether earlier ones exist.
+            let spoke = own.iter().any(|t| t.role == Role::Customer)
+                || (own.len() == n && store.has_customer_turn(&conv)?);
+            if spoke {
                 return Ok(own);
             }
             let mut turns = store.carried_turns(&customer, &conv, &hours_ago(CARRY_HOURS), n)?;

@@ -32,3 +32,14 @@ pub struct Desk {
     pub asr: Option<AsrPool>,
     pub config: Arc<Config>,
 }
+
+impl Desk {
+    /// The speech model, or why there is none: the voice flows' first check.
+    pub fn speech(&self) -> crate::error::Result<&AsrPool> {
+        self.asr.as_ref().ok_or_else(|| {
+            crate::error::Error::Unavailable(
+                "no speech model is loaded (models.asr = \"none\")".into(),
+            )
+        })
+    }
+}

@@ -23,11 +23,7 @@ pub struct TranscribeRequest {
 impl Desk {
     /// The transcript and the recording's length in seconds.
     pub async fn transcribe(&self, req: TranscribeRequest) -> Result<(Transcript, f64)> {
-        let Some(asr) = &self.asr else {
-            return Err(Error::Unavailable(
-                "no speech model is loaded (models.asr = \"none\")".into(),
-            ));
-        };
+        let asr = self.speech()?;
         if let Some(m) = &req.model
             && m != "whisper-1"
             && m != asr.id()

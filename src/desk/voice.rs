@@ -19,7 +19,8 @@ use crate::runtime::asr::AsrPool;
 use crate::speech::audio::{PcmEncoding, check_rate};
 use crate::speech::stream::{self, Inbound, Outbound, StreamConfig, StreamFormat};
 use crate::speech::vad::VadConfig;
-use crate::vocab::{Channel, Role, Sentiment};
+use crate::store::conversations::TurnMood;
+use crate::vocab::{Channel, Role};
 
 /// What a caller declares before the audio.
 #[derive(Debug, Clone)]
@@ -40,12 +41,6 @@ pub struct VoiceSession {
     pub customer_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Mood {
-    pub label: Sentiment,
-    pub valence: f32,
-}
-
 /// What a final utterance became: its sentiment, and when the stream belongs to a conversation
 /// the turn it was stored as and the conversation's escalation state.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,7 +48,7 @@ pub struct StoredFinal {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub turn: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sentiment: Option<Mood>,
+    pub sentiment: Option<TurnMood>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Escalation>,
 }
@@ -69,12 +64,6 @@ impl Desk {
         check_rate(format.sample_rate).map_err(|e| Error::invalid(e.to_string()))?;
         if let Some(l) = &format.language {
             asr.check_language(l).map_err(Error::invalid)?;
-        }
-        for id in [&start.conversation_id, &start.customer_id]
-            .into_iter()
-            .flatten()
-        {
-            crate::conversation::validate_id("conversation_id and customer_id", id)?;
         }
         Ok(VoiceSession {
             format,
@@ -110,10 +99,7 @@ impl Desk {
         let Some(id) = &session.conversation_id else {
             let mood = self.conversations.score(text).await?;
             return Ok(StoredFinal {
-                sentiment: mood.map(|m| Mood {
-                    label: m.label,
-                    valence: m.valence,
-                }),
+                sentiment: mood,
                 ..StoredFinal::default()
             });
         };
@@ -128,7 +114,7 @@ impl Desk {
         Ok(StoredFinal {
             turn: last.map(|t| t.seq),
             sentiment: last.and_then(|t| {
-                Some(Mood {
+                Some(TurnMood {
                     label: t.sentiment?,
                     valence: t.valence?,
                 })

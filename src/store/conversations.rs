@@ -25,7 +25,7 @@ pub struct Turn {
 }
 
 /// A turn's sentiment as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TurnMood {
     pub label: Sentiment,
     pub valence: f32,
