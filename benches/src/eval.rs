@@ -335,6 +335,7 @@ async fn retrieval(
     .await?;
     let (mut r1, mut r5, mut mrr) = (Groups::default(), Groups::default(), Groups::default());
     let mut misses = Vec::new();
+    let firsts: Vec<bool> = ranks.iter().map(|r| *r == Some(0)).collect();
     for (q, rank) in asked.iter().zip(ranks) {
         let k = keys(q);
         r1.add(&k, f64::from(rank == Some(0)));
@@ -349,6 +350,22 @@ async fn retrieval(
         out.insert(
             g.clone(),
             json!({"recall@1": r1.mean(g), "recall@5": r5.mean(g), "mrr": mrr.mean(g), "n": r1.n(g)}),
+        );
+    }
+    // The cross-language gap: how much less often a question about a card in the other language
+    // finds it first than a question in the card's own language (mixed-language ones aside).
+    let (mut same, mut cross) = (Groups::default(), Groups::default());
+    for (q, hit) in asked.iter().zip(&firsts) {
+        match q.kind.as_str() {
+            "cross_language" => cross.add(&["all".into()], f64::from(*hit)),
+            "mixed" => {}
+            _ => same.add(&["all".into()], f64::from(*hit)),
+        }
+    }
+    if cross.n("all") > 0 {
+        out.insert(
+            "cross_language_gap".into(),
+            json!({"recall@1": same.mean("all") - cross.mean("all"), "n": cross.n("all")}),
         );
     }
     out.insert("misses".into(), json!(misses));
