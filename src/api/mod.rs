@@ -11,6 +11,7 @@ pub mod error;
 pub mod metrics;
 pub mod openai;
 pub mod ops;
+pub mod rerank;
 pub mod search;
 pub mod sentiment;
 pub mod transcriptions;
@@ -51,7 +52,7 @@ pub struct AppState {
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
-        search::search, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer,
+        search::search, rerank::rerank, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
         openai::chat_completions, openai::embeddings, openai::models, transcriptions::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(cards::audit))
         .route("/v1/index/status", get(cards::index_status))
         .route("/v1/search", post(search::search))
+        .route("/v1/rerank", post(rerank::rerank))
         .route("/v1/sentiment", post(sentiment::sentiment))
         .route(
             "/v1/conversations/{id}",

@@ -294,7 +294,7 @@ pub async fn chat_completions(
         loop {
             match rx.recv().await {
                 Some(GenEvent::Delta(d)) => yield Ok(chunk(serde_json::json!({"content": d}), None, None)),
-                Some(GenEvent::Done { reason, prompt_tokens, completion_tokens }) => {
+                Some(GenEvent::Done { reason, prompt_tokens, completion_tokens, .. }) => {
                     yield Ok(chunk(serde_json::json!({}), Some(finish_reason(reason)), None));
                     if include_usage {
                         let u = Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };

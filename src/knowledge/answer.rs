@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::rerank::Reranker;
 use super::retrieval::{Filters, Hit};
 use super::{Knowledge, guard, prompts::Prompts};
 use crate::config::AnswerConfig;
@@ -65,6 +66,7 @@ pub struct Answerer {
     pub(super) generator: Option<GenPool>,
     pub(super) prompts: Arc<Prompts>,
     pub(super) cfg: AnswerConfig,
+    reranker: Reranker,
 }
 
 /// Everything decided before generation starts.
@@ -112,11 +114,17 @@ impl Answerer {
         cfg: AnswerConfig,
     ) -> Self {
         Answerer {
+            reranker: Reranker::new(knowledge.embedder().clone(), generator.clone()),
             knowledge,
             generator,
             prompts,
             cfg,
         }
+    }
+
+    /// The second stage, which reads a question and a passage together.
+    pub fn reranker(&self) -> &Reranker {
+        &self.reranker
     }
 
     pub fn generator(&self) -> Option<&GenPool> {

@@ -13,6 +13,7 @@ pub mod compliance;
 pub mod guard;
 pub mod import;
 pub mod prompts;
+pub mod rerank;
 pub mod retrieval;
 
 use std::collections::HashMap;

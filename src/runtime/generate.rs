@@ -117,6 +117,9 @@ pub enum GenEvent {
         reason: FinishReason,
         prompt_tokens: usize,
         completion_tokens: usize,
+        /// A judgement ([`GenPool::judge`]): the probability of each choice as the first token
+        /// of the reply, among the choices (they sum to 1). None for a generation.
+        judged: Option<Vec<f32>>,
     },
     Failed(ModelError),
 }
@@ -280,6 +283,8 @@ pub struct GenStats {
 struct Job {
     prompt: String,
     params: SamplingParams,
+    /// Judge instead of generating: the token ids that spell each choice's first token.
+    choices: Option<Vec<Vec<u32>>>,
     events: UnboundedSender<GenEvent>,
 }
 
@@ -371,10 +376,51 @@ impl GenPool {
         prompt: String,
         params: SamplingParams,
     ) -> Result<tokio::sync::mpsc::UnboundedReceiver<GenEvent>, ModelError> {
+        self.submit(prompt, params, None)
+    }
+
+    /// Queues a judgement: how likely the model is to begin its reply with each of `choices`
+    /// (each a set of spellings, such as `["Yes", "yes"]`), read from the logits after the
+    /// prompt, without generating. One forward pass over the prompt: the cost of a prompt.
+    pub fn judge(
+        &self,
+        prompt: String,
+        choices: &[&[&str]],
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<GenEvent>, ModelError> {
+        let mut ids = Vec::with_capacity(choices.len());
+        for spellings in choices {
+            let mut first = Vec::new();
+            for s in *spellings {
+                let enc = self
+                    .tokenizer
+                    .encode(*s, false)
+                    .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))?;
+                if let Some(&t) = enc.get_ids().first() {
+                    first.push(t);
+                }
+            }
+            first.sort_unstable();
+            first.dedup();
+            ids.push(first);
+        }
+        let params = SamplingParams {
+            max_tokens: 0,
+            ..SamplingParams::default()
+        };
+        self.submit(prompt, params, Some(ids))
+    }
+
+    fn submit(
+        &self,
+        prompt: String,
+        params: SamplingParams,
+        choices: Option<Vec<Vec<u32>>>,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<GenEvent>, ModelError> {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
             prompt,
             params,
+            choices,
             events,
         };
         match self.stats.queue.try_send(&self.tx, job) {
@@ -397,6 +443,8 @@ struct Seq {
     tokens: Vec<u32>,
     sampler: LogitsProcessor,
     params: SamplingParams,
+    choices: Option<Vec<Vec<u32>>>,
+    judged: Option<Vec<f32>>,
     events: UnboundedSender<GenEvent>,
     /// Decoded text so far, and how much of it has been sent.
     text: String,
@@ -520,6 +568,7 @@ fn admit(g: &Generator, job: Job) -> Result<Seq, Rejected> {
         }
     };
     let params = job.params;
+    let choices = job.choices;
     if prompt.is_empty() {
         return Err((job.events, ModelError::Inference("empty prompt".into())));
     }
@@ -540,6 +589,8 @@ fn admit(g: &Generator, job: Job) -> Result<Seq, Rejected> {
         sampler: LogitsProcessor::from_sampling(params.seed, params.sampling()),
         prompt,
         params,
+        choices,
+        judged: None,
         events: job.events,
         text: String::new(),
         sent: 0,
@@ -561,7 +612,43 @@ impl Seq {
         if self.read < self.prompt.len() {
             return Ok(()); // more prompt to read before the first token
         }
+        if let Some(choices) = self.choices.take() {
+            return self.judged(&choices, logits.squeeze(0)?, stats);
+        }
         self.next_token(g, logits.squeeze(0)?, stats)
+    }
+
+    /// Sends each choice's share of the probability the model gives to all of them as its first
+    /// token (a softmax over the choices' logits, each choice summing its spellings).
+    fn judged(
+        &mut self,
+        choices: &[Vec<u32>],
+        logits: candle_core::Tensor,
+        stats: &GenStats,
+    ) -> Result<(), ModelError> {
+        let logits: Vec<f32> = logits.to_dtype(DType::F32)?.to_vec1()?;
+        let max = choices
+            .iter()
+            .flatten()
+            .filter_map(|&t| logits.get(t as usize))
+            .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mass: Vec<f32> = choices
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|&t| logits.get(t as usize))
+                    .map(|&l| (l - max).exp())
+                    .sum()
+            })
+            .collect();
+        let total: f32 = mass.iter().sum();
+        let shares = if total > 0.0 && total.is_finite() {
+            mass.iter().map(|m| m / total).collect()
+        } else {
+            vec![1.0 / choices.len().max(1) as f32; choices.len()]
+        };
+        self.judged = Some(shares);
+        self.finish(FinishReason::Stop, stats)
     }
 
     /// Samples the next token from `logits` (vocab) and sends the text it completes.
@@ -668,6 +755,7 @@ impl Seq {
             reason,
             prompt_tokens: self.prompt.len(),
             completion_tokens: self.tokens.len(),
+            judged: self.judged.take(),
         });
         self.done = true;
         Ok(())
@@ -686,8 +774,26 @@ pub async fn collect(
                 reason,
                 prompt_tokens,
                 completion_tokens,
+                ..
             } => return Ok((text, reason, prompt_tokens, completion_tokens)),
             GenEvent::Failed(e) => return Err(e),
+        }
+    }
+    Err(ModelError::WorkerGone("generation"))
+}
+
+/// Waits for a judgement ([`GenPool::judge`]).
+pub async fn judgement(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<GenEvent>,
+) -> Result<Vec<f32>, ModelError> {
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            GenEvent::Done {
+                judged: Some(shares),
+                ..
+            } => return Ok(shares),
+            GenEvent::Failed(e) => return Err(e),
+            GenEvent::Delta(_) | GenEvent::Done { judged: None, .. } => {}
         }
     }
     Err(ModelError::WorkerGone("generation"))
