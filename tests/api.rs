@@ -299,6 +299,7 @@ fn the_openapi_document_validates_and_describes_every_route() {
         ("/v1/conversations/{id}/resolve", &["post"]),
         ("/v1/conversations/{id}/handoff", &["get"]),
         ("/v1/customers/{id}", &["get"]),
+        ("/v1/rerank", &["post"]),
         ("/v1/answer", &["post"]),
         ("/v1/assist/suggest", &["post"]),
         ("/v1/answers/{id}/feedback", &["post"]),
