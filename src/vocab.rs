@@ -76,6 +76,8 @@ vocabulary! {
         UnsupportedRequest,
         /// The model wrote nothing usable.
         NoAnswer,
+        /// The reply stated something the cards it was given do not (a number): withheld.
+        Ungrounded,
         /// No chat model is configured.
         GeneratorUnavailable,
     }

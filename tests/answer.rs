@@ -177,8 +177,9 @@ fn streaming_gives_the_same_answer_as_a_plain_call() {
                 .to_string()
         })
         .collect();
+    // Released a checked sentence at a time: more than one piece for a reply of sentences.
     assert!(
-        events.iter().filter(|e| e.event == "delta").count() > 3,
+        events.iter().filter(|e| e.event == "delta").count() >= 2,
         "{events:?}"
     );
     let done: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
@@ -358,5 +359,90 @@ fn prompt_templates_reload_without_a_restart() {
     assert_eq!(
         ask(&s, q)["answer"],
         "A person will reply shortly (no_relevant_card)."
+    );
+}
+
+/// The digits of a text, as the service compares them (plain integers and decimals here).
+fn numbers(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars().chain([' ']) {
+        if c.is_ascii_digit() || (c == '.' && !cur.is_empty()) {
+            cur.push(c);
+        } else if !cur.is_empty() {
+            out.push(cur.trim_end_matches('.').to_string());
+            cur.clear();
+        }
+    }
+    out
+}
+
+/// Near misses: questions on a card's topic about a detail it does not give. Whatever the model
+/// writes, no reply that reaches the customer, whole or streamed, states a number the card and
+/// the question do not; a reply that would is withheld as an `ungrounded` hand-off, and counted.
+#[test]
+fn a_reply_stating_a_number_no_card_gave_is_withheld() {
+    let s = keys_and("qwen2.5-0.5b", &[]);
+    let express = (
+        "Express delivery",
+        "Choose Express at checkout and your parcel arrives the next business day. Express is not available for items over 30 kg.",
+    );
+    s.card(express.0, express.1, json!({}));
+    s.card(BILL.0, BILL.1, json!({}));
+    let allowed = |question: &str| {
+        let mut n = numbers(express.1);
+        n.extend(numbers(BILL.1));
+        n.extend(numbers(question));
+        n
+    };
+    let questions = [
+        "How much does express delivery cost?",
+        "How much does express delivery cost for a 20 kg parcel, and how many days does it take?",
+        "What is the late fee if I pay my bill 3 days late, and how much interest do you charge per month?",
+        "How much is the fee for paying the bill by card in the app?",
+    ];
+    let mut ungrounded = 0;
+    for q in questions {
+        let a = ask(&s, json!({"question": q, "channel": "chat"}));
+        if a["handoff"] == true {
+            ungrounded += usize::from(a["handoff_reason"] == "ungrounded");
+            continue;
+        }
+        for n in numbers(a["answer"].as_str().unwrap()) {
+            assert!(
+                allowed(q).contains(&n),
+                "{n} was sent but no card gives it: {a}"
+            );
+        }
+        // Streamed, every released sentence is checked before it is sent.
+        let mut res = s
+            .req("POST", "/v1/answer", Some(CHANNEL))
+            .json(&json!({"question": q, "channel": "chat", "stream": true}))
+            .send()
+            .unwrap();
+        let events = read_sse(&mut res, |e| e.event == "done");
+        for e in events.iter().filter(|e| e.event == "delta") {
+            let d: Value = serde_json::from_str(&e.data).unwrap();
+            for n in numbers(d["text"].as_str().unwrap()) {
+                assert!(allowed(q).contains(&n), "{n} was streamed: {events:?}");
+            }
+        }
+    }
+    // The 0.5B model does invent here (greedy decoding, so the same every run): the check has
+    // something to catch, and the counter counts what it caught.
+    assert!(
+        ungrounded >= 1,
+        "no reply was withheld: the test no longer exercises the check"
+    );
+    let res = s
+        .req("GET", "/metrics", None)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(
+        metric(&res, "kefu_answers_total", "outcome=\"ungrounded\""),
+        Some(ungrounded as f64),
+        "{res}"
     );
 }

@@ -557,7 +557,7 @@ async fn answers(
     let pb = bar(sample.len(), "answers");
     let (mut answered, mut cited_right, mut first_right, mut grounded, mut fully) =
         (0usize, 0usize, 0usize, 0.0f64, 0usize);
-    let mut with_invented = 0usize;
+    let (mut with_invented, mut withheld) = (0usize, 0usize);
     let mut examples = Vec::new();
     for q in &sample {
         let conversation = format!("eval-answer-{}", q.id);
@@ -570,6 +570,7 @@ async fn answers(
             .await?;
         pb.inc(1);
         if a["handoff"] == true {
+            withheld += usize::from(a["handoff_reason"] == "ungrounded");
             continue;
         }
         answered += 1;
@@ -605,6 +606,8 @@ async fn answers(
         "all": {
             "n": sample.len(),
             "answered": answered,
+            // Generated, then withheld: a number no card gave (the customer got a hand-off).
+            "withheld_ungrounded": withheld,
             "citation_correct": per(cited_right as f64),
             "first_citation_correct": per(first_right as f64),
             "groundedness": per(grounded),

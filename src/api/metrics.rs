@@ -99,6 +99,7 @@ struct Families {
     generation_cancelled: CounterVec,
     voice_streams: GaugeVec,
     cards: GaugeVec,
+    answers: CounterVec,
 }
 
 impl Families {
@@ -154,10 +155,15 @@ impl Families {
             ),
             voice_streams: gauge("kefu_voice_streams_open", "Live voice streams open", model),
             cards: gauge("kefu_cards", "Knowledge cards by status", &["status"]),
+            answers: counter(
+                "kefu_answers_total",
+                "Answers given (outcome answered) and hand-offs by reason (ungrounded: a generated reply withheld because it stated a number no card gave)",
+                &["outcome"],
+            ),
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 11] {
+    fn all(&self) -> [&dyn Collector; 12] {
         [
             &self.queue_depth,
             &self.batches,
@@ -170,6 +176,7 @@ impl Families {
             &self.generation_cancelled,
             &self.voice_streams,
             &self.cards,
+            &self.answers,
         ]
     }
 }
@@ -266,6 +273,15 @@ impl Collector for ServiceCollector {
                 }
             }
             Err(e) => tracing::error!(error = %e, "counting cards for /metrics"),
+        }
+        match self.desk.conversations.count_answers_blocking() {
+            Ok(counts) => {
+                for (reason, n) in counts {
+                    let outcome = reason.map_or("answered", |r| r.as_str());
+                    f.answers.with_label_values(&[outcome]).inc_by(n as f64);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "counting answers for /metrics"),
         }
         f.all().iter().flat_map(|c| c.collect()).collect()
     }

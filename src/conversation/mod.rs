@@ -78,6 +78,14 @@ pub struct CustomerView {
 }
 
 impl Conversations {
+    /// Answers given, by hand-off reason (None: answered). Reads the store on this thread:
+    /// call it off the reactor (the metrics scrape does).
+    pub fn count_answers_blocking(
+        &self,
+    ) -> Result<Vec<(Option<crate::vocab::HandoffReason>, usize)>> {
+        Ok(self.store.count_answers()?)
+    }
+
     /// The customer's conversations across channels; `None` when none is known.
     pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerView>> {
         validate_id("customer id", customer_id)?;

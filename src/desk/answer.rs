@@ -7,7 +7,8 @@
 //! 4. read the conversation's history (the one carry-over rule lives in `conversation`);
 //! 5. retrieve the cards and decide: answer from them, or hand off (`knowledge::answer`);
 //! 6. generate, streamed or not;
-//! 7. check what the model wrote and cite the cards it drew on;
+//! 7. check what the model wrote (every number stated by a card, or a hand-off) and cite the
+//!    cards it drew on;
 //! 8. record the question, the reply and the answer in one transaction (`conversation`).
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use super::Desk;
 use crate::error::{Error, Result};
 use crate::knowledge::answer::{Plan, Question, Reply};
+use crate::knowledge::support;
 use crate::runtime::generate::GenEvent;
 use crate::store::answers::{AnswerRecord, Citation};
 use crate::store::conversations::TurnMood;
@@ -113,6 +115,10 @@ impl Desk {
     /// The same answer as [`Desk::answer`], streamed: text deltas, then the whole answer.
     /// Request and retrieval errors come back before the stream starts. Dropping the stream
     /// cancels the generation and records nothing.
+    ///
+    /// Text is released a whole sentence at a time, once the sentence is checked: a sentence
+    /// stating a number no card gave is never sent; the generation stops there and the answer
+    /// ends as an `ungrounded` hand-off.
     pub async fn answer_stream(
         self: Arc<Self>,
         req: AnswerRequest,
@@ -123,13 +129,24 @@ impl Desk {
             let mut raw = None;
             if let Some(mut rx) = rx {
                 let mut text = String::new();
+                let mut sent = 0;
                 loop {
                     match rx.recv().await {
                         Some(GenEvent::Delta(d)) => {
                             text.push_str(&d);
-                            yield AnswerEvent::Delta(d);
+                            let Some(end) = support::sentence_end(&text, sent) else { continue };
+                            if !plan.unsupported(&text[..end]).is_empty() {
+                                break; // dropping `rx` stops the model; finish hands off
+                            }
+                            yield AnswerEvent::Delta(text[sent..end].to_string());
+                            sent = end;
                         }
-                        Some(GenEvent::Done { .. }) => break,
+                        Some(GenEvent::Done { .. }) => {
+                            if plan.unsupported(&text).is_empty() && text.len() > sent {
+                                yield AnswerEvent::Delta(text[sent..].to_string());
+                            }
+                            break;
+                        }
                         Some(GenEvent::Failed(e)) => Err(Error::Model(e))?,
                         None => Err(Error::Model(crate::runtime::ModelError::WorkerGone("generation")))?,
                     }

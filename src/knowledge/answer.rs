@@ -8,13 +8,14 @@
 //! labelled questions (eval/README.md), not left to the model: a small model asked "answer only if
 //! the articles cover it" still invents answers.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::rerank::Reranker;
 use super::retrieval::{Filters, Hit};
-use super::{Knowledge, guard, prompts::Prompts};
+use super::{Knowledge, guard, prompts::Prompts, support};
 use crate::config::AnswerConfig;
 use crate::error::{Result, blocking};
 use crate::runtime::embed::TextKind;
@@ -80,6 +81,16 @@ pub struct Plan {
     cards: Vec<(Hit, String)>,
     prompt: Option<String>,
     fingerprint: Option<guard::Fingerprint>,
+    /// The numbers the cards and the conversation state: what a reply may claim.
+    stated: HashSet<String>,
+}
+
+impl Plan {
+    /// The numbers of `reply` that neither the cards given to the model nor the customer
+    /// stated ([`support`]): a reply with any is withheld.
+    pub fn unsupported(&self, reply: &str) -> Vec<String> {
+        support::unsupported_numbers(reply, &self.stated)
+    }
 }
 
 /// The language to reply in: the caller's, else the one the customer wrote in.
@@ -151,6 +162,7 @@ impl Answerer {
             cards: Vec::new(),
             prompt: None,
             fingerprint: None,
+            stated: HashSet::new(),
         };
         if q.escalated {
             plan.handoff = Some(HandoffReason::Escalated);
@@ -170,6 +182,13 @@ impl Answerer {
             return Ok(plan);
         }
         plan.cards = self.grounding(hits).await?;
+        plan.stated = support::stated(
+            plan.cards
+                .iter()
+                .flat_map(|(h, body)| [h.title.as_str(), body.as_str()])
+                .chain(q.history.iter().map(|t| t.text.as_str()))
+                .chain([question.as_str()]),
+        );
         let Some(generator) = &self.generator else {
             plan.handoff = Some(HandoffReason::GeneratorUnavailable);
             return Ok(plan);
@@ -337,6 +356,12 @@ impl Answerer {
                 reason = Some(HandoffReason::UnsupportedRequest);
             } else if text.is_empty() {
                 reason = Some(HandoffReason::NoAnswer);
+            } else {
+                let invented = plan.unsupported(&text);
+                if !invented.is_empty() {
+                    tracing::warn!(numbers = ?invented, "answer states numbers no card gave; withheld");
+                    reason = Some(HandoffReason::Ungrounded);
+                }
             }
         }
         let citations = if reason.is_none() {

@@ -15,6 +15,7 @@ pub mod import;
 pub mod prompts;
 pub mod rerank;
 pub mod retrieval;
+pub mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
