@@ -160,7 +160,7 @@ pub fn sentence_end(text: &str, from: usize) -> Option<usize> {
                         .is_some_and(char::is_whitespace))
         })
         .map(|(i, c)| from + i + c.len_utf8())
-        .last()
+        .next_back()
 }
 
 #[cfg(test)]
