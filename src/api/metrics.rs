@@ -157,7 +157,7 @@ impl Families {
             cards: gauge("kefu_cards", "Knowledge cards by status", &["status"]),
             answers: counter(
                 "kefu_answers_total",
-                "Answers given (outcome answered) and hand-offs by reason (ungrounded: a generated reply withheld because it stated a number no card gave)",
+                "Answers since start: answered, or handed off by reason (ungrounded: a generated reply withheld for stating a number no card gave)",
                 &["outcome"],
             ),
         }
@@ -274,14 +274,9 @@ impl Collector for ServiceCollector {
             }
             Err(e) => tracing::error!(error = %e, "counting cards for /metrics"),
         }
-        match self.desk.conversations.count_answers_blocking() {
-            Ok(counts) => {
-                for (reason, n) in counts {
-                    let outcome = reason.map_or("answered", |r| r.as_str());
-                    f.answers.with_label_values(&[outcome]).inc_by(n as f64);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "counting answers for /metrics"),
+        for (reason, n) in self.desk.conversations.answer_outcomes() {
+            let outcome = reason.map_or("answered", |r| r.as_str());
+            f.answers.with_label_values(&[outcome]).inc_by(n as f64);
         }
         f.all().iter().flat_map(|c| c.collect()).collect()
     }

@@ -28,7 +28,7 @@ use crate::store::conversations::{
 use crate::store::{Store, hours_ago};
 use crate::text::shorten as truncate;
 use crate::vecmath::dot;
-use crate::vocab::{Channel, EscalationReason, Role};
+use crate::vocab::{Channel, EscalationReason, HandoffReason, Role};
 use escalation::{Escalation, EscalationPolicy, Flag, MoodTrend};
 use handoff::HandoffSummary;
 use sentiment::SentimentModel;
@@ -43,6 +43,8 @@ pub struct Conversations {
     store: Arc<Store>,
     sentiment: Option<SentimentModel>,
     policy: EscalationPolicy,
+    /// Answers recorded by hand-off reason (None: answered), for `/metrics`.
+    outcomes: parking_lot::Mutex<std::collections::BTreeMap<Option<HandoffReason>, u64>>,
 }
 
 /// A turn to append.
@@ -78,12 +80,10 @@ pub struct CustomerView {
 }
 
 impl Conversations {
-    /// Answers given, by hand-off reason (None: answered). Reads the store on this thread:
-    /// call it off the reactor (the metrics scrape does).
-    pub fn count_answers_blocking(
-        &self,
-    ) -> Result<Vec<(Option<crate::vocab::HandoffReason>, usize)>> {
-        Ok(self.store.count_answers()?)
+    /// Answers recorded since the process started, by hand-off reason (None: answered): the
+    /// `/metrics` counter.
+    pub fn answer_outcomes(&self) -> Vec<(Option<HandoffReason>, u64)> {
+        self.outcomes.lock().iter().map(|(r, n)| (*r, *n)).collect()
     }
 
     /// The customer's conversations across channels; `None` when none is known.
@@ -140,6 +140,7 @@ impl Conversations {
             store,
             sentiment,
             policy,
+            outcomes: Default::default(),
         }
     }
 
@@ -245,7 +246,13 @@ impl Conversations {
     /// transaction: every turn is written here.
     pub async fn record_answer(&self, record: AnswerRecord) -> Result<AnswerRecord> {
         let store = self.store.clone();
-        blocking(move || store.record_answer(&record).map(|()| record)).await
+        let record = blocking(move || store.record_answer(&record).map(|()| record)).await?;
+        *self
+            .outcomes
+            .lock()
+            .entry(record.handoff_reason)
+            .or_default() += 1;
+        Ok(record)
     }
 
     /// Feedback on an answer; how many ratings it has now.

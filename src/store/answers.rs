@@ -48,22 +48,6 @@ pub struct GivenAnswer {
 }
 
 impl Store {
-    /// How many answers were given, and how many handed off for each reason (None: answered).
-    pub fn count_answers(&self) -> Result<Vec<(Option<HandoffReason>, usize)>, StoreError> {
-        let conn = self.conn.lock();
-        let mut stmt =
-            conn.prepare("SELECT handoff_reason, COUNT(*) FROM answers GROUP BY handoff_reason")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, Option<HandoffReason>>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (reason, n) = r?;
-            out.push((reason, n as usize));
-        }
-        Ok(out)
-    }
-
     /// Records a question and the service's answer in one transaction: the conversation (created
     /// on first use), the customer's turn, the bot's turn and the answer itself.
     pub fn record_answer(&self, a: &AnswerRecord) -> Result<(), StoreError> {
