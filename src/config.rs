@@ -443,6 +443,15 @@ pub struct AnswerConfig {
     pub margin: f32,
     /// Earlier turns of the conversation given to the model.
     pub history_turns: usize,
+    /// With a chat model loaded, a question whose best card falls under `threshold` is translated
+    /// into every other language of the published cards and searched among their cards too (one
+    /// short generation per language; none when all cards are in the question's language).
+    pub across_languages: bool,
+    /// Taken off the score of a card found through a translation of the question, for ranking
+    /// and for the threshold alike: a machine translation is looser than the customer's own
+    /// words, and without it same-language questions lost their card to the other language's
+    /// cards on the same topic (eval/README.md, "Across languages").
+    pub translation_penalty: f32,
     /// Templates folder (default: ./prompts when present, else the built-in templates).
     pub prompts_dir: Option<PathBuf>,
 }
@@ -454,6 +463,8 @@ impl Default for AnswerConfig {
             max_cards: 3,
             margin: 0.05,
             history_turns: 6,
+            across_languages: true,
+            translation_penalty: 0.02,
             prompts_dir: None,
         }
     }
@@ -641,6 +652,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "voice.vad_threshold is {}: use a score between 0 and 1",
                 vc.vad_threshold
+            )));
+        }
+        if !(0.0..1.0).contains(&self.answer.translation_penalty) {
+            return Err(ConfigError::Invalid(format!(
+                "answer.translation_penalty is {}: use a score between 0 and 1",
+                self.answer.translation_penalty
             )));
         }
         let v = &self.vector;

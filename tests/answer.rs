@@ -101,18 +101,11 @@ fn grounded_answers_cite_the_card_and_state_its_fact() {
 }
 
 #[test]
-fn uncovered_questions_hand_off_without_calling_the_model() {
+fn uncovered_questions_hand_off_before_the_model_answers() {
     let s = keys_and("smollm2-135m", &[]);
     s.card(ROUTER.0, ROUTER.1, json!({}));
     s.card(BILL.0, BILL.1, json!({}));
-    let before = s
-        .req("GET", "/metrics", None)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let generated_before =
-        metric(&before, "kefu_model_inputs_total", "role=\"generator\"").unwrap();
+    let generated_before = generated(&s);
 
     let a = ask(
         &s,
@@ -123,25 +116,29 @@ fn uncovered_questions_hand_off_without_calling_the_model() {
     assert!(cited(&a).is_empty());
     assert!(a["answer"].as_str().unwrap().contains("colleague"), "{a}");
     assert!(a["confidence"].as_f64().unwrap() < 0.5, "{a}");
+    // The model was never asked.
+    assert_eq!(generated(&s), generated_before);
 
+    // A question in another language than the cards' is translated into theirs before it is
+    // handed off: one short generation, and still no answer.
     let a = ask(
         &s,
         json!({"question": "你们有礼品卡卖吗？", "channel": "voice"}),
     );
     assert_eq!(a["handoff"], true, "{a}");
     assert!(a["answer"].as_str().unwrap().contains("人工客服"), "{a}");
+    assert_eq!(generated(&s), generated_before + 1.0);
+}
 
-    // The model was never asked.
-    let after = s
+/// How many inputs the chat model has been given since the server started.
+fn generated(s: &Server) -> f64 {
+    let text = s
         .req("GET", "/metrics", None)
         .send()
         .unwrap()
         .text()
         .unwrap();
-    assert_eq!(
-        metric(&after, "kefu_model_inputs_total", "role=\"generator\"").unwrap(),
-        generated_before
-    );
+    metric(&text, "kefu_model_inputs_total", "role=\"generator\"").unwrap()
 }
 
 #[test]
@@ -445,4 +442,46 @@ fn a_reply_stating_a_number_no_card_gave_is_withheld() {
         Some(ungrounded as f64),
         "{res}"
     );
+}
+
+/// The README's example: a business whose cards are all in English, a customer who writes
+/// Chinese. Search alone ranks the card first but scores it under the answer threshold (no
+/// keyword is shared, and e5 scores across languages lower); the answer flow translates the
+/// question into the cards' language, finds the card as a same-language question would, and
+/// answers in Chinese from it.
+#[test]
+fn a_question_in_one_language_is_answered_from_a_card_in_the_other() {
+    let s = keys_and("qwen2.5-0.5b", &[]);
+    let refund = s.card(
+        "Refund timeline",
+        "Refunds reach your original payment method within 7 to 10 working days after we receive the returned item.",
+        json!({}),
+    );
+    s.card(ROUTER.0, ROUTER.1, json!({}));
+    s.card(BILL.0, BILL.1, json!({}));
+    let question = "退款多久能到账？";
+
+    let plain = s.search(question, json!({}));
+    let translated = s.search(question, json!({"translate": true}));
+    assert_eq!(translated[0]["card_id"], refund.as_str(), "{translated:?}");
+    let via = translated[0]["translated_query"].as_str().unwrap();
+    assert_eq!(kefu::text::detect_language(via), "en", "{via}");
+    let score = |hits: &[Value]| {
+        hits.iter()
+            .find(|h| h["card_id"] == refund.as_str())
+            .map(|h| h["score"].as_f64().unwrap())
+            .unwrap()
+    };
+    assert!(
+        score(&translated) > score(&plain),
+        "{plain:?} {translated:?}"
+    );
+    assert!(plain[0].get("translated_query").is_none(), "{plain:?}");
+
+    let a = ask(&s, json!({"question": question, "channel": "chat"}));
+    assert_eq!(a["handoff"], false, "{a}");
+    assert_eq!(cited(&a), vec![refund], "{a}");
+    assert_eq!(a["language"], "zh");
+    let text = a["answer"].as_str().unwrap();
+    assert_eq!(kefu::text::detect_language(text), "zh", "{text}");
 }

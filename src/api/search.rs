@@ -12,6 +12,7 @@ use super::auth::Staff;
 use super::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::error::ErrorCode;
 use crate::knowledge::retrieval::{Filters, Hit};
+use crate::knowledge::translate::merge;
 
 /// Longest query accepted, in characters: a question, not a document.
 const MAX_QUERY_CHARS: usize = 2000;
@@ -24,6 +25,11 @@ pub struct SearchRequest {
     pub top_k: Option<usize>,
     #[serde(default)]
     pub filters: Filters,
+    /// Also search the cards of the other languages with the query translated into each by the
+    /// chat model (a generation per language; no effect without a chat model). A hit found
+    /// that way carries `translated_query`.
+    #[serde(default)]
+    pub translate: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -56,7 +62,18 @@ pub async fn search(
         ));
     }
     let started = Instant::now();
-    let hits = s.knowledge.search(&req.query, top_k, req.filters).await?;
+    let mut hits = s
+        .knowledge
+        .search(&req.query, top_k, req.filters.clone())
+        .await?;
+    if req.translate {
+        let across = s
+            .desk
+            .answerer
+            .search_across(&req.query, top_k, &req.filters)
+            .await?;
+        hits = merge(hits, across, top_k);
+    }
     Ok(Json(SearchResponse {
         hits,
         took_ms: started.elapsed().as_secs_f64() * 1e3,

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::rerank::Reranker;
 use super::retrieval::{Filters, Hit};
+use super::translate::merge;
 use super::{Knowledge, guard, prompts::Prompts, support};
 use crate::config::AnswerConfig;
 use crate::error::{Result, blocking};
@@ -172,9 +173,22 @@ impl Answerer {
             plan.handoff = Some(HandoffReason::UnsupportedRequest);
             return Ok(plan);
         }
-        let hits = self
+        let mut hits = self
             .retrieve(&question, &q.history, Some(q.channel))
             .await?;
+        // Only when the customer's own words fall short: a question the first stage already
+        // answers keeps its card and costs no generation (translating every question also put
+        // the other language's cards on the same topic ahead of same-language ones; dev figures
+        // in eval/README.md).
+        if self.cfg.across_languages && hits.first().is_none_or(|h| h.score < self.cfg.threshold) {
+            let filters = Filters {
+                channel: Some(q.channel.as_str().to_string()),
+                ..Default::default()
+            };
+            let k = hits.len().max(self.cfg.max_cards);
+            let across = self.search_across(&question, k, &filters).await?;
+            hits = merge(hits, across, k);
+        }
         let best = hits.first().map(|h| h.score).unwrap_or(0.0);
         plan.confidence = self.confidence(best);
         if best < self.cfg.threshold {
@@ -296,14 +310,8 @@ impl Answerer {
         let mut hits = self.knowledge.search(question, k, filters()).await?;
         if let Some(prev) = history.iter().rev().find(|t| t.role == Role::Customer) {
             let joint = format!("{} {}", prev.text, question);
-            for h in self.knowledge.search(&joint, k, filters()).await? {
-                match hits.iter_mut().find(|x| x.card_id == h.card_id) {
-                    Some(x) if x.score >= h.score => {}
-                    Some(x) => *x = h,
-                    None => hits.push(h),
-                }
-            }
-            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+            let more = self.knowledge.search(&joint, k, filters()).await?;
+            hits = merge(hits, more, k * 2);
         }
         Ok(hits)
     }

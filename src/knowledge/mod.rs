@@ -16,6 +16,7 @@ pub mod prompts;
 pub mod rerank;
 pub mod retrieval;
 pub mod support;
+pub mod translate;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -54,6 +54,10 @@ pub struct Hit {
     pub keyword_coverage: f32,
     /// The passage of the card that matched best.
     pub passage: String,
+    /// The query as translated into the card's language, when the card was found through that
+    /// translation (cross-language search).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translated_query: Option<String>,
 }
 
 /// How much closer the query sits to each language's passages than to passages on average.
@@ -95,6 +99,13 @@ fn idf(total: usize, df: usize) -> f32 {
 }
 
 impl Knowledge {
+    /// The languages the published cards are written in.
+    pub async fn languages(&self) -> Result<Vec<String>> {
+        let mut langs: Vec<String> = self.index.language_centroids().await?.into_keys().collect();
+        langs.sort();
+        Ok(langs)
+    }
+
     pub async fn search(&self, query: &str, top_k: usize, filters: Filters) -> Result<Vec<Hit>> {
         let query = query.trim();
         if query.is_empty() {
@@ -188,6 +199,7 @@ impl Knowledge {
                 similarity,
                 keyword_coverage,
                 passage: row.text,
+                translated_query: None,
             };
             match best.get(&row.card_id) {
                 Some(h) if h.score >= score => {}
