@@ -162,6 +162,22 @@ pub enum VectorBackend {
     Qdrant,
 }
 
+/// When `/v1/answer` translates a question into the other languages of the cards
+/// (`knowledge::translate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcrossLanguages {
+    /// Never: a question is searched in its own words only.
+    Off,
+    /// When no published card is in the question's language (an English knowledge base, a
+    /// customer who writes Chinese): the only way such a question is answered.
+    NoCardsInLanguage,
+    /// Also when the best card falls under the threshold although there are cards in the
+    /// question's language. On the eval set this answered more cross-language questions right
+    /// and more same-language ones wrong (eval/README.md, "Across languages").
+    BelowThreshold,
+}
+
 /// When a conversation is flagged for a person (`conversation::escalation`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -443,10 +459,10 @@ pub struct AnswerConfig {
     pub margin: f32,
     /// Earlier turns of the conversation given to the model.
     pub history_turns: usize,
-    /// With a chat model loaded, a question whose best card falls under `threshold` is translated
-    /// into every other language of the published cards and searched among their cards too (one
-    /// short generation per language; none when all cards are in the question's language).
-    pub across_languages: bool,
+    /// With a chat model loaded, when a question whose best card falls under `threshold` is
+    /// translated into every other language of the published cards and searched among their
+    /// cards too (one short generation per language).
+    pub across_languages: AcrossLanguages,
     /// Taken off the score of a card found through a translation of the question, for ranking
     /// and for the threshold alike: a machine translation is looser than the customer's own
     /// words, and without it same-language questions lost their card to the other language's
@@ -463,7 +479,7 @@ impl Default for AnswerConfig {
             max_cards: 3,
             margin: 0.05,
             history_turns: 6,
-            across_languages: true,
+            across_languages: AcrossLanguages::NoCardsInLanguage,
             translation_penalty: 0.02,
             prompts_dir: None,
         }

@@ -176,11 +176,9 @@ impl Answerer {
         let mut hits = self
             .retrieve(&question, &q.history, Some(q.channel))
             .await?;
-        // Only when the customer's own words fall short: a question the first stage already
-        // answers keeps its card and costs no generation (translating every question also put
-        // the other language's cards on the same topic ahead of same-language ones; dev figures
-        // in eval/README.md).
-        if self.cfg.across_languages && hits.first().is_none_or(|h| h.score < self.cfg.threshold) {
+        if hits.first().is_none_or(|h| h.score < self.cfg.threshold)
+            && self.translates(&question).await?
+        {
             let filters = Filters {
                 channel: Some(q.channel.as_str().to_string()),
                 ..Default::default()

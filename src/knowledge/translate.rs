@@ -14,6 +14,7 @@
 
 use super::answer::{Answerer, language_name};
 use super::retrieval::{Filters, Hit};
+use crate::config::AcrossLanguages;
 use crate::error::Result;
 use crate::runtime::generate::{ChatMessage, SamplingParams, collect};
 use crate::text::detect_language;
@@ -55,6 +56,25 @@ impl Answerer {
         Ok((!out.is_empty()).then(|| out.to_string()))
     }
 
+    /// Whether a question whose best card falls short is searched again, translated
+    /// (`answer.across_languages`). Only when the customer's own words fall short: a question
+    /// the first stage answers keeps its card and costs no generation.
+    pub(super) async fn translates(&self, question: &str) -> Result<bool> {
+        Ok(match self.cfg.across_languages {
+            AcrossLanguages::Off => false,
+            AcrossLanguages::BelowThreshold => true,
+            AcrossLanguages::NoCardsInLanguage => {
+                let own = detect_language(question);
+                !self
+                    .knowledge
+                    .languages()
+                    .await?
+                    .iter()
+                    .any(|l| primary(l) == own)
+            }
+        })
+    }
+
     /// The hits of `query` translated into each language of the published cards other than its
     /// own (only into `filters.language` when that is given), each searched among that
     /// language's cards, its score less `answer.translation_penalty`. Every hit carries the
@@ -71,7 +91,7 @@ impl Answerer {
             None => self.knowledge.languages().await?,
         };
         let mut hits = Vec::new();
-        for language in targets.into_iter().filter(|l| l != own) {
+        for language in targets.into_iter().filter(|l| primary(l) != own) {
             let Some(translated) = self.translate(query, &language).await? else {
                 continue;
             };
@@ -88,6 +108,14 @@ impl Answerer {
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(hits)
     }
+}
+
+/// The primary subtag of a language tag: `zh` for `zh-TW`, as `detect_language` names them.
+fn primary(tag: &str) -> String {
+    tag.split(['-', '_'])
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
 }
 
 /// `extra` merged into `hits`: the better score of each card, best first, at most `top_k`.
