@@ -24,6 +24,7 @@ handed off; then hand-off precision and recall per language. Standard library on
 """
 import collections
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -31,6 +32,9 @@ from pathlib import Path
 
 E = Path(__file__).parent
 THRESHOLD = 0.72
+# With KEFU_EVAL_DUMP=file, every decision's best card and score go to that file (for choosing
+# answer.translation_penalty on dev).
+DUMP = [] if os.environ.get("KEFU_EVAL_DUMP") else None
 
 
 def call(base, method, path, body=None, raw=None, ctype="application/json"):
@@ -75,6 +79,8 @@ def main(base, splits, only=None):
                 group = "near_miss" if q["kind"] == "near_miss" else "unanswerable"
             else:
                 group = "cross_language" if q["kind"] == "cross_language" else "same_language"
+            if DUMP is not None:
+                DUMP.append({"q": q, **{m: h and {"score": h["score"], "title": h["title"], "translated": "translated_query" in h} for m, h in decided.items()}})
             for mode, hit in decided.items():
                 c = counts[mode]
                 answered = hit is not None and hit["score"] >= THRESHOLD
@@ -99,6 +105,8 @@ def main(base, splits, only=None):
                 ho, tp, un = c[(lang, "handed_off")], c[(lang, "handed_off_right")], c[(lang, "unanswerable")]
                 print(f"  hand-off {lang}: precision {tp / max(ho, 1):.3f} recall {tp / max(un, 1):.3f}")
     print(f"{translated} questions translated, {time.time() - t0:.0f} s", file=sys.stderr)
+    if DUMP is not None:
+        Path(os.environ["KEFU_EVAL_DUMP"]).write_text(json.dumps(DUMP, ensure_ascii=False))
 
 
 if __name__ == "__main__":

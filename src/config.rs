@@ -464,9 +464,9 @@ pub struct AnswerConfig {
     /// cards too (one short generation per language).
     pub across_languages: AcrossLanguages,
     /// Taken off the score of a card found through a translation of the question, for ranking
-    /// and for the threshold alike: a machine translation is looser than the customer's own
-    /// words, and without it same-language questions lost their card to the other language's
-    /// cards on the same topic (eval/README.md, "Across languages").
+    /// and for the threshold alike: a small model's translation is looser than the customer's
+    /// own words (it may add an answer of its own), and without it unanswerable questions were
+    /// answered. Chosen on the dev split (eval/README.md, "Across languages").
     pub translation_penalty: f32,
     /// Templates folder (default: ./prompts when present, else the built-in templates).
     pub prompts_dir: Option<PathBuf>,
@@ -480,7 +480,7 @@ impl Default for AnswerConfig {
             margin: 0.05,
             history_turns: 6,
             across_languages: AcrossLanguages::NoCardsInLanguage,
-            translation_penalty: 0.02,
+            translation_penalty: 0.03,
             prompts_dir: None,
         }
     }
