@@ -459,7 +459,7 @@ pub struct AnswerConfig {
     pub margin: f32,
     /// Earlier turns of the conversation given to the model.
     pub history_turns: usize,
-    /// With a chat model loaded, when a question whose best card falls under `threshold` is
+    /// When, with a chat model loaded, a question whose best card falls under `threshold` is
     /// translated into every other language of the published cards and searched among their
     /// cards too (one short generation per language).
     pub across_languages: AcrossLanguages,
