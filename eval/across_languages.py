@@ -27,22 +27,15 @@ import json
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from handoff_evidence import call  # same folder; the script's own folder is on sys.path
 
 E = Path(__file__).parent
 THRESHOLD = 0.72
 # With KEFU_EVAL_DUMP=file, every decision's best card and score go to that file (for choosing
 # answer.translation_penalty on dev).
 DUMP = [] if os.environ.get("KEFU_EVAL_DUMP") else None
-
-
-def call(base, method, path, body=None, raw=None, ctype="application/json"):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("Content-Type", ctype)
-    with urllib.request.urlopen(req, timeout=900) as r:
-        return json.loads(r.read())
 
 
 def best(base, text, translate):

@@ -132,13 +132,12 @@ fn uncovered_questions_hand_off_before_the_model_answers() {
 
 /// How many inputs the chat model has been given since the server started.
 fn generated(s: &Server) -> f64 {
-    let text = s
-        .req("GET", "/metrics", None)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    metric(&text, "kefu_model_inputs_total", "role=\"generator\"").unwrap()
+    metric(
+        &s.metrics(),
+        "kefu_model_inputs_total",
+        "role=\"generator\"",
+    )
+    .unwrap()
 }
 
 #[test]
@@ -431,12 +430,7 @@ fn a_reply_stating_a_number_no_card_gave_is_withheld() {
         ungrounded >= 1,
         "no reply was withheld: the test no longer exercises the check"
     );
-    let res = s
-        .req("GET", "/metrics", None)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let res = s.metrics();
     assert_eq!(
         metric(&res, "kefu_answers_total", "outcome=\"ungrounded\""),
         Some(ungrounded as f64),

@@ -69,14 +69,6 @@ fn chat(s: &Server, max_tokens: usize, stream: bool) -> reqwest::blocking::Respo
         .unwrap()
 }
 
-fn metrics(s: &Server) -> String {
-    s.req("GET", "/metrics", None)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
 #[test]
 fn eight_conversations_at_once_all_complete() {
     let s = keys_and(GEN, &[]);
@@ -93,7 +85,7 @@ fn eight_conversations_at_once_all_complete() {
     // The worker frees the slots right after sending the last tokens.
     let since = Instant::now();
     let m = loop {
-        let m = metrics(&s);
+        let m = s.metrics();
         if metric(&m, "kefu_generation_active", GEN) == Some(0.0) {
             break m;
         }
@@ -122,7 +114,7 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     drop(res);
     let freed = Instant::now();
     loop {
-        let m = metrics(&s);
+        let m = s.metrics();
         if metric(&m, "kefu_generation_cancelled_total", GEN) == Some(1.0)
             && metric(&m, "kefu_generation_active", GEN) == Some(0.0)
         {
@@ -143,7 +135,7 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     read_sse(&mut busy, |_| true);
     // The first chunk (the role) is sent before the worker takes the request: wait until it has.
     let since = Instant::now();
-    while metric(&metrics(&s), "kefu_generation_active", GEN) != Some(1.0) {
+    while metric(&s.metrics(), "kefu_generation_active", GEN) != Some(1.0) {
         assert!(
             since.elapsed() < Duration::from_secs(30),
             "busy request never started"
@@ -153,7 +145,7 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     std::thread::scope(|sc| {
         let waiting = sc.spawn(|| parts(chat(&s, 4, false)));
         let deadline = Instant::now();
-        while metric(&metrics(&s), "kefu_model_queue_depth", "role=\"generator\"") != Some(1.0) {
+        while metric(&s.metrics(), "kefu_model_queue_depth", "role=\"generator\"") != Some(1.0) {
             assert!(
                 deadline.elapsed() < Duration::from_secs(30),
                 "request never queued"

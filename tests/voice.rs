@@ -564,12 +564,7 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
     // `one` is still open; `again` was dropped on leaving the loop, which the server sees soon.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = s
-            .req("GET", "/metrics", None)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let metrics = s.metrics();
         let open = metric(&metrics, "kefu_voice_streams_open", "role=\"asr\"");
         if open == Some(1.0) {
             break;

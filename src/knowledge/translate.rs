@@ -1,5 +1,5 @@
 //! Questions across languages. e5-small ranks a card well among the cards of its own language
-//! even for a question in the other one (right card first for 0.78 of the cross-language dev
+//! even for a question in the other one (right card first for 0.78 of the eval's cross-language
 //! questions when search is limited to the card's language), but it scores that card below
 //! same-language cards on other topics, and the card shares no keyword with the question: over
 //! the whole knowledge base the right card came first for 0.21 of them, and its score fell under

@@ -193,6 +193,15 @@ impl Server {
         r["hits"].as_array().unwrap().clone()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.req("GET", "/metrics", None)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     pub fn top(&self, query: &str) -> Option<String> {
         self.search(query, json!({}))
             .first()
