@@ -162,6 +162,19 @@ pub enum VectorBackend {
     Qdrant,
 }
 
+/// How `/v1/answer` words a reply once the cards cover the question (`knowledge::extract`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compose {
+    /// The best card's sentences that answer the question, as the card words them (translated
+    /// by the chat model when the customer writes another language): nothing a card does not
+    /// say. Needs no chat model for a question in the card's language.
+    Extract,
+    /// The chat model writes the reply from the cards, in the channel's style (prompts/),
+    /// checked before it is sent.
+    Generate,
+}
+
 /// When `/v1/answer` translates a question into the other languages of the cards
 /// (`knowledge::translate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -468,6 +481,9 @@ pub struct AnswerConfig {
     /// own words (it may add an answer of its own), and without it unanswerable questions were
     /// answered. Chosen on the dev split (eval/README.md, "Across languages").
     pub translation_penalty: f32,
+    /// How a covered question's reply is worded: the card's own sentences, or written by the
+    /// chat model. Chosen by the graded answers (eval/README.md, "Extracted or generated").
+    pub compose: Compose,
     /// Templates folder (default: ./prompts when present, else the built-in templates).
     pub prompts_dir: Option<PathBuf>,
 }
@@ -481,6 +497,7 @@ impl Default for AnswerConfig {
             history_turns: 6,
             across_languages: AcrossLanguages::NoCardsInLanguage,
             translation_penalty: 0.03,
+            compose: Compose::Extract,
             prompts_dir: None,
         }
     }

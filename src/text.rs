@@ -43,7 +43,7 @@ pub fn estimate_tokens(s: &str) -> usize {
 }
 
 /// Splits into sentences, keeping the terminator with its sentence.
-fn sentences(paragraph: &str) -> Vec<&str> {
+pub fn sentences(paragraph: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut it = paragraph.char_indices().peekable();

@@ -19,6 +19,9 @@ const FIBRE: (&str, &str) = (
     "宽带无法上网时，请先检查光猫的LOS指示灯：如果LOS灯红色闪烁，说明光纤线路有故障，请在天空通App中提交报修。维修人员会在24小时内上门。如果指示灯正常，请重启光猫和路由器后再试。",
 );
 
+/// Replies written by the chat model instead of drawn from the card's sentences.
+const GENERATE: (&str, &str) = ("KEFU__ANSWER__COMPOSE", "generate");
+
 fn ask(s: &Server, body: Value) -> Value {
     let (status, a) = s.call_as(CHANNEL, "POST", "/v1/answer", Some(body));
     assert_eq!(status, 200, "{a}");
@@ -34,11 +37,12 @@ fn cited(a: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The default model (Qwen2.5 0.5B, qwen2 architecture): English and Chinese answers carry the
-/// card's key fact and cite it; feedback is recorded against the answer.
+/// Written by the default chat model (Qwen2.5 0.5B, qwen2 architecture) when the configuration
+/// asks for generated replies: English and Chinese answers carry the card's key fact and cite it;
+/// feedback is recorded against the answer.
 #[test]
 fn grounded_answers_cite_the_card_and_state_its_fact() {
-    let s = keys_and("qwen2.5-0.5b", &[]);
+    let s = keys_and("qwen2.5-0.5b", &[GENERATE]);
     let router = s.card(ROUTER.0, ROUTER.1, json!({}));
     let bill = s.card(BILL.0, BILL.1, json!({}));
     let fibre = s.card(FIBRE.0, FIBRE.1, json!({}));
@@ -100,6 +104,86 @@ fn grounded_answers_cite_the_card_and_state_its_fact() {
     error_code(&e);
 }
 
+/// The sentences of a reply, as the card's sentences are cut.
+fn sentences(text: &str) -> Vec<&str> {
+    text.split_inclusive(['.', '。', '!', '?', '！', '？'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The default: a covered question's reply is the card's own sentences that answer it, as many as
+/// the channel has room for, in any language the cards are written in, with no generation at
+/// all; streamed, it comes as one piece.
+#[test]
+fn replies_are_the_cards_own_sentences_by_default() {
+    let s = keys_and("smollm2-135m", &[]);
+    let router = s.card(ROUTER.0, ROUTER.1, json!({}));
+    let bill = s.card(BILL.0, BILL.1, json!({}));
+    let fibre = s.card(FIBRE.0, FIBRE.1, json!({}));
+    let generated_before = generated(&s);
+
+    let a = ask(
+        &s,
+        json!({"question": "How long do I hold the reset button to factory reset the router?", "channel": "voice"}),
+    );
+    assert_eq!(a["handoff"], false, "{a}");
+    assert_eq!(cited(&a), [router.as_str()], "{a}");
+    let text = a["answer"].as_str().unwrap();
+    assert!(text.contains("10 seconds"), "{text}");
+    // Voice has room for two of the card's three sentences.
+    assert_eq!(sentences(text).len(), 2, "{text}");
+    for sentence in sentences(text) {
+        assert!(
+            ROUTER.1.contains(sentence),
+            "{sentence:?} is not the card's"
+        );
+    }
+
+    // E-mail has room for the whole card.
+    let a = ask(
+        &s,
+        json!({"question": "What happens if I pay my bill late?", "channel": "email"}),
+    );
+    assert_eq!(cited(&a), [bill], "{a}");
+    assert_eq!(a["answer"], BILL.1, "{a}");
+
+    let a = ask(
+        &s,
+        json!({"question": "光猫LOS灯一直闪红灯，上不了网", "channel": "chat"}),
+    );
+    assert_eq!(cited(&a), [fibre], "{a}");
+    assert_eq!(a["language"], "zh");
+    let text = a["answer"].as_str().unwrap();
+    assert!(text.contains("LOS"), "{text}");
+    for sentence in sentences(text) {
+        assert!(FIBRE.1.contains(sentence), "{sentence:?} is not the card's");
+    }
+
+    let mut body = json!({"question": "How do I factory reset my router?", "channel": "chat"});
+    let plain = ask(&s, body.clone());
+    body["stream"] = json!(true);
+    let mut res = s
+        .req("POST", "/v1/answer", Some(CHANNEL))
+        .json(&body)
+        .send()
+        .unwrap();
+    let events = read_sse(&mut res, |e| e.event == "done");
+    let deltas: Vec<Value> = events
+        .iter()
+        .filter(|e| e.event == "delta")
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert_eq!(deltas.len(), 1, "{events:?}");
+    let done: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
+    assert_eq!(deltas[0]["text"], done["answer"]);
+    assert_eq!(done["answer"], plain["answer"]);
+    assert_eq!(cited(&done), [router], "{done}");
+
+    // Same-language replies never call the chat model.
+    assert_eq!(generated(&s), generated_before);
+}
+
 #[test]
 fn uncovered_questions_hand_off_before_the_model_answers() {
     let s = keys_and("smollm2-135m", &[]);
@@ -140,9 +224,10 @@ fn generated(s: &Server) -> f64 {
     .unwrap()
 }
 
+/// Generated replies (`answer.compose = "generate"`) are released a sentence at a time.
 #[test]
 fn streaming_gives_the_same_answer_as_a_plain_call() {
-    let s = keys_and("smollm2-135m", &[]);
+    let s = keys_and("smollm2-135m", &[GENERATE]);
     s.card(ROUTER.0, ROUTER.1, json!({}));
     let q = json!({"question": "How do I factory reset my router?", "channel": "chat", "seed": 7});
     let plain = ask(&s, q.clone());
@@ -373,12 +458,13 @@ fn numbers(text: &str) -> Vec<String> {
     out
 }
 
-/// Near misses: questions on a card's topic about a detail it does not give. Whatever the model
+/// Near misses: questions on a card's topic about a detail it does not give, answered by the chat
+/// model (`answer.compose = "generate"`; extracted replies state only the card's numbers). Whatever the model
 /// writes, no reply that reaches the customer, whole or streamed, states a number the card and
 /// the question do not; a reply that would is withheld as an `ungrounded` hand-off, and counted.
 #[test]
 fn a_reply_stating_a_number_no_card_gave_is_withheld() {
-    let s = keys_and("qwen2.5-0.5b", &[]);
+    let s = keys_and("qwen2.5-0.5b", &[GENERATE]);
     let express = (
         "Express delivery",
         "Choose Express at checkout and your parcel arrives the next business day. Express is not available for items over 30 kg.",

@@ -555,67 +555,133 @@ async fn answers(
         .map(|i| pool[(i as f64 * step) as usize])
         .collect();
     let pb = bar(sample.len(), "answers");
-    let (mut answered, mut cited_right, mut first_right, mut grounded, mut fully) =
-        (0usize, 0usize, 0usize, 0.0f64, 0usize);
-    let (mut with_invented, mut withheld) = (0usize, 0usize);
+    let mut groups = BTreeMap::<String, AnswerTally>::new();
     let mut examples = Vec::new();
     for q in &sample {
         let conversation = format!("eval-answer-{}", q.id);
         open_conversation(api, &conversation, &q.history).await?;
+        let asked = Instant::now();
         let a = api
             .post(
                 "/v1/answer",
                 json!({"question": q.question, "channel": "chat", "conversation_id": conversation}),
             )
             .await?;
+        let seconds = asked.elapsed().as_secs_f64();
         pb.inc(1);
+        let mut graded = Graded {
+            seconds,
+            ..Graded::default()
+        };
         if a["handoff"] == true {
-            withheld += usize::from(a["handoff_reason"] == "ungrounded");
-            continue;
+            graded.withheld = a["handoff_reason"] == "ungrounded";
+        } else {
+            let want = &ids[q.card.as_deref().expect("answerable")];
+            let cites: Vec<&str> = a["citations"]
+                .as_array()
+                .map(|c| c.iter().filter_map(|c| c["card_id"].as_str()).collect())
+                .unwrap_or_default();
+            let texts: Vec<&str> = cites
+                .iter()
+                .filter_map(|c| body.get(c).map(String::as_str))
+                .collect();
+            let text = a["answer"].as_str().unwrap_or("");
+            let (share, invented) = grounding(text, &texts);
+            if (share < 1.0 || !invented.is_empty()) && examples.len() < 10 {
+                examples.push(json!({"id": q.id, "question": q.question, "answer": text, "grounded": share, "numbers_not_in_cards": invented}));
+            }
+            graded.sent = Some(Sent {
+                cited_right: cites.contains(&want.as_str()),
+                first_right: cites.first() == Some(&want.as_str()),
+                grounded: share,
+                invented: !invented.is_empty(),
+            });
         }
-        answered += 1;
-        let want = &ids[q.card.as_deref().expect("answerable")];
-        let cites: Vec<&str> = a["citations"]
-            .as_array()
-            .map(|c| c.iter().filter_map(|c| c["card_id"].as_str()).collect())
-            .unwrap_or_default();
-        cited_right += usize::from(cites.contains(&want.as_str()));
-        first_right += usize::from(cites.first() == Some(&want.as_str()));
-        let texts: Vec<&str> = cites
-            .iter()
-            .filter_map(|c| body.get(c).map(String::as_str))
-            .collect();
-        let text = a["answer"].as_str().unwrap_or("");
-        let (share, invented) = grounding(text, &texts);
-        grounded += share;
-        fully += usize::from(share >= 1.0);
-        with_invented += usize::from(!invented.is_empty());
-        if (share < 1.0 || !invented.is_empty()) && examples.len() < 10 {
-            examples.push(json!({"id": q.id, "question": q.question, "answer": text, "grounded": share, "numbers_not_in_cards": invented}));
+        for k in keys(q) {
+            groups.entry(k).or_default().add(&graded);
         }
     }
     pb.finish_and_clear();
-    let per = |x: f64| {
-        if answered > 0 {
-            json!(x / answered as f64)
-        } else {
-            Value::Null
+    let mut out = serde_json::Map::new();
+    for (k, t) in groups {
+        out.insert(k, t.metrics());
+    }
+    out.insert("examples".into(), json!(examples));
+    Ok(Value::Object(out))
+}
+
+/// One graded `/v1/answer` call.
+#[derive(Default)]
+struct Graded {
+    seconds: f64,
+    /// Handed off with reason `ungrounded`: generated, then withheld.
+    withheld: bool,
+    /// What was sent, when it was an answer.
+    sent: Option<Sent>,
+}
+
+struct Sent {
+    cited_right: bool,
+    first_right: bool,
+    /// The share of the answer's sentences supported by the cited cards.
+    grounded: f64,
+    /// A number that none of the cited cards gives.
+    invented: bool,
+}
+
+/// The answers suite's sums for one group (all, by kind, language, split).
+#[derive(Default)]
+struct AnswerTally {
+    n: usize,
+    answered: usize,
+    withheld: usize,
+    cited_right: usize,
+    first_right: usize,
+    grounded: f64,
+    fully: usize,
+    invented: usize,
+    seconds: f64,
+}
+
+impl AnswerTally {
+    fn add(&mut self, g: &Graded) {
+        self.n += 1;
+        self.seconds += g.seconds;
+        self.withheld += usize::from(g.withheld);
+        if let Some(s) = &g.sent {
+            self.answered += 1;
+            self.cited_right += usize::from(s.cited_right);
+            self.first_right += usize::from(s.first_right);
+            self.grounded += s.grounded;
+            self.fully += usize::from(s.grounded >= 1.0);
+            self.invented += usize::from(s.invented);
         }
-    };
-    Ok(json!({
-        "all": {
-            "n": sample.len(),
-            "answered": answered,
+    }
+
+    /// Shares of the answers sent (null when none was), so that a hand-off never counts as a
+    /// grounded answer.
+    fn metrics(&self) -> Value {
+        let per = |x: f64| {
+            if self.answered > 0 {
+                json!(x / self.answered as f64)
+            } else {
+                Value::Null
+            }
+        };
+        json!({
+            "n": self.n,
+            "answered": self.answered,
             // Generated, then withheld: a number no card gave (the customer got a hand-off).
-            "withheld_ungrounded": withheld,
-            "citation_correct": per(cited_right as f64),
-            "first_citation_correct": per(first_right as f64),
-            "groundedness": per(grounded),
-            "fully_grounded": per(fully as f64),
-            "with_invented_numbers": per(with_invented as f64),
-        },
-        "examples": examples,
-    }))
+            "withheld_ungrounded": self.withheld,
+            "citation_correct": per(self.cited_right as f64),
+            "first_citation_correct": per(self.first_right as f64),
+            "groundedness": per(self.grounded),
+            "fully_grounded": per(self.fully as f64),
+            "with_invented_numbers": per(self.invented as f64),
+            // Wall time of one whole answer (sequential calls), the hand-offs included.
+            "seconds_mean": self.seconds / self.n.max(1) as f64,
+        })
+    }
 }
 
 async fn sentiment(api: &Api, turns: &[SentimentTurn]) -> anyhow::Result<Value> {

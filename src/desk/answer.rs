@@ -5,8 +5,10 @@
 //! 2. score the question's sentiment (every customer turn is scored);
 //! 3. ask whether the conversation, with this turn, must go to a person (escalation);
 //! 4. read the conversation's history (the one carry-over rule lives in `conversation`);
-//! 5. retrieve the cards and decide: answer from them, or hand off (`knowledge::answer`);
-//! 6. generate, streamed or not;
+//! 5. retrieve the cards and decide: answer from them, or hand off (`knowledge::answer`); the
+//!    reply drawn from the best card's own sentences (`knowledge::extract`), unless the
+//!    configuration has the chat model write it;
+//! 6. generate, streamed or not (an extracted reply is sent as one piece);
 //! 7. check what the model wrote (every number stated by a card, or a hand-off) and cite the
 //!    cards it drew on;
 //! 8. record the question, the reply and the answer in one transaction (`conversation`).
@@ -107,7 +109,7 @@ impl Desk {
         let (asked, plan) = self.decide(req).await?;
         let raw = match self.answerer.generate(&plan)? {
             Some(rx) => Some(crate::runtime::generate::collect(rx).await?.0),
-            None => None,
+            None => plan.extracted().map(str::to_string),
         };
         self.check_and_record(asked, plan, raw).await
     }
@@ -152,6 +154,11 @@ impl Desk {
                     }
                 }
                 raw = Some(text);
+            } else if let Some(text) = plan.extracted() {
+                if plan.unsupported(text).is_empty() {
+                    yield AnswerEvent::Delta(text.to_string());
+                }
+                raw = Some(text.to_string());
             }
             let answer = self.check_and_record(asked, plan, raw).await?;
             yield AnswerEvent::Done(Box::new(answer));

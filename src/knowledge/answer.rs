@@ -1,7 +1,8 @@
 //! Grounded answers: retrieve published cards for a question, decide whether they cover it, and
-//! if they do compose the prompt that has the chat model answer from them alone, in the channel's
-//! style; if they do not, hand off to a person without calling the model. Then check what the
-//! model wrote and cite the cards it drew on. Pure: this decides and composes, and writes nothing
+//! if they do draw the reply from the best card's own sentences (`knowledge::extract`, the
+//! default) or compose the prompt that has the chat model answer from the cards alone, in the
+//! channel's style (`answer.compose`); if they do not, hand off to a person without calling the
+//! model. Then check the reply and cite the cards it drew on. Pure: this decides and composes, and writes nothing
 //! (the answer flow in `desk::answer` records the result).
 //!
 //! The decision to answer is a threshold on the retrieval score of the best card, calibrated on
@@ -17,7 +18,7 @@ use super::rerank::Reranker;
 use super::retrieval::{Filters, Hit};
 use super::translate::merge;
 use super::{Knowledge, guard, prompts::Prompts, support};
-use crate::config::AnswerConfig;
+use crate::config::{AnswerConfig, Compose};
 use crate::error::{Result, blocking};
 use crate::runtime::embed::TextKind;
 use crate::runtime::generate::{ChatMessage, GenEvent, GenPool, SamplingParams};
@@ -84,6 +85,8 @@ pub struct Plan {
     fingerprint: Option<guard::Fingerprint>,
     /// The numbers the cards and the conversation state: what a reply may claim.
     stated: HashSet<String>,
+    /// The reply in the card's words (`answer.compose = "extract"`): nothing to generate.
+    extract: Option<String>,
 }
 
 impl Plan {
@@ -91,6 +94,11 @@ impl Plan {
     /// stated ([`support`]): a reply with any is withheld.
     pub fn unsupported(&self, reply: &str) -> Vec<String> {
         support::unsupported_numbers(reply, &self.stated)
+    }
+
+    /// The reply drawn from the card, when the plan answers without generating.
+    pub fn extracted(&self) -> Option<&str> {
+        self.extract.as_deref()
     }
 }
 
@@ -164,6 +172,7 @@ impl Answerer {
             prompt: None,
             fingerprint: None,
             stated: HashSet::new(),
+            extract: None,
         };
         if q.escalated {
             plan.handoff = Some(HandoffReason::Escalated);
@@ -194,6 +203,11 @@ impl Answerer {
             return Ok(plan);
         }
         plan.cards = self.grounding(hits).await?;
+        let extracting = self.cfg.compose == Compose::Extract;
+        if extracting {
+            // One card: the one the reply is drawn from is the one it cites.
+            plan.cards.truncate(1);
+        }
         plan.stated = support::stated(
             plan.cards
                 .iter()
@@ -201,6 +215,15 @@ impl Answerer {
                 .chain(q.history.iter().map(|t| t.text.as_str()))
                 .chain([question.as_str()]),
         );
+        if extracting {
+            let body = &plan.cards[0].1;
+            let e = self
+                .extract(&question, body, q.channel, &plan.language)
+                .await?;
+            plan.language = e.language;
+            plan.extract = Some(e.text);
+            return Ok(plan);
+        }
         let Some(generator) = &self.generator else {
             plan.handoff = Some(HandoffReason::GeneratorUnavailable);
             return Ok(plan);

@@ -10,6 +10,7 @@ pub mod answer;
 pub mod assist;
 pub mod card;
 pub mod compliance;
+pub mod extract;
 pub mod guard;
 pub mod import;
 pub mod prompts;

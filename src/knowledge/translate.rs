@@ -111,7 +111,7 @@ impl Answerer {
 }
 
 /// The primary subtag of a language tag: `zh` for `zh-TW`, as `detect_language` names them.
-fn primary(tag: &str) -> String {
+pub(super) fn primary(tag: &str) -> String {
     tag.split(['-', '_'])
         .next()
         .unwrap_or_default()
