@@ -5,6 +5,7 @@
     python3 eval/handoff_evidence.py dump  http://127.0.0.1:8099 /tmp/feat.json
     python3 eval/handoff_evidence.py fit   /tmp/feat.json
     python3 eval/handoff_evidence.py judge http://127.0.0.1:8099 /tmp/feat.json
+    python3 eval/handoff_evidence.py sentences http://127.0.0.1:8099 /tmp/feat.json
 
 dump: imports kb_cards.jsonl, publishes, and for every question of kb_questions.jsonl keeps
 /v1/search's top 5 (channel chat) and the top 3 of each language.
@@ -14,6 +15,7 @@ best similarity against the own one's, question length), threshold chosen on dev
 hand-offs, reported on dev and held-out.
 judge: /v1/rerank (the chat-model judge) on the best card of a fixed sample of dev questions
 (40 answered right, 40 unanswerable, 20 with a wrong card first): ROC AUC against the first stage.
+sentences: the best card's sentence closest to the question as one more feature of `fit`.
 Standard library only.
 """
 import collections
@@ -176,6 +178,66 @@ def judge(base, path):
     print("judge ROC AUC, right vs wrong card: %.3f" % auc(pick("ans", 2), pick("wrong", 2)))
 
 
+def card_sentences(body):
+    """A card body cut into sentences as the service's extracted replies cut it."""
+    out = []
+    for para in body.split("\n\n"):
+        for s in re.split(r"(?<=[。！？；\n])|(?<=[.!?;])\s+", para):
+            s = s.strip()
+            if s and re.search(r"\w", s):
+                out.append(s)
+    return out
+
+
+def sentences(base, path):
+    """Adds the best card's sentence closest to the question (e5, via /v1/embeddings) to the
+    features of `fit`, and reports what it adds: ROC AUC of the logistic fit on dev, answerable
+    against unanswerable and against near misses."""
+    rows = json.load(open(path))
+    cards = {c["title"]: c for c in map(json.loads, open(E / "kb_cards.jsonl"))}
+    emb = lambda texts, kind: [d["embedding"] for d in call(base, "POST", "/v1/embeddings", {"model": "e5-small", "input": texts, "input_type": kind})["data"]]
+    cache, best = {}, {}
+    for i, r in enumerate(rows):
+        if not r["all"]:
+            continue
+        t = r["all"][0]["title"]
+        if t not in cache:
+            cache[t] = emb(card_sentences(cards[t]["body"]), "passage")
+        qv = emb([r["q"]["question"]], "query")[0]
+        sims = sorted((sum(a * b for a, b in zip(qv, v)) for v in cache[t]), reverse=True)
+        best[i] = (sims[0], sims[0] - (sims[1] if len(sims) > 1 else sims[0]))
+    variants = {
+        "first-stage score": lambda x, b: [1.0, x[1]],
+        "closest sentence": lambda x, b: [1.0, b[0]],
+        "fit's features": lambda x, b: x,
+        "fit's features + closest sentence": lambda x, b: x + list(b),
+    }
+    for name, f in variants.items():
+        def data(split):
+            X, y, kinds = [], [], []
+            for i, r in enumerate(rows):
+                x = features(r)
+                if r["q"]["split"] == split and x and i in best:
+                    X.append(f(x, best[i]))
+                    y.append(1.0 if r["q"].get("card") else 0.0)
+                    kinds.append(r["q"]["kind"])
+            return X, y, kinds
+        X, y, _ = data("dev")
+        d = len(X[0])
+        mu = [sum(r[j] for r in X) / len(X) for j in range(d)]
+        sd = [max(1e-6, (sum((r[j] - mu[j]) ** 2 for r in X) / len(X)) ** 0.5) for j in range(d)]
+        z = lambda r: [1.0] + [(r[j] - mu[j]) / sd[j] for j in range(1, d)]
+        w = irls([z(r) for r in X], y)
+        line = []
+        for split in ("dev", "heldout"):
+            Xs, ys, ks = data(split)
+            ps = [prob(w, z(r)) for r in Xs]
+            covered = [p for p, t in zip(ps, ys) if t]
+            line.append("%s %.3f, near misses %.3f" % (split, auc(covered, [p for p, t in zip(ps, ys) if not t]),
+                                                     auc(covered, [p for p, k in zip(ps, ks) if k == "near_miss"])))
+        print("%-34s ROC AUC %s" % (name, "; ".join(line)))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "dump":
@@ -184,3 +246,5 @@ if __name__ == "__main__":
         fit(sys.argv[2])
     elif cmd == "judge":
         judge(sys.argv[2].rstrip("/"), sys.argv[3])
+    elif cmd == "sentences":
+        sentences(sys.argv[2].rstrip("/"), sys.argv[3])
