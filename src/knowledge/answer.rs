@@ -2,8 +2,8 @@
 //! if they do draw the reply from the best card's own sentences (`knowledge::extract`, the
 //! default) or compose the prompt that has the chat model answer from the cards alone, in the
 //! channel's style (`answer.compose`); if they do not, hand off to a person without calling the
-//! model. Then check the reply and cite the cards it drew on. Pure: this decides and composes, and writes nothing
-//! (the answer flow in `desk::answer` records the result).
+//! model. Then check the reply and cite the cards it drew on. Pure: this decides and composes,
+//! and writes nothing (the answer flow in `desk::answer` records the result).
 //!
 //! The decision to answer is a threshold on the retrieval score of the best card, calibrated on
 //! labelled questions (eval/README.md), not left to the model: a small model asked "answer only if
