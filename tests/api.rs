@@ -197,6 +197,11 @@ fn ops_endpoints() {
     assert_eq!((st, r["ready"].as_bool()), (200, Some(true)), "{r}");
     let id = s.card("Metrics card", "Counting requests.", json!({}));
     s.search("counting", json!({}));
+    // Any token is a method in HTTP: made-up ones share one label instead of a series each.
+    for m in ["PURGE", "BREW", "XYZZY"] {
+        let res = s.req(m, "/healthz", None).send().unwrap();
+        assert_eq!(res.status(), 405, "{m}");
+    }
     let (st, text) = parts(s.req("GET", "/metrics", None).send().unwrap());
     let text = text.as_str().unwrap().to_string();
     assert_eq!(st, 200);
@@ -206,6 +211,13 @@ fn ops_endpoints() {
     assert!(text.contains("kefu_model_inference_seconds_total"));
     assert!(text.contains("kefu_cards{status=\"published\"} 1"));
     assert!(!text.contains(&id), "ids must not become labels");
+    assert!(
+        text.contains(
+            r#"kefu_http_requests_total{method="other",route="/healthz",status="405"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("XYZZY"), "{text}");
     let (st, doc) = parts(s.req("GET", "/openapi.json", None).send().unwrap());
     assert_eq!(st, 200);
     for path in [

@@ -471,6 +471,29 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
         (422, "invalid_request"),
         "{v}"
     );
+    // whisper.cpp takes the prompt and the language as C strings: one NUL in either killed the
+    // speech worker (every later transcription failed until a restart). Refused, and the
+    // worker goes on transcribing.
+    for field in [
+        ("prompt", "VoltMart\u{0} SkyLink"),
+        ("prompt", "bell\u{7}"),
+        ("language", "e\u{0}n"),
+        ("language", "en; rm"),
+    ] {
+        let (st, v, _) = transcribe(&s, &wav, &[field]);
+        assert_eq!(
+            (st, error_code(&v).as_str()),
+            (422, "invalid_request"),
+            "{field:?}: {v}"
+        );
+    }
+    let (st, v, _) = transcribe(
+        &s,
+        &wav,
+        &[("prompt", "VoltMart, SkyLink\n"), ("language", "en")],
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(!v["text"].as_str().unwrap().trim().is_empty(), "{v}");
 
     // Streams: faults before and after start.
     let mut ws = connect(&s);

@@ -4,7 +4,7 @@
 
 use super::Desk;
 use crate::error::{Error, ErrorCode, Result};
-use crate::runtime::asr::{AsrOptions, Transcript};
+use crate::runtime::asr::{AsrOptions, AsrPool, Transcript};
 use crate::speech::audio::{self, AudioError};
 
 /// One recording to transcribe.
@@ -38,6 +38,9 @@ impl Desk {
         }
         if let Some(l) = &req.language {
             asr.check_language(l).map_err(Error::invalid)?;
+        }
+        if let Some(p) = &req.prompt {
+            AsrPool::check_prompt(p).map_err(Error::invalid)?;
         }
         if req.audio.is_empty() {
             return Err(Error::bad(ErrorCode::InvalidAudio, "the file is empty"));

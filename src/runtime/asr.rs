@@ -21,6 +21,9 @@ use super::{ModelError, QueueGauge};
 /// 16 kHz: the only rate Whisper reads.
 pub const SAMPLE_RATE: usize = 16_000;
 
+/// Longest transcription prompt, in characters.
+pub const MAX_PROMPT_CHARS: usize = 1000;
+
 #[derive(Debug, Clone, Default)]
 pub struct AsrOptions {
     /// ISO 639-1 code; `None` detects the language (multilingual models).
@@ -183,6 +186,14 @@ impl AsrPool {
 
     /// Whether the model understands `code` (an ISO 639-1 code): a message for the caller if not.
     pub fn check_language(&self, code: &str) -> Result<(), String> {
+        // whisper.cpp takes the code as a C string: a NUL in it panicked the caller. Only a code's
+        // characters get that far.
+        if code.is_empty() || code.len() > 16 || !code.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(format!(
+                "language {:?} is not a language code; use an ISO 639-1 code such as en or zh",
+                crate::text::shorten(code, 40)
+            ));
+        }
         if whisper_rs::get_lang_id(code).is_none() {
             return Err(format!(
                 "language {code:?} is not one Whisper knows; use an ISO 639-1 code such as en or zh"
@@ -192,6 +203,27 @@ impl AsrPool {
             return Err(format!(
                 "the speech model {} understands English only",
                 self.id()
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a transcription prompt may be: text for the decoder, at most [`MAX_PROMPT_CHARS`],
+    /// without NUL or other control characters (whisper.cpp takes it as a C string: a NUL in it
+    /// killed the speech worker, and every later transcription failed until a restart).
+    pub fn check_prompt(prompt: &str) -> Result<(), String> {
+        if prompt.chars().count() > MAX_PROMPT_CHARS {
+            return Err(format!(
+                "prompt is longer than {MAX_PROMPT_CHARS} characters (Whisper reads at most 224 tokens of it)"
+            ));
+        }
+        if let Some(c) = prompt
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        {
+            return Err(format!(
+                "prompt contains the control character U+{:04X}",
+                u32::from(c)
             ));
         }
         Ok(())
@@ -215,6 +247,14 @@ impl AsrPool {
         samples: Vec<f32>,
         opts: AsrOptions,
     ) -> Result<Transcript, ModelError> {
+        // Checked by every caller's request validation too: here so that no caller can hand the
+        // worker what whisper.cpp cannot take.
+        if let Some(p) = &opts.prompt {
+            Self::check_prompt(p).map_err(ModelError::Inference)?;
+        }
+        if let Some(l) = &opts.language {
+            self.check_language(l).map_err(ModelError::Inference)?;
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
         let gone = CancellationToken::new();
         // Dropping this future (the caller went away) cancels the job, even mid-decode.
