@@ -702,6 +702,14 @@ impl Config {
             ));
         }
         for k in &self.auth.keys {
+            if EXAMPLE_KEYS.iter().any(|e| e.eq_ignore_ascii_case(&k.key)) {
+                return Err(ConfigError::Invalid(format!(
+                    "the {} key {:?} is the example key of kefu's documentation, which anyone can \
+                     read: use a long random key",
+                    k.role.as_str(),
+                    k.name.as_deref().unwrap_or("")
+                )));
+            }
             if k.key.len() < 8 {
                 return Err(ConfigError::Invalid(format!(
                     "the {} key {:?} is shorter than 8 characters: use a long random key",
@@ -713,6 +721,10 @@ impl Config {
         Ok(())
     }
 }
+
+/// The API keys kefu's own documentation shows (README, Dockerfile, error messages): a server
+/// started with one of them copied in is open to anyone who has read it.
+const EXAMPLE_KEYS: &[&str] = &["a-long-random-string", "CHANGE-ME", "s3cret-key"];
 
 /// The environment names kept from before every key had one, and the key each sets. `kefu.toml`
 /// and the `KEFU__SECTION__KEY` names are the documented way; these keep existing deployments
@@ -892,5 +904,22 @@ mod tests {
         assert!(parse_api_keys("root:abc").is_err());
         assert!(parse_api_keys("adminabc").is_err());
         assert!(toml::from_str::<Config>("adress = \"x\"").is_err());
+    }
+
+    #[test]
+    fn the_documentations_example_keys_are_refused() {
+        let checked = |file: &str, vars: &[(&str, &str)]| layered(file, vars)?.validate();
+        for keys in [
+            "admin:a-long-random-string",
+            "admin:CHANGE-ME",
+            "channel:S3cret-Key",
+        ] {
+            let e = checked("", &[("KEFU_API_KEYS", keys)]).unwrap_err();
+            assert!(e.to_string().contains("example key"), "{keys}: {e}");
+        }
+        let file =
+            "[[auth.keys]]\nname = \"console\"\nrole = \"admin\"\nkey = \"a-long-random-string\"\n";
+        assert!(checked(file, &[]).is_err());
+        assert!(checked("", &[("KEFU_API_KEYS", "admin:9f2c7e1a5b44")]).is_ok());
     }
 }
