@@ -60,6 +60,9 @@ impl AnswerRequest {
                 crate::vocab::join(&Channel::CUSTOMER_FACING, ", ")
             )));
         }
+        if let Some(l) = &self.language {
+            crate::knowledge::card::check_reply_language(l)?;
+        }
         for (name, v) in [
             ("conversation_id", &self.conversation_id),
             ("customer_id", &self.customer_id),

@@ -65,6 +65,9 @@ impl Desk {
         AssistResponse,
         impl Stream<Item = Result<SuggestEvent>> + use<>,
     )> {
+        if let Some(l) = &req.language {
+            crate::knowledge::card::check_reply_language(l)?;
+        }
         let view = self
             .conversations
             .get(&req.conversation_id, req.customer_id.as_deref())

@@ -60,6 +60,22 @@ impl CardPatch {
     }
 }
 
+/// A language a caller asks a reply in: a BCP 47 tag (`en`, `zh-TW`), never free text (it is
+/// written into the model's instructions).
+pub fn check_reply_language(tag: &str) -> Result<(), Error> {
+    let t = tag.trim();
+    if t.is_empty() {
+        return Ok(()); // the same as none: the question's own language
+    }
+    if t.len() > 35 || !valid_language(&t.to_lowercase()) {
+        return Err(Error::invalid(format!(
+            "language {:?} is not a language tag such as \"en\" or \"zh-TW\"",
+            crate::text::shorten(t, 40)
+        )));
+    }
+    Ok(())
+}
+
 fn valid_language(tag: &str) -> bool {
     let mut parts = tag.split('-');
     let first = parts.next().unwrap_or("");
