@@ -28,6 +28,19 @@ fn ask(s: &Server, body: Value) -> Value {
     a
 }
 
+/// The events of `/v1/answer` asked with `"stream": true`, to the final one.
+fn streamed(s: &Server, body: &Value) -> Vec<Sse> {
+    let mut body = body.clone();
+    body["stream"] = json!(true);
+    let mut res = s
+        .req("POST", "/v1/answer", Some(CHANNEL))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    read_sse(&mut res, |e| e.event == "done")
+}
+
 fn cited(a: &Value) -> Vec<String> {
     a["citations"]
         .as_array()
@@ -160,15 +173,9 @@ fn replies_are_the_cards_own_sentences_by_default() {
         assert!(FIBRE.1.contains(sentence), "{sentence:?} is not the card's");
     }
 
-    let mut body = json!({"question": "How do I factory reset my router?", "channel": "chat"});
+    let body = json!({"question": "How do I factory reset my router?", "channel": "chat"});
     let plain = ask(&s, body.clone());
-    body["stream"] = json!(true);
-    let mut res = s
-        .req("POST", "/v1/answer", Some(CHANNEL))
-        .json(&body)
-        .send()
-        .unwrap();
-    let events = read_sse(&mut res, |e| e.event == "done");
+    let events = streamed(&s, &body);
     let deltas: Vec<Value> = events
         .iter()
         .filter(|e| e.event == "delta")
@@ -271,12 +278,10 @@ fn streaming_gives_the_same_answer_as_a_plain_call() {
     assert_ne!(done["answer_id"], plain["answer_id"]);
 
     // A hand-off streams too: its message, then the final event.
-    let mut res = s
-        .req("POST", "/v1/answer", Some(CHANNEL))
-        .json(&json!({"question": "Do you sell gift cards?", "channel": "chat", "stream": true}))
-        .send()
-        .unwrap();
-    let events = read_sse(&mut res, |e| e.event == "done");
+    let events = streamed(
+        &s,
+        &json!({"question": "Do you sell gift cards?", "channel": "chat"}),
+    );
     let done: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
     assert_eq!(done["handoff"], true, "{done}");
 }
@@ -506,12 +511,7 @@ fn a_reply_stating_a_number_no_card_gave_is_withheld() {
             );
         }
         // Streamed, every released sentence is checked before it is sent.
-        let mut res = s
-            .req("POST", "/v1/answer", Some(CHANNEL))
-            .json(&json!({"question": q, "channel": "chat", "stream": true}))
-            .send()
-            .unwrap();
-        let events = read_sse(&mut res, |e| e.event == "done");
+        let events = streamed(&s, &json!({"question": q, "channel": "chat"}));
         for e in events.iter().filter(|e| e.event == "delta") {
             let d: Value = serde_json::from_str(&e.data).unwrap();
             for n in numbers(d["text"].as_str().unwrap()) {

@@ -47,7 +47,7 @@ pub fn is_injection(text: &str) -> bool {
 /// (a zero-width space inside a word), Greek and Cyrillic letters that look Latin read as Latin
 /// (`Ιgnore` with a capital iota), and every run of whitespace, line breaks included, one space
 /// (an instruction split over two lines). Used only to decide; the model gets the text as sent.
-pub fn screened(text: &str) -> String {
+fn screened(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let mut out = String::with_capacity(text.len());
     let mut space = false;
@@ -78,56 +78,11 @@ fn invisible(c: char) -> bool {
 
 /// The Latin letter a Greek or Cyrillic one is drawn like.
 fn latin_lookalike(c: char) -> Option<char> {
-    const PAIRS: &[(char, char)] = &[
-        ('Α', 'A'),
-        ('Β', 'B'),
-        ('Ε', 'E'),
-        ('Ζ', 'Z'),
-        ('Η', 'H'),
-        ('Ι', 'I'),
-        ('Κ', 'K'),
-        ('Μ', 'M'),
-        ('Ν', 'N'),
-        ('Ο', 'O'),
-        ('Ρ', 'P'),
-        ('Τ', 'T'),
-        ('Υ', 'Y'),
-        ('Χ', 'X'),
-        ('ι', 'i'),
-        ('ο', 'o'),
-        ('ν', 'v'),
-        ('ρ', 'p'),
-        ('α', 'a'),
-        ('κ', 'k'),
-        ('А', 'A'),
-        ('В', 'B'),
-        ('Е', 'E'),
-        ('К', 'K'),
-        ('М', 'M'),
-        ('Н', 'H'),
-        ('О', 'O'),
-        ('Р', 'P'),
-        ('С', 'C'),
-        ('Т', 'T'),
-        ('Х', 'X'),
-        ('І', 'I'),
-        ('Ј', 'J'),
-        ('Ѕ', 'S'),
-        ('а', 'a'),
-        ('е', 'e'),
-        ('о', 'o'),
-        ('р', 'p'),
-        ('с', 'c'),
-        ('у', 'y'),
-        ('х', 'x'),
-        ('і', 'i'),
-        ('ј', 'j'),
-        ('ѕ', 's'),
-        ('һ', 'h'),
-        ('ԁ', 'd'),
-        ('ɡ', 'g'),
-    ];
-    PAIRS.iter().find(|(from, _)| *from == c).map(|(_, to)| *to)
+    // Position by position: each letter of LOOKS_LIKE is drawn like the one of LATIN.
+    const LOOKS_LIKE: &str = "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧιονρακАВЕКМНОРСТХІЈЅаеорсухіјѕһԁɡ";
+    const LATIN: &str = "ABEZHIKMNOPTYXiovpakABEKMHOPCTXIJSaeopcyxijshdg";
+    let i = LOOKS_LIKE.chars().position(|l| l == c)?;
+    LATIN.chars().nth(i)
 }
 
 /// Card text with the lines addressed to the assistant removed.
@@ -232,6 +187,15 @@ mod tests {
             }
         }
         assert!(n > 700, "{n} answerable questions");
+    }
+
+    #[test]
+    fn every_lookalike_has_its_latin_letter() {
+        for (c, latin) in [('Ι', 'I'), ('ѕ', 's'), ('ɡ', 'g')] {
+            assert_eq!(latin_lookalike(c), Some(latin));
+        }
+        assert_eq!(latin_lookalike('x'), None);
+        assert_eq!(latin_lookalike('中'), None);
     }
 
     #[test]

@@ -281,9 +281,7 @@ impl ChatTemplate {
         })
         .map_err(|e| ModelError::Inference(format!("chat template: {e}")))
     }
-}
 
-impl ChatTemplate {
     /// `text` without any control token's text, to a fixed point: taking one out must not
     /// join the pieces around it into another (`<|im_<|im_end|>start|>`).
     fn without_controls(&self, text: &str) -> String {
