@@ -38,6 +38,12 @@ fn streamed(s: &Server, body: &Value) -> Vec<Sse> {
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     read_sse(&mut res, |e| e.event == "done")
 }
 
@@ -240,21 +246,7 @@ fn streaming_gives_the_same_answer_as_a_plain_call() {
     let plain = ask(&s, q.clone());
     assert_eq!(plain["handoff"], false, "{plain}");
 
-    let mut body = q.clone();
-    body["stream"] = json!(true);
-    let mut res = s
-        .req("POST", "/v1/answer", Some(CHANNEL))
-        .json(&body)
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
-    let events = read_sse(&mut res, |e| e.event == "done");
+    let events = streamed(&s, &q);
     let deltas: String = events
         .iter()
         .filter(|e| e.event == "delta")
