@@ -369,6 +369,12 @@ pub struct ApiKey {
     pub name: Option<String>,
     pub role: Role,
     pub key: String,
+    /// A channel key used from a browser widget, where anyone can read it, proves which customer
+    /// each request acts for: the widget's backend signs the customer id with this secret
+    /// (`X-Kefu-Customer-Signature: hex(HMAC-SHA256(secret, id))`), and kefu refuses an unsigned
+    /// or wrongly signed id. A leaked widget key then reaches only the customer it was signed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -651,6 +657,14 @@ impl Config {
         for k in &mut shown.auth.keys {
             k.key = "********".into();
         }
+        for s in shown
+            .auth
+            .keys
+            .iter_mut()
+            .filter_map(|k| k.identity_secret.as_mut())
+        {
+            *s = "********".into();
+        }
         if let Some(k) = &mut shown.vector.api_key {
             *k = "********".into();
         }
@@ -709,6 +723,21 @@ impl Config {
                     k.role.as_str(),
                     k.name.as_deref().unwrap_or("")
                 )));
+            }
+            if let Some(secret) = &k.identity_secret {
+                if k.role != Role::Channel {
+                    return Err(ConfigError::Invalid(format!(
+                        "the {} key {:?} has an identity_secret: only channel keys act for a customer",
+                        k.role.as_str(),
+                        k.name.as_deref().unwrap_or("")
+                    )));
+                }
+                if secret.len() < 16 {
+                    return Err(ConfigError::Invalid(format!(
+                        "the identity_secret of the channel key {:?} is shorter than 16 characters: use a long random secret",
+                        k.name.as_deref().unwrap_or("")
+                    )));
+                }
             }
             if k.key.len() < 8 {
                 return Err(ConfigError::Invalid(format!(
@@ -773,6 +802,7 @@ pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, String> {
                 name: None,
                 role: role.parse()?,
                 key: key.trim().to_string(),
+                identity_secret: None,
             })
         })
         .collect()

@@ -23,7 +23,7 @@ const FIBRE: (&str, &str) = (
 const GENERATE: (&str, &str) = ("KEFU__ANSWER__COMPOSE", "generate");
 
 fn ask(s: &Server, body: Value) -> Value {
-    let (status, a) = s.call_as(CHANNEL, "POST", "/v1/answer", Some(body));
+    let (status, a) = s.call_channel("POST", "/v1/answer", Some(body));
     assert_eq!(status, 200, "{a}");
     a
 }
@@ -33,8 +33,7 @@ fn streamed(s: &Server, body: &Value) -> Vec<Sse> {
     let mut body = body.clone();
     body["stream"] = json!(true);
     let mut res = s
-        .req("POST", "/v1/answer", Some(CHANNEL))
-        .json(&body)
+        .channel_req("POST", "/v1/answer", Some(&body))
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
@@ -87,7 +86,7 @@ fn grounded_answers_cite_the_card_and_state_its_fact() {
 
     let a = ask(
         &s,
-        json!({"question": "光猫LOS灯一直闪红灯，上不了网", "channel": "chat"}),
+        json!({"question": "光猫LOS灯一直闪红灯，上不了网", "channel": "chat", "customer_id": "cust-2"}),
     );
     assert_eq!(a["handoff"], false, "{a}");
     assert_eq!(cited(&a), [fibre], "{a}");
@@ -97,28 +96,32 @@ fn grounded_answers_cite_the_card_and_state_its_fact() {
 
     // Feedback on that answer.
     let id = a["answer_id"].as_str().unwrap();
-    let (st, f) = s.call_as(
-        CHANNEL,
-        "POST",
-        &format!("/v1/answers/{id}/feedback"),
-        Some(json!({"rating": "up", "comment": "helpful"})),
-    );
+    let as_customer = |customer: &str, body: Value| {
+        parts(
+            s.req("POST", &format!("/v1/answers/{id}/feedback"), Some(CHANNEL))
+                .header("x-kefu-customer", customer)
+                .json(&body)
+                .send()
+                .unwrap(),
+        )
+    };
+    let (st, f) = as_customer("cust-2", json!({"rating": "up", "comment": "helpful"}));
     assert_eq!(st, 201, "{f}");
     assert_eq!(f["feedback_count"], 1);
-    let (st, e) = s.call_as(
-        CHANNEL,
+    // Another customer's channel cannot rate it: for them it does not exist.
+    let (st, e) = as_customer(
+        "someone-else",
+        json!({"rating": "down", "comment": "forged"}),
+    );
+    assert_eq!(st, 404, "{e}");
+    let (st, e) = s.call_channel(
         "POST",
         "/v1/answers/no-such-answer/feedback",
         Some(json!({"rating": "down"})),
     );
     assert_eq!(st, 404, "{e}");
     assert_eq!(error_code(&e), "not_found");
-    let (st, e) = s.call_as(
-        CHANNEL,
-        "POST",
-        &format!("/v1/answers/{id}/feedback"),
-        Some(json!({"rating": "meh"})),
-    );
+    let (st, e) = as_customer("cust-2", json!({"rating": "meh"}));
     assert_eq!(st, 422, "{e}");
     error_code(&e);
 }
@@ -347,10 +350,10 @@ fn voice_answers_are_speakable_and_conversations_carry_context() {
         "alone the follow-up scores {alone:?}; in the conversation: {follow}"
     );
     assert_eq!(cited(&follow), router, "{follow}");
-    // The same conversation id from another customer is refused; nothing is recorded.
-    let (st, e) = s.call_as(CHANNEL, "POST", "/v1/answer", Some(json!({"question": "How do I factory reset my router?", "channel": "chat", "conversation_id": "conv-voice-1", "customer_id": "someone-else"})));
-    assert_eq!(st, 409, "{e}");
-    assert_eq!(error_code(&e), "conflict");
+    // For another customer the conversation does not exist; nothing is recorded.
+    let (st, e) = s.call_channel("POST", "/v1/answer", Some(json!({"question": "How do I factory reset my router?", "channel": "chat", "conversation_id": "conv-voice-1", "customer_id": "someone-else"})));
+    assert_eq!(st, 404, "{e}");
+    assert_eq!(error_code(&e), "not_found");
 }
 
 #[test]
@@ -382,7 +385,7 @@ fn bad_requests_get_clear_errors() {
             422,
         ),
     ] {
-        let (st, e) = s.call_as(CHANNEL, "POST", "/v1/answer", Some(body.clone()));
+        let (st, e) = s.call_channel("POST", "/v1/answer", Some(body.clone()));
         assert_eq!(st, code, "{body}: {e}");
         error_code(&e);
     }
@@ -402,6 +405,18 @@ fn bad_requests_get_clear_errors() {
             .unwrap(),
     );
     assert_eq!(st, 401);
+    // A channel acts for one customer: a question for no one is refused before any model work.
+    let (st, e) = s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/answer",
+        Some(json!({"question": "hi", "channel": "chat"})),
+    );
+    assert_eq!(st, 422, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("customer"),
+        "{e}"
+    );
 }
 
 /// Templates are read at start and reloaded on request; a broken one is refused and the old ones

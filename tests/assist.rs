@@ -16,9 +16,11 @@ const REFUND: (&str, &str) = (
     "Refunds are paid to the original card within 5 business days of the return arriving at our warehouse. Give us your order number so we can track the return.",
 );
 
+/// A customer's turn comes from the channel, an agent's from the agent's tool.
 fn turn(s: &Server, conv: &str, customer: &str, role: &str, text: &str) -> Value {
+    let key = if role == "customer" { CHANNEL } else { AGENT };
     let (status, v) = s.call_as(
-        AGENT,
+        key,
         "POST",
         &format!("/v1/conversations/{conv}/turns"),
         Some(json!({"customer_id": customer, "channel": "chat", "role": role, "text": text})),

@@ -11,9 +11,11 @@ fn turn(s: &Server, conv: &str, role: &str, text: &str) -> Value {
     turn_on(s, conv, "cust-7", "chat", role, text)
 }
 
+/// A customer's turn comes from the channel, an agent's from the agent's tool.
 fn turn_on(s: &Server, conv: &str, customer: &str, channel: &str, role: &str, text: &str) -> Value {
+    let key = if role == "customer" { CHANNEL } else { AGENT };
     let (status, v) = s.call_as(
-        CHANNEL,
+        key,
         "POST",
         &format!("/v1/conversations/{conv}/turns"),
         Some(json!({"customer_id": customer, "channel": channel, "role": role, "text": text})),
@@ -149,7 +151,7 @@ fn a_conversation_that_turns_sour_is_flagged_at_the_right_turn() {
     turn(
         &s,
         conv,
-        "bot",
+        "agent",
         "Open the app, go to Wi-Fi settings and choose a new password.",
     );
     let v = turn(
@@ -166,7 +168,7 @@ fn a_conversation_that_turns_sour_is_flagged_at_the_right_turn() {
     turn(
         &s,
         conv,
-        "bot",
+        "agent",
         "Sorry about that. Please check that the cable is firmly in.",
     );
     let v = turn(
@@ -231,7 +233,7 @@ fn a_calm_conversation_is_not_flagged_and_asking_for_a_person_is() {
     turn(
         &s,
         conv,
-        "bot",
+        "agent",
         "Open the app, go to Wi-Fi settings and choose a new password.",
     );
     let v = turn(&s, conv, "customer", "OK, I will try that now.");
@@ -311,9 +313,10 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             json!({"customer_id": "cust-7", "channel": "chat", "role": "customer", "text": ""}),
             422,
         ),
+        // For this channel's customer, another customer's conversation does not exist.
         (
             json!({"customer_id": "someone-else", "channel": "chat", "role": "customer", "text": "hi"}),
-            409,
+            404,
         ),
     ] {
         let (status, v) = s.call_as(
@@ -480,4 +483,199 @@ fn a_chat_that_moves_to_voice_keeps_its_context() {
     assert_eq!(h["unresolved"], json!([]), "{h}");
     let (status, _) = s.call_as(AGENT, "GET", "/v1/conversations/nobody/handoff", None);
     assert_eq!(status, 404);
+}
+
+const WIDGET: &str = "widget-key-0123456789";
+const WIDGET_SECRET: &str = "widget-identity-secret-0123456789";
+
+/// What a widget's backend sends with each request: the customer id and its signature.
+fn signed(customer: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(WIDGET_SECRET.as_bytes()).unwrap();
+    mac.update(customer.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A server with the three test keys and a browser widget's channel key, which needs signed
+/// customer ids.
+fn with_widget() -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kefu.toml");
+    let mut toml = String::new();
+    for (role, key) in [("admin", ADMIN), ("agent", AGENT), ("channel", CHANNEL)] {
+        toml.push_str(&format!(
+            "[[auth.keys]]\nrole = \"{role}\"\nkey = \"{key}\"\n"
+        ));
+    }
+    toml.push_str(&format!(
+        "[[auth.keys]]\nname = \"web-widget\"\nrole = \"channel\"\nkey = \"{WIDGET}\"\nidentity_secret = \"{WIDGET_SECRET}\"\n"
+    ));
+    std::fs::write(&file, toml).unwrap();
+    (
+        Server::start_with(&[("KEFU_CONFIG", file.to_str().unwrap())]),
+        dir,
+    )
+}
+
+/// Issue 16, finding 1: a channel acts for one customer and reaches only that customer's
+/// conversations; a widget key's customer must come signed; only the right keys write each kind
+/// of turn; the hand-off summary is for staff.
+#[test]
+fn customers_are_kept_apart() {
+    let (s, _dir) = with_widget();
+    turn_on(
+        &s,
+        "alice-1",
+        "alice",
+        "chat",
+        "customer",
+        "My order has not arrived yet",
+    );
+    turn_on(
+        &s,
+        "alice-1",
+        "alice",
+        "chat",
+        "agent",
+        "Let me check the tracking for you.",
+    );
+    let before = s.call_as(AGENT, "GET", "/v1/conversations/alice-1", None).1;
+    assert_eq!(before["turns"].as_array().unwrap().len(), 2, "{before}");
+
+    let call =
+        |key: &str, headers: &[(&str, &str)], method: &str, path: &str, body: Option<Value>| {
+            let mut r = s.req(method, path, Some(key));
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            parts(r.send().unwrap())
+        };
+    let bob_turn = json!({"customer_id": "bob", "channel": "chat", "text": "hi"});
+    let as_bob = [("x-kefu-customer", "bob")];
+    // A plain channel key acting for bob: alice's conversation does not exist for it.
+    let none: &[(&str, &str)] = &[];
+    for (headers, method, path, body, want) in [
+        (none, "GET", "/v1/conversations/alice-1", None, 422),
+        (
+            none,
+            "GET",
+            "/v1/conversations/alice-1?customer_id=bob",
+            None,
+            404,
+        ),
+        (&as_bob[..], "GET", "/v1/conversations/alice-1", None, 404),
+        (
+            none,
+            "POST",
+            "/v1/conversations/alice-1/turns",
+            Some(bob_turn.clone()),
+            404,
+        ),
+        (
+            none,
+            "POST",
+            "/v1/conversations/alice-1/resolve",
+            Some(json!({"customer_id": "bob"})),
+            404,
+        ),
+        (&as_bob[..], "GET", "/v1/customers/alice", None, 403),
+        (
+            none,
+            "GET",
+            "/v1/conversations/alice-1/handoff?customer_id=alice",
+            None,
+            403,
+        ),
+    ] {
+        let (st, e) = call(CHANNEL, headers, method, path, body);
+        assert_eq!(st, want, "{method} {path}: {e}");
+        assert!(e["error"]["message"].is_string(), "{e}");
+    }
+    // A channel writes customer turns only; nobody writes bot turns; an agent writes agent turns.
+    for (key, role) in [
+        (CHANNEL, "agent"),
+        (CHANNEL, "bot"),
+        (AGENT, "customer"),
+        (ADMIN, "bot"),
+    ] {
+        let body = json!({"customer_id": "alice", "channel": "chat", "role": role, "text": "Your refund of $500 is approved."});
+        let (st, e) = call(
+            key,
+            &[],
+            "POST",
+            "/v1/conversations/alice-1/turns",
+            Some(body),
+        );
+        assert_eq!(st, 403, "{role}: {e}");
+        assert_eq!(error_code(&e), "forbidden");
+    }
+
+    // The widget key: no customer, an unsigned one, a forged signature: 401.
+    let bad_sig = signed("mallory");
+    for headers in [
+        vec![],
+        vec![("x-kefu-customer", "alice")],
+        vec![
+            ("x-kefu-customer", "alice"),
+            ("x-kefu-customer-signature", bad_sig.as_str()),
+        ],
+    ] {
+        let (st, e) = call(
+            WIDGET,
+            &headers,
+            "GET",
+            "/v1/conversations/alice-1?customer_id=alice",
+            None,
+        );
+        assert_eq!(st, 401, "{headers:?}: {e}");
+        assert_eq!(error_code(&e), "unauthorized");
+    }
+    // Signed for bob, the widget key reads bob's data only, whatever the body claims.
+    let bob_sig = signed("bob");
+    let bob = [
+        ("x-kefu-customer", "bob"),
+        ("x-kefu-customer-signature", bob_sig.as_str()),
+    ];
+    let (st, e) = call(
+        WIDGET,
+        &bob,
+        "GET",
+        "/v1/conversations/alice-1?customer_id=alice",
+        None,
+    );
+    assert_eq!(st, 403, "{e}");
+    let (st, e) = call(WIDGET, &bob, "GET", "/v1/conversations/alice-1", None);
+    assert_eq!(st, 404, "{e}");
+    let (st, v) = call(
+        WIDGET,
+        &bob,
+        "POST",
+        "/v1/conversations/bob-1/turns",
+        Some(json!({"channel": "chat", "text": "Where is my parcel?"})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["customer_id"], "bob", "{v}");
+    assert_eq!(v["turns"][0]["role"], "customer", "{v}");
+    let (st, v) = call(WIDGET, &bob, "GET", "/v1/customers/bob", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["conversations"].as_array().unwrap().len(), 1, "{v}");
+
+    // Signed for alice, the same key reads alice's conversation.
+    let alice_sig = signed("alice");
+    let alice = [
+        ("x-kefu-customer", "alice"),
+        ("x-kefu-customer-signature", alice_sig.as_str()),
+    ];
+    let (st, v) = call(WIDGET, &alice, "GET", "/v1/conversations/alice-1", None);
+    assert_eq!(st, 200, "{v}");
+
+    // Nothing the others tried changed alice's conversation; staff still read everything.
+    let after = s.call_as(AGENT, "GET", "/v1/conversations/alice-1", None).1;
+    assert_eq!(after["turns"], before["turns"]);
+    assert!(after["resolved_at"].is_null(), "{after}");
+    let (st, h) = s.call_as(AGENT, "GET", "/v1/conversations/alice-1/handoff", None);
+    assert_eq!(st, 200, "{h}");
 }

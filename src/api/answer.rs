@@ -28,6 +28,8 @@ pub struct AnswerBody {
     /// Continue this conversation (its recent turns are given to the model); a new one is
     /// started when absent.
     pub conversation_id: Option<String>,
+    /// The customer asking. A channel key must name one (or send the `X-Kefu-Customer` header)
+    /// and continues only that customer's conversations.
     pub customer_id: Option<String>,
     /// `en`, `zh`, ...; detected from the question when absent.
     pub language: Option<String>,
@@ -55,7 +57,7 @@ pub async fn answer(
         question: b.question,
         channel: b.channel,
         conversation_id: b.conversation_id,
-        customer_id: b.customer_id,
+        party: caller.party(b.customer_id)?,
         language: b.language,
         seed: b.seed,
         actor: caller.actor().0,
@@ -108,6 +110,7 @@ const MAX_COMMENT_CHARS: usize = 4000;
 /// Rates an answer (thumbs up or down, with an optional comment).
 #[utoipa::path(post, path = "/v1/answers/{id}/feedback", tag = "answer", request_body = FeedbackBody,
     params(("id" = String, Path, description = "answer_id from the answer")),
+    // A channel rates only its customer's answers (named by X-Kefu-Customer).
     responses((status = 201, body = FeedbackResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn feedback(
@@ -127,7 +130,13 @@ pub async fn feedback(
     }
     let n = s
         .conversations
-        .feedback(&id, b.rating, b.comment, &caller.actor().0)
+        .feedback(
+            &id,
+            &caller.party(None)?,
+            b.rating,
+            b.comment,
+            &caller.actor().0,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

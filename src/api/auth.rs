@@ -4,36 +4,118 @@
 //!
 //! With no keys configured every caller is an anonymous admin; the server refuses to bind a
 //! non-loopback address in that case (see `server`).
+//!
+//! Staff (agents and admins) read every conversation. A channel acts for one customer per
+//! request ([`Caller::party`]): the customer named by the `X-Kefu-Customer` header or the body's
+//! `customer_id`. A channel key used from a browser widget carries an identity secret, and then
+//! the customer id must come signed (`X-Kefu-Customer-Signature`, HMAC-SHA256 of the id, as
+//! support widgets verify identity), so a key copied out of the page reaches no one else's data.
 
 use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{header, request::Parts};
+use axum::http::{HeaderMap, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::config::{ApiKey, Role};
+use crate::conversation::{Party, validate_id};
 use crate::error::ErrorCode;
 use crate::knowledge::Actor;
+use crate::vocab::Role as TurnRole;
+
+/// The customer a request acts for, as a channel frontend names it.
+pub const CUSTOMER_HEADER: &str = "x-kefu-customer";
+/// hex(HMAC-SHA256(identity secret, customer id)), required with a widget key.
+pub const SIGNATURE_HEADER: &str = "x-kefu-customer-signature";
 
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub role: Role,
     pub name: String,
+    /// The customer named by the `X-Kefu-Customer` header (its signature checked when the key
+    /// needs one).
+    pub customer: Option<String>,
+    /// The key is a widget key: a customer id only counts when signed.
+    signed_only: bool,
 }
 
 impl Caller {
     pub fn actor(&self) -> Actor {
         Actor(format!("{}:{}", self.role.as_str(), self.name))
     }
+
+    /// Who the request acts as, given the `customer_id` its body or query names. Staff act as
+    /// staff; a channel acts for exactly one customer, and must name one.
+    pub fn party(&self, stated: Option<String>) -> Result<Party, ApiError> {
+        if self.role >= Role::Agent {
+            return Ok(Party::Staff(stated.or_else(|| self.customer.clone())));
+        }
+        match (&self.customer, stated) {
+            (Some(signed), Some(stated)) if *signed != stated => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "customer_id {stated:?} is not the customer this request acts for ({CUSTOMER_HEADER})"
+                ),
+            )),
+            (Some(c), _) => Ok(Party::Customer(c.clone())),
+            (None, _) if self.signed_only => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "this channel key needs a signed customer id: send {CUSTOMER_HEADER} and \
+                     {SIGNATURE_HEADER} (hex HMAC-SHA256 of the id with the key's identity secret)"
+                ),
+            )),
+            (None, Some(c)) => Ok(Party::Customer(c)),
+            (None, None) => Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "a channel key acts for one customer: send customer_id (or the X-Kefu-Customer header)",
+            )),
+        }
+    }
+
+    /// The turn a caller may write: a forged bot or customer turn would put words in kefu's or the
+    /// customer's mouth, which the model then reads as history.
+    pub fn turn_role(&self, asked: Option<TurnRole>) -> Result<TurnRole, ApiError> {
+        let allowed: &[TurnRole] = match self.role {
+            Role::Channel => &[TurnRole::Customer],
+            Role::Agent => &[TurnRole::Agent],
+            Role::Admin => &[TurnRole::Agent, TurnRole::Customer],
+        };
+        let role = asked.unwrap_or(allowed[0]);
+        if allowed.contains(&role) {
+            return Ok(role);
+        }
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "a {} key may not write {} turns: {}",
+                self.role.as_str(),
+                role.as_str(),
+                if role == TurnRole::Bot {
+                    "bot turns are written by kefu when it answers"
+                } else {
+                    "channel keys write customer turns, agent keys agent turns"
+                }
+            ),
+        ))
+    }
+}
+
+/// One configured key.
+struct KeyEntry {
+    role: Role,
+    name: String,
+    identity: Option<Hmac<sha2::Sha256>>,
 }
 
 pub struct Keys {
-    /// sha256(key) -> caller. Keys are looked up by digest, never compared as plain strings.
-    by_digest: HashMap<[u8; 32], Caller>,
+    /// sha256(key) -> key. Keys are looked up by digest, never compared as plain strings.
+    by_digest: HashMap<[u8; 32], KeyEntry>,
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -50,7 +132,16 @@ impl Keys {
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("{}-{}", k.role.as_str(), &hex::encode(d)[..8]));
-                (d, Caller { role: k.role, name })
+                let identity = k.identity_secret.as_ref().map(|s| {
+                    Hmac::<sha2::Sha256>::new_from_slice(s.as_bytes())
+                        .expect("HMAC takes a key of any length")
+                });
+                let entry = KeyEntry {
+                    role: k.role,
+                    name,
+                    identity,
+                };
+                (d, entry)
             })
             .collect();
         Keys { by_digest }
@@ -60,34 +151,58 @@ impl Keys {
         !self.by_digest.is_empty()
     }
 
-    fn resolve(&self, header: Option<&str>) -> Result<Caller, ApiError> {
+    fn resolve(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &header::HeaderValue| v.to_str().ok())
+        };
+        let customer = text(CUSTOMER_HEADER).map(str::to_string);
+        if let Some(c) = &customer {
+            validate_id(CUSTOMER_HEADER, c)?;
+        }
         if !self.enabled() {
             return Ok(Caller {
                 role: Role::Admin,
                 name: "anonymous".into(),
+                customer,
+                signed_only: false,
             });
         }
         let unauthorized = |m: &str| ApiError::new(ErrorCode::Unauthorized, m);
-        let h = header
+        let h = text(header::AUTHORIZATION.as_str())
             .ok_or_else(|| unauthorized("missing API key: send `Authorization: Bearer <key>`"))?;
         let key = h
             .strip_prefix("Bearer ")
             .or_else(|| h.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        self.by_digest
+        let entry = self
+            .by_digest
             .get(&digest(key.trim()))
-            .cloned()
-            .ok_or_else(|| unauthorized("unknown API key"))
+            .ok_or_else(|| unauthorized("unknown API key"))?;
+        if let (Some(mac), Some(c)) = (&entry.identity, &customer) {
+            let signature = text(SIGNATURE_HEADER).and_then(|s| hex::decode(s.trim()).ok());
+            let mut mac = mac.clone();
+            mac.update(c.as_bytes());
+            // verify_slice compares in constant time.
+            if signature.is_none_or(|sig| mac.verify_slice(&sig).is_err()) {
+                return Err(unauthorized(&format!(
+                    "{SIGNATURE_HEADER} is missing or is not the signature of {CUSTOMER_HEADER}"
+                )));
+            }
+        }
+        Ok(Caller {
+            role: entry.role,
+            name: entry.name.clone(),
+            customer,
+            signed_only: entry.identity.is_some(),
+        })
     }
 }
 
 /// Resolves the caller of every `/v1` request, or answers 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match state.keys.resolve(header) {
+    match state.keys.resolve(req.headers()) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

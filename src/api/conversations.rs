@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, Staff};
 use super::error::{ApiJson, ApiResult, ErrorBody};
 use crate::conversation::handoff::HandoffSummary;
 use crate::conversation::{ConversationView, CustomerView, NewTurn};
@@ -16,17 +16,24 @@ use crate::vocab::{Channel, Role};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TurnBody {
-    /// The customer this conversation belongs to; another customer's id is refused (409).
+    /// The customer this conversation belongs to. A channel key must name one (or send the
+    /// `X-Kefu-Customer` header) and reaches only that customer's conversations; for staff,
+    /// another customer's id than the conversation's is refused (409).
     pub customer_id: Option<String>,
     pub channel: Channel,
-    pub role: Role,
+    /// Whose turn: a channel key writes `customer` turns, an agent key `agent` turns, an admin
+    /// key either (importing conversations kept elsewhere). `bot` turns are written by kefu
+    /// itself when it answers. Default: the key's own kind of turn.
+    pub role: Option<Role>,
     pub text: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConversationQuery {
-    /// When given, a conversation of another customer is refused (409).
+    /// The customer the caller acts for. A channel key reaches only that customer's
+    /// conversations (another's is not found); for staff, another customer's conversation is
+    /// refused (409).
     pub customer_id: Option<String>,
 }
 
@@ -34,19 +41,21 @@ pub struct ConversationQuery {
 #[utoipa::path(post, path = "/v1/conversations/{id}/turns", tag = "conversation", request_body = TurnBody,
     params(("id" = String, Path, description = "Conversation id (created on first turn)")),
     responses((status = 200, body = ConversationView),
+              (status = 403, description = "This key may not write that kind of turn", body = ErrorBody),
+              (status = 404, description = "A channel's customer has no such conversation", body = ErrorBody),
               (status = 409, description = "The conversation belongs to another customer", body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn add_turn(
     State(s): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<TurnBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let turn = NewTurn {
-        customer_id: b.customer_id,
+        role: caller.turn_role(b.role)?,
+        party: caller.party(b.customer_id)?,
         channel: b.channel,
-        role: b.role,
         text: b.text,
     };
     Ok(Json(s.conversations.add_turn(&id, turn).await?))
@@ -60,13 +69,14 @@ pub async fn add_turn(
     security(("bearer" = [])))]
 pub async fn get_conversation(
     State(s): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<ConversationQuery>,
 ) -> ApiResult<Json<ConversationView>> {
+    let party = caller.party(q.customer_id)?;
     let view = s
         .conversations
-        .get(&id, q.customer_id.as_deref())
+        .get(&id, &party)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no conversation {id}")))?;
     Ok(Json(view))
@@ -75,6 +85,8 @@ pub async fn get_conversation(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
+    /// As for turns: a channel key resolves only its customer's conversations.
+    pub customer_id: Option<String>,
     /// `false` reopens the conversation. Default `true`.
     #[serde(default = "yes")]
     pub resolved: bool,
@@ -93,16 +105,20 @@ fn yes() -> bool {
     security(("bearer" = [])))]
 pub async fn resolve(
     State(s): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<ResolveBody>,
 ) -> ApiResult<Json<ConversationView>> {
-    Ok(Json(s.conversations.resolve(&id, b.resolved).await?))
+    let party = caller.party(b.customer_id)?;
+    Ok(Json(
+        s.conversations.resolve(&id, &party, b.resolved).await?,
+    ))
 }
 
 /// For the person taking a conversation over: what was asked, what was answered (with the
 /// cards), what is still open, how the customer feels, the escalation state and the customer's
-/// other recent contacts, with a few sentences to read first.
+/// other recent contacts, with a few sentences to read first. For staff only: it carries the
+/// escalation notes a customer is not shown.
 #[utoipa::path(get, path = "/v1/conversations/{id}/handoff", tag = "conversation",
     params(("id" = String, Path, description = "Conversation id"), ConversationQuery),
     responses((status = 200, body = HandoffSummary),
@@ -110,32 +126,34 @@ pub async fn resolve(
     security(("bearer" = [])))]
 pub async fn handoff(
     State(s): State<AppState>,
-    _caller: Caller,
+    Staff(staff): Staff,
     Path(id): Path<String>,
     Query(q): Query<ConversationQuery>,
 ) -> ApiResult<Json<HandoffSummary>> {
+    let party = staff.party(q.customer_id)?;
     let summary = s
         .conversations
-        .handoff(&id, q.customer_id.as_deref())
+        .handoff(&id, &party)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no conversation {id}")))?;
     Ok(Json(summary))
 }
 
 /// One customer across channels: their conversations, most recent first, and a one-line summary
-/// for whoever takes over.
+/// for whoever takes over. A channel key reads only the customer it acts for.
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "conversation",
     params(("id" = String, Path, description = "Customer id")),
     responses((status = 200, body = CustomerView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_customer(
     State(s): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CustomerView>> {
+    let party = caller.party(Some(id.clone()))?;
     let view = s
         .conversations
-        .customer(&id)
+        .customer(&id, &party)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no conversations for customer {id}")))?;
     Ok(Json(view))

@@ -11,7 +11,9 @@
 //!   on unless the fault makes the audio unusable); `done` after the last final, then a close.
 //!
 //! Finals are appended to the conversation as the customer's voice turns, so agent assist and
-//! the answer endpoint see what was said. A stream that cannot be served (too many streams, the
+//! the answer endpoint see what was said; with a `conversation_id`, a channel key must name the
+//! customer (`customer_id`, or the `X-Kefu-Customer` header, signed for a widget key) and reaches
+//! only that customer's conversation. A stream that cannot be served (too many streams, the
 //! decoders saturated) is refused with close code 1013 (try again later) and a reason.
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crate::desk::voice::{StoredFinal, VoiceStart};
 use crate::runtime::asr::AsrPool;
 use crate::speech::audio::PcmEncoding;
 use crate::speech::stream::{Final, Inbound, Outbound, Partial};
+use crate::vocab::Role;
 
 /// Streams open now; a guard gives its place back however the stream ends.
 #[derive(Default)]
@@ -93,7 +96,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
     security(("bearer" = [])))]
 pub async fn voice_stream(
     State(s): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let asr = s.desk.speech()?.clone();
@@ -123,7 +126,7 @@ pub async fn voice_stream(
                         .await;
                 }
                 // The place is held until the session ends, however it ends.
-                Ok(_place) => session(s, asr, socket).await,
+                Ok(_place) => session(s, asr, caller, socket).await,
             }
         }))
 }
@@ -171,7 +174,7 @@ async fn send(socket: &mut WebSocket, m: ServerMessage) -> bool {
     socket.send(m.frame()).await.is_ok()
 }
 
-async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
+async fn session(s: AppState, asr: AsrPool, caller: Caller, mut socket: WebSocket) {
     // 1. Wait for a valid `start`.
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let session = loop {
@@ -201,16 +204,29 @@ async fn session(s: AppState, asr: AsrPool, mut socket: WebSocket) {
                     conversation_id,
                     customer_id,
                 }) => {
-                    let start = VoiceStart {
-                        sample_rate,
-                        encoding,
-                        language,
-                        conversation_id,
-                        customer_id,
+                    // Finals become the customer's turns: the caller must be allowed to write
+                    // them, for the customer it acts for.
+                    let conversation = match conversation_id {
+                        None => Ok(None),
+                        Some(id) => caller
+                            .turn_role(Some(Role::Customer))
+                            .and_then(|_| caller.party(customer_id))
+                            .map(|party| Some((id, party))),
                     };
-                    match s.desk.voice_start(&asr, start) {
-                        Ok(session) => break session,
-                        Err(e) => ServerMessage::error("bad_start", e),
+                    match conversation {
+                        Err(e) => ServerMessage::error(e.code.as_str(), e.message),
+                        Ok(conversation) => {
+                            let start = VoiceStart {
+                                sample_rate,
+                                encoding,
+                                language,
+                                conversation,
+                            };
+                            match s.desk.voice_start(&asr, start) {
+                                Ok(session) => break session,
+                                Err(e) => ServerMessage::error("bad_start", e),
+                            }
+                        }
                     }
                 }
                 Ok(ClientMessage::Stop) => ServerMessage::error("not_started", "stop before start"),

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::error::blocking;
 use crate::error::{Error, Result};
 use crate::store::answers::AnswerRecord;
+pub use crate::store::conversations::Party;
 use crate::store::conversations::{
     Contact, ConversationRecord, ConversationSummary, Turn, TurnMood,
 };
@@ -50,7 +51,8 @@ pub struct Conversations {
 /// A turn to append.
 #[derive(Debug, Clone)]
 pub struct NewTurn {
-    pub customer_id: Option<String>,
+    /// Who writes it: the conversation must be theirs.
+    pub party: Party,
     pub channel: Channel,
     pub role: Role,
     pub text: String,
@@ -86,15 +88,21 @@ impl Conversations {
         self.outcomes.lock().iter().map(|(r, n)| (*r, *n)).collect()
     }
 
-    /// The customer's conversations across channels; `None` when none is known.
-    pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerView>> {
+    /// The customer's conversations across channels; `None` when none is known, or when a
+    /// channel acting for another customer asks.
+    pub async fn customer(&self, customer_id: &str, party: &Party) -> Result<Option<CustomerView>> {
         validate_id("customer id", customer_id)?;
+        if matches!(party, Party::Customer(me) if me != customer_id) {
+            return Ok(None);
+        }
         let (store, id) = (self.store.clone(), customer_id.to_string());
         let conversations = blocking(move || store.customer_conversations(&id, 50)).await?;
         let Some(first) = conversations.first() else {
             return Ok(None);
         };
-        let latest = self.get(&first.id, Some(customer_id)).await?;
+        let latest = self
+            .get(&first.id, &Party::Staff(Some(customer_id.into())))
+            .await?;
         let mut channels: Vec<Channel> = conversations
             .iter()
             .flat_map(|c| c.channels.iter().copied())
@@ -163,7 +171,7 @@ impl Conversations {
     /// Appends a turn (scored when it is the customer's) and returns the conversation after it.
     pub async fn add_turn(&self, conversation_id: &str, t: NewTurn) -> Result<ConversationView> {
         validate_id("conversation id", conversation_id)?;
-        if let Some(c) = &t.customer_id {
+        if let Some(c) = t.party.customer() {
             validate_id("customer_id", c)?;
         }
         let text = t.text.trim().to_string();
@@ -177,34 +185,38 @@ impl Conversations {
         } else {
             None
         };
-        let (store, id) = (self.store.clone(), conversation_id.to_string());
-        blocking(move || {
-            store.append_turn(
-                &id,
-                t.customer_id.as_deref(),
-                t.channel,
-                t.role,
-                &text,
-                mood.as_ref(),
-            )
-        })
-        .await?;
-        self.get(conversation_id, None)
+        let (store, id, party) = (
+            self.store.clone(),
+            conversation_id.to_string(),
+            t.party.clone(),
+        );
+        blocking(move || store.append_turn(&id, &party, t.channel, t.role, &text, mood.as_ref()))
+            .await?;
+        self.get(conversation_id, &t.party)
             .await?
             .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} vanished")))
     }
 
     /// Marks the conversation's issue resolved, or open again; resolved contacts do not count
     /// as repeated contacts. A later turn reopens it.
-    pub async fn resolve(&self, conversation_id: &str, resolved: bool) -> Result<ConversationView> {
+    pub async fn resolve(
+        &self,
+        conversation_id: &str,
+        party: &Party,
+        resolved: bool,
+    ) -> Result<ConversationView> {
         validate_id("conversation id", conversation_id)?;
-        let (store, id) = (self.store.clone(), conversation_id.to_string());
-        if !blocking(move || store.set_resolved(&id, resolved)).await? {
+        let (store, id, who) = (
+            self.store.clone(),
+            conversation_id.to_string(),
+            party.clone(),
+        );
+        if !blocking(move || store.set_resolved(&id, &who, resolved)).await? {
             return Err(Error::NotFound(format!(
                 "no conversation {conversation_id}"
             )));
         }
-        self.get(conversation_id, None)
+        self.get(conversation_id, party)
             .await?
             .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} vanished")))
     }
@@ -212,21 +224,21 @@ impl Conversations {
     /// The turns a model reads for a conversation (the one carry-over rule): its last `n`;
     /// while it has no customer turn yet (a customer who moved from chat to voice, or to an
     /// agent), the last `n` of the customer's latest other conversation of the last
-    /// [`CARRY_HOURS`] come first. Fails when the conversation belongs to another customer.
+    /// [`CARRY_HOURS`] come first. Fails when the conversation is not `party`'s.
     pub async fn history(
         &self,
         conversation_id: &str,
-        customer_id: Option<&str>,
+        party: &Party,
         n: usize,
     ) -> Result<Vec<Turn>> {
-        let (store, conv, customer) = (
+        let (store, conv, party) = (
             self.store.clone(),
             conversation_id.to_string(),
-            customer_id.map(str::to_string),
+            party.clone(),
         );
         blocking(move || {
-            let own = store.recent_turns(&conv, customer.as_deref(), n)?;
-            let Some(customer) = customer else {
+            let own = store.recent_turns(&conv, &party, n)?;
+            let Some(customer) = party.customer() else {
                 return Ok(own);
             };
             // Fewer than `n` turns are all the turns: no need to ask whether earlier ones exist.
@@ -235,7 +247,7 @@ impl Conversations {
             if spoke {
                 return Ok(own);
             }
-            let mut turns = store.carried_turns(&customer, &conv, &hours_ago(CARRY_HOURS), n)?;
+            let mut turns = store.carried_turns(customer, &conv, &hours_ago(CARRY_HOURS), n)?;
             turns.extend(own);
             Ok(turns)
         })
@@ -244,9 +256,10 @@ impl Conversations {
 
     /// Records an answer with the customer's question and the bot's reply as turns, in one
     /// transaction: every turn is written here.
-    pub async fn record_answer(&self, record: AnswerRecord) -> Result<AnswerRecord> {
-        let store = self.store.clone();
-        let record = blocking(move || store.record_answer(&record).map(|()| record)).await?;
+    pub async fn record_answer(&self, record: AnswerRecord, party: &Party) -> Result<AnswerRecord> {
+        let (store, party) = (self.store.clone(), party.clone());
+        let record =
+            blocking(move || store.record_answer(&record, &party).map(|()| record)).await?;
         *self
             .outcomes
             .lock()
@@ -259,12 +272,21 @@ impl Conversations {
     pub async fn feedback(
         &self,
         answer_id: &str,
+        party: &Party,
         rating: crate::vocab::Rating,
         comment: Option<String>,
         actor: &str,
     ) -> Result<usize> {
-        let (store, id, actor) = (self.store.clone(), answer_id.to_string(), actor.to_string());
-        blocking(move || store.add_feedback(&id, rating.as_str(), comment.as_deref(), &actor)).await
+        let (store, id, party, actor) = (
+            self.store.clone(),
+            answer_id.to_string(),
+            party.clone(),
+            actor.to_string(),
+        );
+        blocking(move || {
+            store.add_feedback(&id, &party, rating.as_str(), comment.as_deref(), &actor)
+        })
+        .await
     }
 
     /// What a person taking the conversation over needs: what was asked and answered, what is
@@ -272,9 +294,9 @@ impl Conversations {
     pub async fn handoff(
         &self,
         conversation_id: &str,
-        customer_id: Option<&str>,
+        party: &Party,
     ) -> Result<Option<HandoffSummary>> {
-        let Some(view) = self.get(conversation_id, customer_id).await? else {
+        let Some(view) = self.get(conversation_id, party).await? else {
             return Ok(None);
         };
         let (store, id) = (self.store.clone(), conversation_id.to_string());
@@ -293,9 +315,9 @@ impl Conversations {
     pub async fn get(
         &self,
         conversation_id: &str,
-        customer_id: Option<&str>,
+        party: &Party,
     ) -> Result<Option<ConversationView>> {
-        match self.record(conversation_id, customer_id).await? {
+        match self.record(conversation_id, party).await? {
             Some(r) => Ok(Some(self.view(r).await?)),
             None => Ok(None),
         }
@@ -306,14 +328,15 @@ impl Conversations {
     pub async fn assess_with(
         &self,
         conversation_id: &str,
-        customer_id: Option<&str>,
+        party: &Party,
         channel: Channel,
         question: &str,
         mood: Option<&TurnMood>,
     ) -> Result<Escalation> {
-        let (mut turns, customer) = match self.record(conversation_id, customer_id).await? {
-            Some(r) => (r.turns, r.customer_id.or(customer_id.map(str::to_string))),
-            None => (Vec::new(), customer_id.map(str::to_string)),
+        let stated = party.customer().map(str::to_string);
+        let (mut turns, customer) = match self.record(conversation_id, party).await? {
+            Some(r) => (r.turns, r.customer_id.or(stated)),
+            None => (Vec::new(), stated),
         };
         turns.push(Turn {
             seq: turns.last().map_or(1, |t| t.seq + 1),
@@ -332,14 +355,14 @@ impl Conversations {
     async fn record(
         &self,
         conversation_id: &str,
-        customer_id: Option<&str>,
+        party: &Party,
     ) -> Result<Option<ConversationRecord>> {
-        let (store, id, cust) = (
+        let (store, id, party) = (
             self.store.clone(),
             conversation_id.to_string(),
-            customer_id.map(str::to_string),
+            party.clone(),
         );
-        blocking(move || store.conversation(&id, cust.as_deref())).await
+        blocking(move || store.conversation(&id, &party)).await
     }
 
     async fn view(&self, record: ConversationRecord) -> Result<ConversationView> {

@@ -24,7 +24,7 @@ use crate::knowledge::answer::{Plan, Question, Reply};
 use crate::knowledge::support;
 use crate::runtime::generate::GenEvent;
 use crate::store::answers::{AnswerRecord, Citation};
-use crate::store::conversations::TurnMood;
+use crate::store::conversations::{Party, TurnMood};
 use crate::vocab::{Channel, HandoffReason};
 
 const MAX_QUESTION_CHARS: usize = 2000;
@@ -35,7 +35,8 @@ pub struct AnswerRequest {
     pub channel: Channel,
     /// A new conversation is started when absent.
     pub conversation_id: Option<String>,
-    pub customer_id: Option<String>,
+    /// Who asks: the conversation must be theirs.
+    pub party: Party,
     pub language: Option<String>,
     pub seed: Option<u64>,
     /// Who asked, for the log.
@@ -64,8 +65,8 @@ impl AnswerRequest {
             crate::knowledge::card::check_reply_language(l)?;
         }
         for (name, v) in [
-            ("conversation_id", &self.conversation_id),
-            ("customer_id", &self.customer_id),
+            ("conversation_id", self.conversation_id.as_deref()),
+            ("customer_id", self.party.customer()),
         ] {
             if let Some(v) = v {
                 crate::conversation::validate_id(name, v)?;
@@ -176,13 +177,13 @@ impl Desk {
             .conversation_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let customer = req.customer_id.as_deref();
+        let party = &req.party;
         let mood = self.conversations.score(&req.question).await?;
         let escalation = self
             .conversations
             .assess_with(
                 &conversation_id,
-                customer,
+                party,
                 req.channel,
                 &req.question,
                 mood.as_ref(),
@@ -190,7 +191,7 @@ impl Desk {
             .await?;
         let history = self
             .conversations
-            .history(&conversation_id, customer, self.config.answer.history_turns)
+            .history(&conversation_id, party, self.config.answer.history_turns)
             .await?;
         let plan = self
             .answerer
@@ -228,20 +229,23 @@ impl Desk {
         } = self.answerer.finish(plan, raw).await?;
         let record = self
             .conversations
-            .record_answer(AnswerRecord {
-                id: uuid::Uuid::now_v7().to_string(),
-                conversation_id: asked.conversation_id,
-                customer_id: asked.req.customer_id,
-                channel: asked.req.channel,
-                question: asked.req.question,
-                answer: text,
-                citations,
-                handoff: handoff_reason.is_some(),
-                handoff_reason,
-                confidence,
-                model,
-                question_mood: asked.mood,
-            })
+            .record_answer(
+                AnswerRecord {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    conversation_id: asked.conversation_id,
+                    customer_id: asked.req.party.customer().map(str::to_string),
+                    channel: asked.req.channel,
+                    question: asked.req.question,
+                    answer: text,
+                    citations,
+                    handoff: handoff_reason.is_some(),
+                    handoff_reason,
+                    confidence,
+                    model,
+                    question_mood: asked.mood,
+                },
+                &asked.req.party,
+            )
             .await?;
         tracing::info!(
             answer = %record.id,

@@ -14,6 +14,7 @@ use futures::Stream;
 use serde::Serialize;
 
 use super::Desk;
+use crate::conversation::Party;
 use crate::conversation::escalation::{Escalation, MoodTrend};
 use crate::error::{Error, Result};
 use crate::knowledge::assist::{
@@ -70,14 +71,14 @@ impl Desk {
         }
         let view = self
             .conversations
-            .get(&req.conversation_id, req.customer_id.as_deref())
+            .get(&req.conversation_id, &Party::Staff(req.customer_id.clone()))
             .await?
             .ok_or_else(|| Error::NotFound(format!("no conversation {}", req.conversation_id)))?;
         let turns = self
             .conversations
             .history(
                 &req.conversation_id,
-                view.record.customer_id.as_deref(),
+                &Party::Staff(view.record.customer_id.clone()),
                 self.config.answer.history_turns,
             )
             .await?;

@@ -19,7 +19,7 @@ use crate::runtime::asr::AsrPool;
 use crate::speech::audio::{PcmEncoding, check_rate};
 use crate::speech::stream::{self, Inbound, Outbound, StreamConfig, StreamFormat};
 use crate::speech::vad::VadConfig;
-use crate::store::conversations::TurnMood;
+use crate::store::conversations::{Party, TurnMood};
 use crate::vocab::{Channel, Role};
 
 /// What a caller declares before the audio.
@@ -29,16 +29,15 @@ pub struct VoiceStart {
     pub encoding: PcmEncoding,
     /// `None` or `auto`: detected per utterance.
     pub language: Option<String>,
-    pub conversation_id: Option<String>,
-    pub customer_id: Option<String>,
+    /// Finals are stored as this conversation's customer turns, written as `party`.
+    pub conversation: Option<(String, Party)>,
 }
 
 /// A started stream: its audio format and whose conversation its finals go to.
 #[derive(Debug, Clone)]
 pub struct VoiceSession {
     pub format: StreamFormat,
-    pub conversation_id: Option<String>,
-    pub customer_id: Option<String>,
+    pub conversation: Option<(String, Party)>,
 }
 
 /// What a final utterance became: its sentiment, and when the stream belongs to a conversation
@@ -67,8 +66,7 @@ impl Desk {
         }
         Ok(VoiceSession {
             format,
-            conversation_id: start.conversation_id,
-            customer_id: start.customer_id,
+            conversation: start.conversation,
         })
     }
 
@@ -96,7 +94,7 @@ impl Desk {
 
     /// Step 3: a final utterance, scored and, in a conversation, stored as the customer's turn.
     pub async fn voice_final(&self, session: &VoiceSession, text: &str) -> Result<StoredFinal> {
-        let Some(id) = &session.conversation_id else {
+        let Some((id, party)) = &session.conversation else {
             let mood = self.conversations.score(text).await?;
             return Ok(StoredFinal {
                 sentiment: mood,
@@ -104,7 +102,7 @@ impl Desk {
             });
         };
         let turn = NewTurn {
-            customer_id: session.customer_id.clone(),
+            party: party.clone(),
             channel: Channel::Voice,
             role: Role::Customer,
             text: text.to_string(),

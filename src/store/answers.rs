@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::conversations::{TurnMood, check_owner, insert_turn, touch_conversation};
+use super::conversations::{Party, TurnMood, check_owner, insert_turn, touch_conversation};
 use super::{Store, StoreError, now};
 use crate::vocab::{Channel, HandoffReason, Role};
 
@@ -50,13 +50,14 @@ pub struct GivenAnswer {
 impl Store {
     /// Records a question and the service's answer in one transaction: the conversation (created
     /// on first use), the customer's turn, the bot's turn and the answer itself.
-    pub fn record_answer(&self, a: &AnswerRecord) -> Result<(), StoreError> {
+    /// Fails when the conversation is not `party`'s.
+    pub fn record_answer(&self, a: &AnswerRecord, party: &Party) -> Result<(), StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        check_owner(&tx, &a.conversation_id, a.customer_id.as_deref())?;
+        check_owner(&tx, &a.conversation_id, party)?;
         let at = now();
         let (conv, channel) = (a.conversation_id.as_str(), a.channel);
-        touch_conversation(&tx, conv, a.customer_id.as_deref(), channel, &at)?;
+        touch_conversation(&tx, conv, party.customer(), channel, &at)?;
         let mood = a.question_mood.as_ref();
         insert_turn(&tx, conv, Role::Customer, channel, &a.question, &at, mood)?;
         insert_turn(&tx, conv, Role::Bot, channel, &a.answer, &at, None)?;
@@ -150,24 +151,29 @@ impl Store {
     }
 
     /// Stores feedback on an answer; returns how many ratings the answer now has.
+    /// A customer rates only answers given in their own conversations; another's answer is
+    /// not found for them.
     pub fn add_feedback(
         &self,
         answer_id: &str,
+        party: &Party,
         rating: &str,
         comment: Option<&str>,
         actor: &str,
     ) -> Result<usize, StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM answers WHERE id = ?1", [answer_id], |r| {
-                r.get(0)
-            })
+        let conversation: Option<String> = tx
+            .query_row(
+                "SELECT conversation_id FROM answers WHERE id = ?1",
+                [answer_id],
+                |r| r.get(0),
+            )
             .optional()?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "no answer with id {answer_id}"
-            )));
+        let not_found = || StoreError::NotFound(format!("no answer with id {answer_id}"));
+        let conversation = conversation.ok_or_else(not_found)?;
+        if let Party::Customer(_) = party {
+            check_owner(&tx, &conversation, party).map_err(|_| not_found())?;
         }
         tx.execute(
             "INSERT INTO feedback (answer_id, rating, comment, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",

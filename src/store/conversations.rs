@@ -86,13 +86,34 @@ fn turn_from_row(r: &rusqlite::Row) -> rusqlite::Result<Turn> {
 
 const TURN_COLUMNS: &str = "id, role, channel, text, at, sentiment, valence";
 
+/// Who acts on a conversation, as its ownership check reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Party {
+    /// An agent, an admin or kefu itself: every conversation. A customer, when stated, must be
+    /// the conversation's owner (409 otherwise) and owns a conversation it starts.
+    Staff(Option<String>),
+    /// A channel acting for this customer: only the customer's own conversations exist for it,
+    /// and another's answers 404 as if it did not exist, so ids cannot be probed.
+    Customer(String),
+}
+
+impl Party {
+    /// The customer a new conversation belongs to.
+    pub fn customer(&self) -> Option<&str> {
+        match self {
+            Party::Staff(c) => c.as_deref(),
+            Party::Customer(c) => Some(c),
+        }
+    }
+}
+
 impl Store {
     /// Appends one turn (creating the conversation on first use) and returns it as stored.
-    /// Fails when the conversation belongs to another customer than `customer_id`.
+    /// Fails when the conversation is not `party`'s.
     pub fn append_turn(
         &self,
         conversation_id: &str,
-        customer_id: Option<&str>,
+        party: &Party,
         channel: Channel,
         role: Role,
         text: &str,
@@ -100,9 +121,9 @@ impl Store {
     ) -> Result<Turn, StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        check_owner(&tx, conversation_id, customer_id)?;
+        check_owner(&tx, conversation_id, party)?;
         let at = now();
-        touch_conversation(&tx, conversation_id, customer_id, channel, &at)?;
+        touch_conversation(&tx, conversation_id, party.customer(), channel, &at)?;
         insert_turn(&tx, conversation_id, role, channel, text, &at, mood)?;
         let seq = turn_count(&tx, conversation_id)?;
         tx.commit()?;
@@ -138,7 +159,7 @@ impl Store {
             .optional()?
         };
         match previous {
-            Some(id) => self.recent_turns(&id, Some(customer_id), n),
+            Some(id) => self.recent_turns(&id, &Party::Staff(Some(customer_id.into())), n),
             None => Ok(Vec::new()),
         }
     }
@@ -179,15 +200,15 @@ impl Store {
         Ok(rows)
     }
 
-    /// A conversation with all its turns; `None` when it does not exist. Fails when it belongs
-    /// to another customer than `customer_id`.
+    /// A conversation with all its turns; `None` when it does not exist. Fails when it is not
+    /// `party`'s.
     pub fn conversation(
         &self,
         id: &str,
-        customer_id: Option<&str>,
+        party: &Party,
     ) -> Result<Option<ConversationRecord>, StoreError> {
         let conn = self.conn.lock();
-        check_owner(&conn, id, customer_id)?;
+        check_owner(&conn, id, party)?;
         let head = conn
             .query_row(
                 "SELECT customer_id, channel, created_at, updated_at, resolved_at FROM conversations WHERE id = ?1",
@@ -228,9 +249,15 @@ impl Store {
     }
 
     /// Marks a conversation's issue resolved (or open again). `false` when there is no such
-    /// conversation.
-    pub fn set_resolved(&self, id: &str, resolved: bool) -> Result<bool, StoreError> {
+    /// conversation; fails when it is not `party`'s.
+    pub fn set_resolved(
+        &self,
+        id: &str,
+        party: &Party,
+        resolved: bool,
+    ) -> Result<bool, StoreError> {
         let conn = self.conn.lock();
+        check_owner(&conn, id, party)?;
         let at = resolved.then(now);
         Ok(conn.execute(
             "UPDATE conversations SET resolved_at = ?2 WHERE id = ?1",
@@ -278,15 +305,15 @@ impl Store {
     }
 
     /// The last `n` turns of a conversation, oldest first; empty for a conversation not seen yet.
-    /// Fails when the conversation belongs to another customer than `customer_id`.
+    /// Fails when the conversation is not `party`'s.
     pub fn recent_turns(
         &self,
         conversation_id: &str,
-        customer_id: Option<&str>,
+        party: &Party,
         n: usize,
     ) -> Result<Vec<Turn>, StoreError> {
         let conn = self.conn.lock();
-        check_owner(&conn, conversation_id, customer_id)?;
+        check_owner(&conn, conversation_id, party)?;
         let mut st = conn.prepare(&format!(
             "SELECT {TURN_COLUMNS} FROM turns WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2"
         ))?;
@@ -362,11 +389,12 @@ fn turn_count(conn: &rusqlite::Connection, conversation_id: &str) -> Result<i64,
 }
 
 /// A conversation id names one customer's conversation: another customer may not read or extend
-/// it (ids come from channel frontends and could collide or be guessed).
+/// it (ids come from channel frontends and could collide or be guessed). A conversation that does
+/// not exist yet is anyone's to start.
 pub(super) fn check_owner(
     conn: &rusqlite::Connection,
     conversation_id: &str,
-    customer_id: Option<&str>,
+    party: &Party,
 ) -> Result<(), StoreError> {
     let owner: Option<Option<String>> = conn
         .query_row(
@@ -375,10 +403,16 @@ pub(super) fn check_owner(
             |r| r.get(0),
         )
         .optional()?;
-    match (owner.flatten(), customer_id) {
-        (Some(owner), Some(given)) if owner != given => Err(StoreError::Conflict(format!(
-            "conversation {conversation_id} belongs to another customer"
-        ))),
+    let Some(owner) = owner else {
+        return Ok(());
+    };
+    match (owner, party) {
+        (Some(owner), Party::Staff(Some(given))) if &owner != given => Err(StoreError::Conflict(
+            format!("conversation {conversation_id} belongs to another customer"),
+        )),
+        (owner, Party::Customer(me)) if owner.as_ref() != Some(me) => Err(StoreError::NotFound(
+            format!("no conversation {conversation_id}"),
+        )),
         _ => Ok(()),
     }
 }
@@ -409,14 +443,19 @@ mod tests {
         }
     }
 
+    fn staff(c: Option<&str>) -> Party {
+        Party::Staff(c.map(Into::into))
+    }
+
     #[test]
     fn answers_turns_and_feedback_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        s.record_answer(&record("a1", "conv", Some("cust")))
+        s.record_answer(&record("a1", "conv", Some("cust")), &staff(Some("cust")))
             .unwrap();
-        s.record_answer(&record("a2", "conv", None)).unwrap();
-        let turns = s.recent_turns("conv", Some("cust"), 3).unwrap();
+        s.record_answer(&record("a2", "conv", None), &staff(None))
+            .unwrap();
+        let turns = s.recent_turns("conv", &staff(Some("cust")), 3).unwrap();
         let texts: Vec<_> = turns.iter().map(|t| t.text.as_str()).collect();
         assert_eq!(texts, ["a a1", "q a2", "a a2"]);
         let seqs: Vec<_> = turns.iter().map(|t| t.seq).collect();
@@ -424,21 +463,89 @@ mod tests {
         let a = s.get_answer("a1").unwrap().unwrap();
         assert_eq!(a.customer_id.as_deref(), Some("cust"));
         assert_eq!(a.citations[0].card_id, "c1");
-        assert_eq!(s.add_feedback("a1", "up", None, "t").unwrap(), 1);
+        assert_eq!(
+            s.add_feedback("a1", &staff(None), "up", None, "t").unwrap(),
+            1
+        );
         assert!(matches!(
-            s.add_feedback("nope", "up", None, "t"),
+            s.add_feedback("nope", &staff(None), "up", None, "t"),
             Err(StoreError::NotFound(_))
         ));
-        // Another customer may not extend or read the conversation.
+        // Staff naming another customer are told the conversation is someone else's.
         assert!(matches!(
-            s.record_answer(&record("a3", "conv", Some("other"))),
+            s.record_answer(&record("a3", "conv", Some("other")), &staff(Some("other"))),
             Err(StoreError::Conflict(_))
         ));
         assert!(s.get_answer("a3").unwrap().is_none());
         assert!(matches!(
-            s.recent_turns("conv", Some("other"), 3),
+            s.recent_turns("conv", &staff(Some("other")), 3),
             Err(StoreError::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn a_customer_reaches_only_their_own_conversations() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let (me, other) = (
+            Party::Customer("me".into()),
+            Party::Customer("other".into()),
+        );
+        s.record_answer(&record("a1", "mine", Some("me")), &me)
+            .unwrap();
+        s.append_turn(
+            "staff-started",
+            &staff(None),
+            Channel::Chat,
+            Role::Agent,
+            "hi",
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.recent_turns("mine", &me, 5).unwrap().len(), 2);
+        for conv in ["mine", "staff-started"] {
+            let denied = |r: Result<_, StoreError>| matches!(r, Err(StoreError::NotFound(_)));
+            assert!(denied(s.conversation(conv, &other).map(|_| ())), "{conv}");
+            assert!(
+                denied(s.recent_turns(conv, &other, 5).map(|_| ())),
+                "{conv}"
+            );
+            assert!(
+                denied(s.set_resolved(conv, &other, true).map(|_| ())),
+                "{conv}"
+            );
+            assert!(denied(
+                s.append_turn(conv, &other, Channel::Chat, Role::Customer, "x", None)
+                    .map(|_| ())
+            ));
+        }
+        assert!(matches!(
+            s.add_feedback("a1", &other, "down", None, "t"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(s.add_feedback("a1", &me, "up", None, "t").unwrap(), 1);
+        // Nothing the other customer tried was stored or changed.
+        let c = s.conversation("mine", &me).unwrap().unwrap();
+        assert_eq!(c.turns.len(), 2);
+        assert!(c.resolved_at.is_none());
+        // A new id is theirs to start.
+        s.append_turn(
+            "theirs",
+            &other,
+            Channel::Chat,
+            Role::Customer,
+            "hello",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.conversation("theirs", &staff(None))
+                .unwrap()
+                .unwrap()
+                .customer_id
+                .as_deref(),
+            Some("other")
+        );
     }
 
     #[test]
@@ -461,14 +568,14 @@ mod tests {
         };
         s.append_turn(
             "old",
-            Some("c"),
+            &staff(Some("c")),
             Channel::Voice,
             Role::Customer,
             "still broken",
             Some(&mood),
         )
         .unwrap();
-        let c = s.conversation("old", None).unwrap().unwrap();
+        let c = s.conversation("old", &staff(None)).unwrap().unwrap();
         assert_eq!(c.turns.len(), 2);
         assert_eq!(c.turns[0].text, "hello");
         assert_eq!(c.turns[0].sentiment, None);
