@@ -402,6 +402,9 @@ pub struct Limits {
     pub gen_queue: usize,
     /// Context window cap, in tokens (prompt + answer).
     pub gen_context: usize,
+    /// Most turns one conversation holds; one more is refused (409) and the frontend starts a
+    /// new conversation.
+    pub max_conversation_turns: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -463,6 +466,7 @@ impl Default for Limits {
             gen_slots: 8,
             gen_queue: 32,
             gen_context: 4096,
+            max_conversation_turns: crate::store::DEFAULT_MAX_TURNS,
         }
     }
 }
@@ -673,7 +677,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        if l.max_body_bytes == 0 || l.max_import_bytes == 0 || l.max_card_bytes == 0 {
+        if l.max_body_bytes == 0
+            || l.max_import_bytes == 0
+            || l.max_card_bytes == 0
+            || l.max_conversation_turns == 0
+        {
             return Err(ConfigError::Invalid(
                 "limits must be greater than zero".into(),
             ));

@@ -55,7 +55,8 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     if !cfg.addr.ip().is_loopback() && cfg.auth.keys.is_empty() {
         return Err(StartError::OpenWithoutKeys(cfg.addr));
     }
-    let store = Arc::new(Store::open(&cfg.data_dir)?);
+    let store =
+        Arc::new(Store::open(&cfg.data_dir)?.with_max_turns(cfg.limits.max_conversation_turns));
     let registry = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
     let embedder_id = cfg.models.embedder.clone();
     let generator_id = cfg.models.generator_id().map(str::to_string);

@@ -281,6 +281,67 @@ fn streaming_gives_the_same_answer_as_a_plain_call() {
     assert_eq!(done["handoff"], true, "{done}");
 }
 
+/// Issue 16, finding 5: a conversation of long turns is still answered by the model (its
+/// oldest turns are left out of the prompt instead of a context error), and a conversation stops
+/// at its turn cap with a clear 409 that stores nothing.
+#[test]
+fn a_long_conversation_is_still_answered_and_bounded() {
+    let s = keys_and(
+        "smollm2-135m",
+        &[
+            GENERATE,
+            ("KEFU__LIMITS__MAX_CONVERSATION_TURNS", "9"),
+            // A small window keeps the test's prompt short; the turns below overflow it.
+            ("KEFU__LIMITS__GEN_CONTEXT", "1024"),
+        ],
+    );
+    s.card(ROUTER.0, ROUTER.1, json!({}));
+    // Six agent turns of about 300 tokens each (pasted settings): together over the 1,024-token
+    // context. Agent turns, so that no mood rule hands the question off.
+    let long = "For the record, these are the settings of your home network as our system shows them: band 5 GHz, channel 36, width 80 MHz, security WPA2. ".repeat(10);
+    for _ in 0..6 {
+        let (st, v) = s.call_as(
+            AGENT,
+            "POST",
+            "/v1/conversations/long-1/turns",
+            Some(json!({"customer_id": "cust-long", "channel": "chat", "text": long})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let turn = |text: &str| {
+        s.call_channel(
+            "POST",
+            "/v1/conversations/long-1/turns",
+            Some(json!({"customer_id": "cust-long", "channel": "chat", "text": text})),
+        )
+    };
+    let before = generated(&s);
+    let q = json!({"question": "How do I factory reset my router?", "channel": "chat",
+                   "conversation_id": "long-1", "customer_id": "cust-long"});
+    let a = ask(&s, q.clone());
+    assert_eq!(a["handoff"], false, "{a}");
+    assert_eq!(generated(&s), before + 1.0, "the model wrote this reply");
+    // 8 turns now; one more fits, then the conversation is full.
+    assert_eq!(turn("thanks").0, 200);
+    let (st, e) = turn("one more");
+    assert_eq!(st, 409, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("start a new conversation"),
+        "{e}"
+    );
+    let (st, e) = s.call_channel("POST", "/v1/answer", Some(q));
+    assert_eq!(st, 409, "{e}");
+    let (_, v) = s.call_as(AGENT, "GET", "/v1/conversations/long-1", None);
+    assert_eq!(
+        v["turns"].as_array().unwrap().len(),
+        9,
+        "nothing refused was stored"
+    );
+}
+
 #[test]
 fn prompt_injection_changes_nothing() {
     let s = keys_and("smollm2-135m", &[]);

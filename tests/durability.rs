@@ -92,3 +92,41 @@ fn sigkill_mid_import_loses_no_acknowledged_card() {
         .to_string();
     assert_eq!(s.top(&code).as_deref(), Some(last), "{code}");
 }
+
+/// A damaged database file stops the server at start with a message that says so and how to
+/// recover, instead of a server whose readiness says ok while requests fail with 500.
+#[test]
+fn a_damaged_database_is_refused_at_start() {
+    let mut s = Server::start();
+    s.card(
+        "Delivery times",
+        "Parcels arrive within 3 working days.",
+        json!({}),
+    );
+    s.kill9();
+    let file = s.data.join("kefu.sqlite3");
+    let page = {
+        // Everything into the main file, so the damage below is where SQLite reads.
+        let c = rusqlite::Connection::open(&file).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        assert!(pages > 3, "{pages}");
+        c.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+            .unwrap() as usize
+    };
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[2 * page..3 * page].fill(0xA5);
+    std::fs::write(&file, bytes).unwrap();
+    let out = common::kefu()
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&s.data)
+        .env("KEFU_API_KEYS", format!("admin:{ADMIN}"))
+        .env("KEFU_GENERATOR", "none")
+        .env("KEFU_ASR", "none")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("damaged") && err.contains(".recover"), "{err}");
+}

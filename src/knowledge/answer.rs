@@ -244,8 +244,14 @@ impl Answerer {
             sentiment: None,
             valence: None,
         });
-        let (prompt, fingerprint) =
-            self.grounded_prompt(generator, &template, vars, &plan.cards, &turns)?;
+        let (prompt, fingerprint) = self.grounded_prompt(
+            generator,
+            &template,
+            vars,
+            &plan.cards,
+            &turns,
+            max_tokens(q.channel),
+        )?;
         plan.prompt = Some(prompt);
         plan.fingerprint = Some(fingerprint);
         Ok(plan)
@@ -278,6 +284,10 @@ impl Answerer {
     /// message, then the conversation (the customer is the user; the bot and agents are the
     /// assistant). Also the fingerprint of the instructions alone, rendered without any card
     /// text, to catch a reply that repeats them: a reply may quote the cards.
+    ///
+    /// The conversation is cut to the context window with `reply_tokens` to spare: its oldest
+    /// turns go first and the last one (the question) always stays, so a long conversation
+    /// still gets its answer instead of a context error.
     pub(super) fn grounded_prompt(
         &self,
         g: &GenPool,
@@ -285,6 +295,7 @@ impl Answerer {
         vars: minijinja::Value,
         cards: &[(Hit, String)],
         turns: &[Turn],
+        reply_tokens: usize,
     ) -> Result<(String, guard::Fingerprint)> {
         let card_ctx: Vec<minijinja::Value> = cards
             .iter()
@@ -303,16 +314,27 @@ impl Answerer {
             template,
             minijinja::context! { cards => Vec::<minijinja::Value>::new(), limits => Vec::<String>::new(), ..vars },
         )?);
-        let mut messages = vec![ChatMessage::new("system", system)];
-        for t in turns {
-            let role = if t.role == Role::Customer {
-                "user"
-            } else {
-                "assistant"
-            };
-            messages.push(ChatMessage::new(role, t.text.clone()));
+        let budget = g.context().saturating_sub(reply_tokens);
+        let mut first = 0;
+        loop {
+            let mut messages = vec![ChatMessage::new("system", system.clone())];
+            for t in &turns[first..] {
+                let role = if t.role == Role::Customer {
+                    "user"
+                } else {
+                    "assistant"
+                };
+                messages.push(ChatMessage::new(role, t.text.clone()));
+            }
+            let prompt = g.render_chat(&messages)?;
+            if first + 1 >= turns.len() || g.count_tokens(&prompt)? <= budget {
+                if first > 0 {
+                    tracing::debug!(dropped = first, "oldest turns left out to fit the context");
+                }
+                return Ok((prompt, fingerprint));
+            }
+            first += 1;
         }
-        Ok((g.render_chat(&messages)?, fingerprint))
     }
 
     /// The question's hits, and for a follow-up (a conversation with earlier customer turns) the

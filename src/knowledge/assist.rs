@@ -156,8 +156,14 @@ impl Answerer {
                 channel => req.turns[last].channel.as_str(),
                 upset => upset,
             };
-            let (prompt, print) =
-                self.grounded_prompt(g, "suggest.j2", vars, &covering, &req.turns[..=last])?;
+            let (prompt, print) = self.grounded_prompt(
+                g,
+                "suggest.j2",
+                vars,
+                &covering,
+                &req.turns[..=last],
+                SUGGESTION_TOKENS,
+            )?;
             plan_prompt = Some(prompt);
             fingerprint = Some(print);
         } else {

@@ -4,7 +4,9 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::conversations::{Party, TurnMood, check_owner, insert_turn, touch_conversation};
+use super::conversations::{
+    Party, TurnMood, check_owner, check_room, insert_turn, touch_conversation,
+};
 use super::{Store, StoreError, now};
 use crate::vocab::{Channel, HandoffReason, Role};
 
@@ -55,6 +57,7 @@ impl Store {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         check_owner(&tx, &a.conversation_id, party)?;
+        check_room(&tx, &a.conversation_id, 2, self.max_turns)?;
         let at = now();
         let (conv, channel) = (a.conversation_id.as_str(), a.channel);
         touch_conversation(&tx, conv, party.customer(), channel, &at)?;

@@ -122,6 +122,7 @@ impl Store {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         check_owner(&tx, conversation_id, party)?;
+        check_room(&tx, conversation_id, 1, self.max_turns)?;
         let at = now();
         touch_conversation(&tx, conversation_id, party.customer(), channel, &at)?;
         insert_turn(&tx, conversation_id, role, channel, text, &at, mood)?;
@@ -386,6 +387,24 @@ fn turn_count(conn: &rusqlite::Connection, conversation_id: &str) -> Result<i64,
         [conversation_id],
         |r| r.get(0),
     )?)
+}
+
+/// A conversation holds at most `max` turns: an unbounded one grows every read and every
+/// history query, and no person reads the 501st turn of one contact.
+pub(super) fn check_room(
+    conn: &rusqlite::Connection,
+    conversation_id: &str,
+    adding: usize,
+    max: usize,
+) -> Result<(), StoreError> {
+    let n = turn_count(conn, conversation_id)? as usize;
+    if n + adding > max {
+        return Err(StoreError::Conflict(format!(
+            "conversation {conversation_id} holds {n} turns, the most one may \
+             (limits.max_conversation_turns): start a new conversation"
+        )));
+    }
+    Ok(())
 }
 
 /// A conversation id names one customer's conversation: another customer may not read or extend

@@ -45,7 +45,12 @@ pub enum StoreError {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Most turns one conversation holds (`limits.max_conversation_turns`).
+    max_turns: usize,
 }
+
+/// Turns per conversation when the configuration does not say.
+pub const DEFAULT_MAX_TURNS: usize = 500;
 
 pub fn now() -> String {
     rfc3339(time::OffsetDateTime::now_utc())
@@ -85,14 +90,40 @@ impl Store {
             path: data_dir.display().to_string(),
             message: e.to_string(),
         })?;
-        let mut conn = Connection::open(data_dir.join("kefu.sqlite3"))?;
+        let path = data_dir.join("kefu.sqlite3");
+        let damaged = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message: format!(
+                "{message}: the database is damaged. Restore it from a backup, or recover what \
+                 is readable with `sqlite3 kefu.sqlite3 .recover | sqlite3 recovered.sqlite3`"
+            ),
+        };
+        let mut conn = Connection::open(&path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-        )?;
+        )
+        .map_err(|e| damaged(e.to_string()))?;
+        // A damaged file otherwise opens and then fails request by request, while readiness
+        // says ok. quick_check reads every page once (seconds for gigabytes), not the indexes'
+        // contents against their tables.
+        let problems: Vec<String> = conn
+            .prepare("PRAGMA quick_check(5)")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| damaged(e.to_string()))?;
+        if problems != ["ok"] {
+            return Err(damaged(problems.join("; ")));
+        }
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            max_turns: DEFAULT_MAX_TURNS,
         })
+    }
+
+    /// The most turns one conversation may hold; more are refused (409).
+    pub fn with_max_turns(mut self, n: usize) -> Store {
+        self.max_turns = n;
+        self
     }
 
     /// A cheap query, for readiness checks.
