@@ -68,6 +68,12 @@ pub struct VoiceConfig {
     pub queue: usize,
     /// Live streams at once; one more is refused with a close reason.
     pub max_streams: usize,
+    /// A started stream that sends no audio for this long is ended (`idle_timeout`), so that
+    /// silent connections cannot hold every `max_streams` place.
+    pub idle_seconds: u64,
+    /// Longest stream, in wall-clock time and in audio received (whichever comes first); then
+    /// it is ended (`stream_too_long`) and the client opens a new one.
+    pub max_stream_seconds: u64,
     /// Largest upload to /v1/audio/transcriptions, in bytes (OpenAI's limit is 25 MB).
     pub max_upload_bytes: usize,
     /// Longest audio per upload, in seconds.
@@ -108,6 +114,8 @@ impl Default for VoiceConfig {
             threads: 0,
             queue: 8,
             max_streams: 64,
+            idle_seconds: 20,
+            max_stream_seconds: 3600,
             max_upload_bytes: 25 << 20,
             max_audio_seconds: 1800,
             partial_every_ms: 1000,

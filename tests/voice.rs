@@ -412,6 +412,8 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
     let s = voice_server(&[
         ("KEFU_VOICE_MAX_UPLOAD_BYTES", "1000000"),
         ("KEFU_VOICE_MAX_STREAMS", "2"),
+        // Streams below stay open, silent, while other checks run.
+        ("KEFU__VOICE__IDLE_SECONDS", "600"),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let wav = espeak(dir.path(), "a", "en-us", EN[2]);
@@ -599,4 +601,28 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(one);
+}
+
+/// Issue 16, finding 6: a started stream that sends no audio is ended, and its place freed, so
+/// silent connections cannot hold every `max_streams` place.
+#[test]
+fn a_silent_stream_is_ended_and_frees_its_place() {
+    let s = voice_server(&[
+        ("KEFU_VOICE_MAX_STREAMS", "1"),
+        ("KEFU__VOICE__IDLE_SECONDS", "2"),
+    ]);
+    let start = json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"});
+    let mut ws = connect(&s);
+    send_json(&mut ws, start.clone());
+    assert_eq!(next(&mut ws)["type"], "started");
+    // Without the limit this read waits out its 120 s timeout and finds the socket still open.
+    let m = next(&mut ws);
+    assert_eq!(m["code"], "idle_timeout", "{m}");
+    assert_eq!(next(&mut ws)["type"], "done");
+    assert_eq!(next(&mut ws)["type"], "close");
+    // The one place is free again.
+    let mut again = connect(&s);
+    send_json(&mut again, start);
+    let m = next(&mut again);
+    assert_eq!(m["type"], "started", "{m}");
 }

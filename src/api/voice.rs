@@ -9,6 +9,8 @@
 //!   `final {utterance, text, start_ms, end_ms, language, decode_ms, sentiment?, turn?,
 //!   escalation?}` per utterance; `error {code, message}` for protocol faults (the stream goes
 //!   on unless the fault makes the audio unusable); `done` after the last final, then a close.
+//!   A stream with no audio for `voice.idle_seconds` ends with `error idle_timeout`, one past
+//!   `voice.max_stream_seconds` (open that long, or that much audio) with `stream_too_long`.
 //!
 //! Finals are appended to the conversation as the customer's voice turns, so agent assist and
 //! the answer endpoint see what was said; with a `conversation_id`, a channel key must name the
@@ -170,6 +172,13 @@ impl ServerMessage {
     }
 }
 
+/// Ends the audio: the utterance under way is finalised, then `done`.
+async fn stop(in_tx: &mut Option<mpsc::Sender<Inbound>>) {
+    if let Some(tx) = in_tx.take() {
+        let _ = tx.send(Inbound::Stop).await;
+    }
+}
+
 async fn send(socket: &mut WebSocket, m: ServerMessage) -> bool {
     socket.send(m.frame()).await.is_ok()
 }
@@ -249,7 +258,16 @@ async fn session(s: AppState, asr: AsrPool, caller: Caller, mut socket: WebSocke
         return;
     }
 
-    // 2. Run the session; relay frames in and events out.
+    // 2. Run the session; relay frames in and events out. A stream ends when the client
+    // stops, goes quiet for `idle_seconds`, or passes `max_stream_seconds` of time or audio.
+    let v = &s.config.voice;
+    let idle = Duration::from_secs(v.idle_seconds);
+    let end_by = tokio::time::Instant::now() + Duration::from_secs(v.max_stream_seconds);
+    let audio_cap = v.max_stream_seconds
+        * u64::from(session.format.sample_rate)
+        * session.format.encoding.width() as u64;
+    let mut audio_bytes = 0u64;
+    let mut last_audio = tokio::time::Instant::now();
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(64);
     // Aborted when the client goes, which drops the utterances it queued for decoding.
@@ -260,18 +278,20 @@ async fn session(s: AppState, asr: AsrPool, caller: Caller, mut socket: WebSocke
             m = socket.recv(), if in_tx.is_some() => {
                 match m {
                     Some(Ok(Message::Binary(b))) => {
-                        if let Some(tx) = &in_tx
+                        last_audio = tokio::time::Instant::now();
+                        audio_bytes += b.len() as u64;
+                        if audio_bytes > audio_cap {
+                            let m = format!("more than {} s of audio: open a new stream", v.max_stream_seconds);
+                            send(&mut socket, ServerMessage::error("stream_too_long", m)).await;
+                            stop(&mut in_tx).await;
+                        } else if let Some(tx) = &in_tx
                             && tx.send(Inbound::Audio(b.to_vec())).await.is_err()
                         {
                             in_tx = None;
                         }
                     }
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<ClientMessage>(&t) {
-                        Ok(ClientMessage::Stop) => {
-                            if let Some(tx) = in_tx.take() {
-                                let _ = tx.send(Inbound::Stop).await;
-                            }
-                        }
+                        Ok(ClientMessage::Stop) => stop(&mut in_tx).await,
                         Ok(ClientMessage::Start { .. }) => {
                             send(&mut socket, ServerMessage::error("already_started", "this stream has started; send stop, then open a new stream")).await;
                         }
@@ -283,6 +303,16 @@ async fn session(s: AppState, asr: AsrPool, caller: Caller, mut socket: WebSocke
                     // Gone: everything it held is dropped with this function.
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 }
+            }
+            _ = tokio::time::sleep_until((last_audio + idle).min(end_by)), if in_tx.is_some() => {
+                let (code, m) = if tokio::time::Instant::now() >= end_by {
+                    ("stream_too_long", format!("open for {} s, the longest a stream may be: open a new stream", v.max_stream_seconds))
+                } else {
+                    ("idle_timeout", format!("no audio for {} s: the stream is ended", v.idle_seconds))
+                };
+                send(&mut socket, ServerMessage::error(code, m)).await;
+                // As if the client had sent stop: what was said is still finalised.
+                stop(&mut in_tx).await;
             }
             ev = out_rx.recv() => {
                 let Some(ev) = ev else { break };

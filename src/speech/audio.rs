@@ -315,7 +315,8 @@ pub enum PcmEncoding {
 }
 
 impl PcmEncoding {
-    fn width(self) -> usize {
+    /// Bytes per sample.
+    pub fn width(self) -> usize {
         match self {
             PcmEncoding::PcmS16le => 2,
             PcmEncoding::PcmF32le => 4,
