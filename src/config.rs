@@ -74,6 +74,9 @@ pub struct VoiceConfig {
     /// Longest stream, in wall-clock time and in audio received (whichever comes first); then
     /// it is ended (`stream_too_long`) and the client opens a new one.
     pub max_stream_seconds: u64,
+    /// Uploads to /v1/audio/transcriptions in flight at once (each may hold `max_upload_bytes`
+    /// and its decoded audio); one more is refused with 503 and Retry-After.
+    pub max_uploads: usize,
     /// Largest upload to /v1/audio/transcriptions, in bytes (OpenAI's limit is 25 MB).
     pub max_upload_bytes: usize,
     /// Longest audio per upload, in seconds.
@@ -116,6 +119,7 @@ impl Default for VoiceConfig {
             max_streams: 64,
             idle_seconds: 20,
             max_stream_seconds: 3600,
+            max_uploads: 4,
             max_upload_bytes: 25 << 20,
             max_audio_seconds: 1800,
             partial_every_ms: 1000,

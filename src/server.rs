@@ -187,14 +187,20 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         config: config.clone(),
     });
     let streams: Arc<api::voice::StreamCount> = Default::default();
+    let uploads: Arc<api::voice::StreamCount> = Default::default();
     Ok(AppState {
         knowledge,
         conversations,
         keys: Arc::new(Keys::new(&config.auth.keys)),
         config,
-        metrics: Arc::new(api::metrics::Metrics::new(desk.clone(), streams.clone())),
+        metrics: Arc::new(api::metrics::Metrics::new(
+            desk.clone(),
+            streams.clone(),
+            uploads.clone(),
+        )),
         desk,
         streams,
+        uploads,
     })
 }
 

@@ -603,13 +603,37 @@ fn bad_audio_and_protocol_faults_get_clear_errors() {
     drop(one);
 }
 
-/// Issue 16, finding 6: a started stream that sends no audio is ended, and its place freed, so
-/// silent connections cannot hold every `max_streams` place.
+/// A request body sent in two parts, the second only when `gate` opens: an upload in progress.
+struct Stalled {
+    head: std::io::Cursor<Vec<u8>>,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+    tail: std::io::Cursor<Vec<u8>>,
+}
+
+impl std::io::Read for Stalled {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.head.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.recv();
+        }
+        self.tail.read(buf)
+    }
+}
+
+/// Issue 16, findings 4 and 6: silence and slowness cannot hold the server. A started stream
+/// that sends no audio is ended and its place freed; a file that is cheap to send and dear to
+/// decode (192 kHz silence) is refused; uploads in flight are capped, the next one answered 503
+/// with Retry-After.
 #[test]
-fn a_silent_stream_is_ended_and_frees_its_place() {
+fn silence_and_slow_uploads_cannot_hold_the_server() {
     let s = voice_server(&[
         ("KEFU_VOICE_MAX_STREAMS", "1"),
         ("KEFU__VOICE__IDLE_SECONDS", "2"),
+        ("KEFU__VOICE__MAX_AUDIO_SECONDS", "60"),
+        ("KEFU__VOICE__MAX_UPLOADS", "1"),
     ]);
     let start = json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"});
     let mut ws = connect(&s);
@@ -625,4 +649,89 @@ fn a_silent_stream_is_ended_and_frees_its_place() {
     send_json(&mut again, start);
     let m = next(&mut again);
     assert_eq!(m["type"], "started", "{m}");
+    drop(again);
+
+    // 50 s of 192 kHz silence: a few kilobytes of FLAC, under the 60 s limit by its clock, but
+    // four times the samples of 48 kHz audio; above 48 kHz the limit shrinks in proportion.
+    need("ffmpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.flac");
+    let st = Command::new("ffmpeg")
+        .args([
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=192000:cl=mono",
+        ])
+        .args(["-t", "50", "-c:a", "flac"])
+        .arg(&bomb)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (st, v, _) = transcribe(&s, &bomb, &[]);
+    assert_eq!(
+        (st, error_code(&v).as_str()),
+        (400, "audio_too_long"),
+        "{v}"
+    );
+
+    // One upload at a time: while one is still being sent, the next is refused.
+    let wav = std::fs::read(espeak(dir.path(), "a", "en-us", EN[0])).unwrap();
+    let boundary = "kefu-test-boundary";
+    let mut head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
+    )
+    .into_bytes();
+    let half = wav.len() / 2;
+    head.extend_from_slice(&wav[..half]);
+    let mut tail = wav[half..].to_vec();
+    tail.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (open, gate) = std::sync::mpsc::channel();
+    let body = Stalled {
+        head: std::io::Cursor::new(head),
+        gate: Some(gate),
+        tail: std::io::Cursor::new(tail),
+    };
+    let url = format!("{}/v1/audio/transcriptions", s.base);
+    let slow = std::thread::spawn(move || {
+        reqwest::blocking::Client::new()
+            .post(url)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::blocking::Body::new(body))
+            .timeout(Duration::from_secs(300))
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(
+        &s.metrics(),
+        "kefu_transcriptions_in_flight",
+        "role=\"asr\"",
+    ) != Some(1.0)
+    {
+        assert!(Instant::now() < deadline, "the slow upload never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let res = s
+        .req("POST", "/v1/audio/transcriptions", None)
+        .multipart(reqwest::blocking::multipart::Form::new().part(
+            "file",
+            // Small, so that it is all sent before the refusal, which comes without reading it.
+            reqwest::blocking::multipart::Part::bytes(wav[..64].to_vec()).file_name("b.wav"),
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(res.headers()["retry-after"], "1");
+    let (st, v) = parts(res);
+    assert_eq!((st, error_code(&v).as_str()), (503, "overloaded"), "{v}");
+    open.send(()).unwrap();
+    assert_eq!(slow.join().unwrap().unwrap(), 200);
+    let (st, v, _) = transcribe(&s, &dir.path().join("a.wav"), &[]);
+    assert_eq!(st, 200, "{v}");
 }

@@ -29,7 +29,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// The registry with the HTTP metrics and the service's collector.
-    pub fn new(desk: Arc<Desk>, streams: Arc<StreamCount>) -> Self {
+    pub fn new(desk: Arc<Desk>, streams: Arc<StreamCount>, uploads: Arc<StreamCount>) -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -53,7 +53,7 @@ impl Metrics {
         for c in [
             Box::new(requests.clone()) as Box<dyn Collector>,
             Box::new(latency.clone()),
-            Box::new(ServiceCollector::new(desk, streams)),
+            Box::new(ServiceCollector::new(desk, streams, uploads)),
         ] {
             registry.register(c).expect("registered once");
         }
@@ -110,6 +110,7 @@ struct Families {
     generation_slots: GaugeVec,
     generation_cancelled: CounterVec,
     voice_streams: GaugeVec,
+    uploads: GaugeVec,
     cards: GaugeVec,
     answers: CounterVec,
 }
@@ -166,6 +167,11 @@ impl Families {
                 model,
             ),
             voice_streams: gauge("kefu_voice_streams_open", "Live voice streams open", model),
+            uploads: gauge(
+                "kefu_transcriptions_in_flight",
+                "Uploads to /v1/audio/transcriptions being read, decoded or transcribed",
+                model,
+            ),
             cards: gauge("kefu_cards", "Knowledge cards by status", &["status"]),
             answers: counter(
                 "kefu_answers_total",
@@ -175,7 +181,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 12] {
+    fn all(&self) -> [&dyn Collector; 13] {
         [
             &self.queue_depth,
             &self.batches,
@@ -187,6 +193,7 @@ impl Families {
             &self.generation_slots,
             &self.generation_cancelled,
             &self.voice_streams,
+            &self.uploads,
             &self.cards,
             &self.answers,
         ]
@@ -198,11 +205,12 @@ impl Families {
 pub struct ServiceCollector {
     desk: Arc<Desk>,
     streams: Arc<StreamCount>,
+    uploads: Arc<StreamCount>,
     descs: Vec<Desc>,
 }
 
 impl ServiceCollector {
-    fn new(desk: Arc<Desk>, streams: Arc<StreamCount>) -> Self {
+    fn new(desk: Arc<Desk>, streams: Arc<StreamCount>, uploads: Arc<StreamCount>) -> Self {
         let descs = Families::new()
             .all()
             .iter()
@@ -211,6 +219,7 @@ impl ServiceCollector {
         ServiceCollector {
             desk,
             streams,
+            uploads,
             descs,
         }
     }
@@ -277,6 +286,9 @@ impl Collector for ServiceCollector {
             f.voice_streams
                 .with_label_values(&l)
                 .set(self.streams.open() as f64);
+            f.uploads
+                .with_label_values(&l)
+                .set(self.uploads.open() as f64);
         }
         match self.desk.knowledge.count_by_status_blocking() {
             Ok(counts) => {

@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Live voice streams open now.
     pub streams: Arc<voice::StreamCount>,
+    /// Transcription uploads in flight (read, decoded or transcribed) now.
+    pub uploads: Arc<voice::StreamCount>,
 }
 
 #[derive(OpenApi)]

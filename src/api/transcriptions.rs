@@ -149,6 +149,16 @@ pub async fn transcriptions(
 ) -> ApiResult<Response> {
     // Before reading an upload of up to voice.max_upload_bytes that could not be used.
     s.desk.speech()?;
+    // Held until the transcript is sent: bytes, decoded audio and a decoder per upload.
+    let max = s.config.voice.max_uploads;
+    let _place = s.uploads.take(max).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Overloaded,
+            format!(
+                "{max} transcriptions are in progress, the most this server takes at once; retry shortly"
+            ),
+        )
+    })?;
     let mp = read_upload(req, s.config.voice.max_upload_bytes).await?;
     let form = read_form(mp).await?;
     let Some((file_name, audio)) = form.file else {

@@ -38,11 +38,11 @@ use crate::speech::audio::PcmEncoding;
 use crate::speech::stream::{Final, Inbound, Outbound, Partial};
 use crate::vocab::Role;
 
-/// Streams open now; a guard gives its place back however the stream ends.
+/// Streams (or uploads) open now; a guard gives its place back however the request ends.
 #[derive(Default)]
 pub struct StreamCount(AtomicUsize);
 
-struct Place(Arc<StreamCount>);
+pub struct Place(Arc<StreamCount>);
 
 impl Drop for Place {
     fn drop(&mut self) {
@@ -51,7 +51,7 @@ impl Drop for Place {
 }
 
 impl StreamCount {
-    fn take(self: &Arc<Self>, max: usize) -> Option<Place> {
+    pub fn take(self: &Arc<Self>, max: usize) -> Option<Place> {
         let mut n = self.0.load(Ordering::SeqCst);
         loop {
             if n >= max {

@@ -70,9 +70,15 @@ pub fn check_rate(rate: u32) -> Result<(), AudioError> {
     }
 }
 
+/// The source rate up to which `max_seconds` holds in full; above it the limit shrinks in
+/// proportion, so that decoding work is bounded by samples, not by seconds: a 192 kHz file of
+/// silence compresses to almost nothing and would otherwise cost four times a 48 kHz one.
+const FULL_LIMIT_RATE: f64 = 48_000.0;
+
 /// Decodes a whole file. `extension` (from the upload's file name) only helps the format probe;
-/// the bytes decide. Stops with `TooLong` as soon as more than `max_seconds` are decoded, so an
-/// hour-long file costs no more than the limit.
+/// the bytes decide. Stops with `TooLong` as soon as more than `max_seconds` are decoded (fewer
+/// above 48 kHz, see [`FULL_LIMIT_RATE`]), so an hour-long file costs no more than the limit,
+/// and resamples each packet as it comes: only 16 kHz samples are held, whatever the source.
 pub fn decode_file(
     bytes: Vec<u8>,
     extension: Option<&str>,
@@ -108,6 +114,9 @@ pub fn decode_file(
         .map_err(|e| AudioError::NotAudio(e.to_string()))?;
 
     let mut mono: Vec<f32> = Vec::new();
+    let mut out: Vec<f32> = Vec::new();
+    let mut resampler: Option<(u32, StreamResampler)> = None;
+    let mut frames = 0u64;
     let mut rate = params.sample_rate.unwrap_or(0);
     let mut channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
     let mut interleaved: Vec<f32> = Vec::new();
@@ -136,18 +145,28 @@ pub fn decode_file(
                 channels = buf.spec().channels().count().max(1);
                 check_rate(rate)?;
                 buf.copy_to_vec_interleaved::<f32>(&mut interleaved);
+                mono.clear();
                 mono.extend(
                     interleaved
                         .chunks_exact(channels)
                         .map(|f| f.iter().sum::<f32>() / channels as f32),
                 );
-                let secs = mono.len() as f64 / rate as f64;
-                if secs > max_seconds {
-                    return Err(AudioError::TooLong {
-                        secs,
-                        max: max_seconds,
-                    });
+                frames += mono.len() as u64;
+                let secs = frames as f64 / rate as f64;
+                let max = max_seconds * (FULL_LIMIT_RATE / rate as f64).min(1.0);
+                if secs > max {
+                    return Err(AudioError::TooLong { secs, max });
                 }
+                let r = match &mut resampler {
+                    Some((at, r)) if *at == rate => r,
+                    Some((at, _)) => {
+                        return Err(AudioError::Corrupt(format!(
+                            "the sample rate changes from {at} Hz to {rate} Hz mid-file"
+                        )));
+                    }
+                    None => &mut resampler.insert((rate, StreamResampler::new(rate)?)).1,
+                };
+                out.extend(r.push(&mono));
             }
             // One bad packet in a long file is noise; a file of them is not audio.
             Err(SymError::DecodeError(_)) => bad_packets += 1,
@@ -160,14 +179,14 @@ pub fn decode_file(
         )));
     }
     if let Some(n) = expected_frames
-        && (mono.len() as u64) * 100 < n * 98
+        && frames * 100 < n * 98
     {
         truncated = true;
     }
     if truncated {
         return Err(AudioError::Corrupt(format!(
             "the file ends early, after {:.2} s{}",
-            mono.len() as f64 / rate.max(1) as f64,
+            frames as f64 / rate.max(1) as f64,
             expected_frames
                 .map(|n| format!(
                     " of the {:.2} s its header declares",
@@ -176,31 +195,20 @@ pub fn decode_file(
                 .unwrap_or_default()
         )));
     }
-    if mono.is_empty() {
+    let Some((_, mut r)) = resampler.filter(|_| frames > 0) else {
         return Err(AudioError::Empty);
-    }
-    check_rate(rate)?;
+    };
+    // The resampler holds back `delay` samples: flush them with a chunk of silence, drop as many
+    // from the front, and keep the clip's own length.
+    out.extend(r.push(&vec![0.0; rate as usize / 50]));
+    out.extend(r.finish());
+    out.drain(..r.delay().min(out.len()));
+    out.truncate((frames * u64::from(RATE)).div_ceil(u64::from(rate)) as usize);
     Ok(Decoded {
-        samples: resample(&mono, rate)?,
+        samples: out,
         source_rate: rate,
         channels,
     })
-}
-
-/// A whole clip at `from` Hz to 16 kHz.
-pub fn resample(samples: &[f32], from: u32) -> Result<Vec<f32>, AudioError> {
-    check_rate(from)?;
-    if from == RATE {
-        return Ok(samples.to_vec());
-    }
-    let mut r = Fft::<f32>::new(from as usize, RATE as usize, 1024, 1, FixedSync::Both)
-        .map_err(|e| AudioError::Corrupt(format!("resampler: {e}")))?;
-    let input = InterleavedSlice::new(samples, 1, samples.len())
-        .map_err(|e| AudioError::Corrupt(format!("resampler: {e}")))?;
-    let out = r
-        .process_all(&input, samples.len(), None)
-        .map_err(|e| AudioError::Corrupt(format!("resampler: {e}")))?;
-    Ok(out.take_data())
 }
 
 /// Resamples a live stream to 16 kHz, a chunk at a time. The FFT resampler takes fixed input
@@ -264,6 +272,11 @@ impl StreamResampler {
             }
         }
         ready
+    }
+
+    /// Output samples the resampler lags its input by (0 at 16 kHz).
+    pub fn delay(&self) -> usize {
+        self.inner.as_ref().map_or(0, |r| r.output_delay())
     }
 
     /// The rest, padded with silence to a whole chunk, at the end of the stream.
@@ -389,6 +402,21 @@ mod tests {
             decode_file(wav(16_000, 1, &[]), None, 60.0),
             Err(AudioError::Empty | AudioError::NotAudio(_))
         ));
+    }
+
+    /// The decode bomb of issue 16: silence at 192 kHz compresses to nothing, so its limit is
+    /// a quarter of the seconds a 48 kHz file gets.
+    #[test]
+    fn high_rates_get_a_proportionally_shorter_limit() {
+        let e = decode_file(wav(192_000, 1, &vec![0.0; 192_000 * 3]), None, 10.0)
+            .err()
+            .unwrap();
+        match e {
+            AudioError::TooLong { max, .. } => assert_eq!(max, 2.5),
+            e => panic!("{e}"),
+        }
+        let d = decode_file(wav(48_000, 1, &vec![0.0; 48_000 * 3]), None, 10.0).unwrap();
+        assert_eq!(d.samples.len(), 48_000);
     }
 
     #[test]
