@@ -111,6 +111,7 @@ struct Families {
     generation_cancelled: CounterVec,
     voice_streams: GaugeVec,
     uploads: GaugeVec,
+    panics: CounterVec,
     cards: GaugeVec,
     answers: CounterVec,
 }
@@ -167,6 +168,11 @@ impl Families {
                 model,
             ),
             voice_streams: gauge("kefu_voice_streams_open", "Live voice streams open", model),
+            panics: counter(
+                "kefu_model_panics_total",
+                "Panics caught inside a model: the request failed, the worker went on",
+                model,
+            ),
             uploads: gauge(
                 "kefu_transcriptions_in_flight",
                 "Uploads to /v1/audio/transcriptions being read, decoded or transcribed",
@@ -181,7 +187,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 13] {
+    fn all(&self) -> [&dyn Collector; 14] {
         [
             &self.queue_depth,
             &self.batches,
@@ -194,6 +200,7 @@ impl Families {
             &self.generation_cancelled,
             &self.voice_streams,
             &self.uploads,
+            &self.panics,
             &self.cards,
             &self.answers,
         ]
@@ -252,6 +259,7 @@ impl Collector for ServiceCollector {
         f.rejected
             .with_label_values(&e)
             .inc_by(counted(&st.rejected));
+        f.panics.with_label_values(&e).inc_by(counted(&st.panics));
         if let Some(g) = self.desk.answerer.generator() {
             let (gs, l) = (g.stats(), [g.id(), "generator"]);
             f.queue_depth
@@ -279,6 +287,7 @@ impl Collector for ServiceCollector {
             f.generation_cancelled
                 .with_label_values(&l)
                 .inc_by(counted(&gs.cancelled));
+            f.panics.with_label_values(&l).inc_by(counted(&gs.panics));
         }
         if let Some(a) = &self.desk.asr {
             let l = [a.id(), "asr"];
@@ -289,6 +298,7 @@ impl Collector for ServiceCollector {
             f.uploads
                 .with_label_values(&l)
                 .set(self.uploads.open() as f64);
+            f.panics.with_label_values(&l).inc_by(a.panics() as f64);
         }
         match self.desk.knowledge.count_by_status_blocking() {
             Ok(counts) => {

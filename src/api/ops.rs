@@ -35,7 +35,7 @@ pub struct Readiness {
     index: String,
 }
 
-/// Ready to serve: the store answers and the embedding worker runs.
+/// Ready to serve: the store answers and every loaded model's workers run.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Readiness), (status = 503, description = "Not ready; the fields say why", body = Readiness)))]
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
@@ -58,7 +58,22 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         Ok(()) => (format!("ok ({})", k.index_backend()), true),
         Err(why) => (why, false),
     };
-    let ready = store == "ok" && k.embedder().is_alive() && gen_ok && index_ok;
+    // Each model's own workers, not the configuration: a worker that stopped shows here.
+    let (asr, asr_ok) = match &s.desk.asr {
+        None => ("not configured".to_string(), true),
+        Some(a) if a.workers_alive() == a.workers() => (format!("ok ({})", a.id()), true),
+        Some(a) if a.workers_alive() > 0 => (
+            format!(
+                "degraded ({}: {} of {} workers running)",
+                a.id(),
+                a.workers_alive(),
+                a.workers()
+            ),
+            true,
+        ),
+        Some(a) => (format!("the speech workers stopped ({})", a.id()), false),
+    };
+    let ready = store == "ok" && k.embedder().is_alive() && gen_ok && index_ok && asr_ok;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -71,11 +86,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             store,
             embedder,
             generator,
-            asr: s
-                .desk
-                .asr
-                .as_ref()
-                .map_or("not configured".to_string(), |a| format!("ok ({})", a.id())),
+            asr,
             index: index_state,
         }),
     )

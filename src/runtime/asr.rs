@@ -85,6 +85,7 @@ struct Inner {
     tx: SyncSender<Job>,
     gauge: Arc<QueueGauge>,
     busy: Arc<AtomicUsize>,
+    health: Arc<Health>,
     workers: usize,
     queue: usize,
     multilingual: bool,
@@ -144,14 +145,20 @@ impl AsrPool {
         let rx = Arc::new(Mutex::new(rx));
         let gauge = Arc::new(QueueGauge::default());
         let busy = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(Health::default());
         for w in 0..workers.max(1) {
             let state = ctx
                 .create_state()
                 .map_err(|e| load_err(format!("cannot create a decoding state: {e}")))?;
             let (rx, gauge, busy, ctx) = (rx.clone(), gauge.clone(), busy.clone(), ctx.clone());
+            let health = health.clone();
+            health.alive.fetch_add(1, Ordering::SeqCst);
             std::thread::Builder::new()
                 .name(format!("kefu-asr-{w}"))
-                .spawn(move || worker(ctx, state, rx, gauge, busy, how))
+                .spawn(move || {
+                    worker(ctx, state, rx, gauge, busy, how, &health);
+                    health.alive.fetch_sub(1, Ordering::SeqCst);
+                })
                 .map_err(|e| load_err(format!("cannot start a worker thread: {e}")))?;
         }
         Ok(AsrPool {
@@ -160,6 +167,7 @@ impl AsrPool {
                 tx,
                 gauge,
                 busy,
+                health,
                 workers: workers.max(1),
                 queue: queue.max(1),
                 multilingual,
@@ -178,6 +186,17 @@ impl AsrPool {
 
     pub fn workers(&self) -> usize {
         self.inner.workers
+    }
+
+    /// Decoding threads running now (a worker whose decoding state could not be rebuilt after
+    /// a panic stops).
+    pub fn workers_alive(&self) -> usize {
+        self.inner.health.alive.load(Ordering::SeqCst)
+    }
+
+    /// Panics caught in the speech model since start.
+    pub fn panics(&self) -> u64 {
+        self.inner.health.panics.load(Ordering::Relaxed)
     }
 
     pub fn threads(&self) -> usize {
@@ -288,6 +307,13 @@ struct Decoding {
     fit_window: bool,
 }
 
+/// How the workers are doing, for readiness and `/metrics`.
+#[derive(Default)]
+struct Health {
+    alive: AtomicUsize,
+    panics: std::sync::atomic::AtomicU64,
+}
+
 fn worker(
     ctx: Arc<WhisperContext>,
     mut state: whisper_rs::WhisperState,
@@ -295,6 +321,7 @@ fn worker(
     gauge: Arc<QueueGauge>,
     busy: Arc<AtomicUsize>,
     how: Decoding,
+    health: &Health,
 ) {
     loop {
         let job = {
@@ -309,9 +336,23 @@ fn worker(
             continue;
         }
         busy.fetch_add(1, Ordering::SeqCst);
-        let result = run(&ctx, &mut state, &job.samples, &job.opts, how, &job.gone);
+        let panics = health.panics.load(Ordering::Relaxed);
+        let result = super::guarded("speech recognition", &health.panics, || {
+            run(&ctx, &mut state, &job.samples, &job.opts, how, &job.gone)
+        });
         busy.fetch_sub(1, Ordering::SeqCst);
         let _ = job.reply.send(result);
+        if health.panics.load(Ordering::Relaxed) != panics {
+            // The state may be half-written: decode the next job with a fresh one. (Another
+            // worker's panic in between costs only an unneeded fresh state.)
+            match ctx.create_state() {
+                Ok(fresh) => state = fresh,
+                Err(e) => {
+                    tracing::error!(error = %e, "a speech worker stops: no new decoding state");
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -204,6 +204,7 @@ pub struct EmbedStats {
     pub tokens: AtomicU64,
     pub busy_micros: AtomicU64,
     pub rejected: AtomicU64,
+    pub panics: AtomicU64,
 }
 
 struct Job {
@@ -318,11 +319,7 @@ fn worker(embedder: Embedder, rx: Receiver<Job>, batch: usize, stats: &EmbedStat
             .flat_map(|j| j.texts.iter().map(String::as_str))
             .collect();
         let started = Instant::now();
-        // A panic inside the model must fail these requests, not kill the worker for good.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            embedder.embed(&texts, batch)
-        }))
-        .unwrap_or_else(|_| Err(ModelError::Inference("the embedding model panicked".into())));
+        let result = super::guarded("embedding", &stats.panics, || embedder.embed(&texts, batch));
         stats
             .busy_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

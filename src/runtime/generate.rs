@@ -323,6 +323,7 @@ pub struct GenStats {
     pub busy_micros: AtomicU64,
     pub rejected: AtomicU64,
     pub cancelled: AtomicU64,
+    pub panics: AtomicU64,
 }
 
 struct Job {
@@ -551,11 +552,7 @@ fn round(g: &Generator, active: &mut [Seq], stats: &GenStats) {
     }
     // A panic inside the model fails the requests it was serving, not the worker.
     let guarded = |f: &mut dyn FnMut() -> Result<(), ModelError>| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
-            Err(ModelError::Inference(
-                "the generation model panicked".into(),
-            ))
-        })
+        super::guarded("generation", &stats.panics, f)
     };
     let fail = |seq: &mut Seq, e: ModelError| {
         tracing::error!(error = %e, "generation failed");

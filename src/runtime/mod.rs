@@ -104,8 +104,55 @@ pub enum ModelError {
     WorkerGone(&'static str),
 }
 
+/// Runs one step of a model worker so that a panic inside the model (candle, whisper.cpp's
+/// bindings) fails the requests of that step, not the worker: the thread lives on to serve the
+/// next, and `panics` counts it for `/metrics`.
+pub fn guarded<T>(
+    model: &'static str,
+    panics: &std::sync::atomic::AtomicU64,
+    f: impl FnOnce() -> Result<T, ModelError>,
+) -> Result<T, ModelError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %what, "the {model} model panicked; the worker goes on");
+        Err(ModelError::Inference(format!(
+            "the {model} model failed on this input"
+        )))
+    })
+}
+
 impl From<candle_core::Error> for ModelError {
     fn from(e: candle_core::Error) -> Self {
         ModelError::Inference(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A worker's step that panics fails only that step, with a clear error, is counted, and
+    /// the next step runs.
+    #[test]
+    fn a_panic_in_a_model_fails_the_step_and_is_counted() {
+        let panics = AtomicU64::new(0);
+        let e = guarded::<()>("test", &panics, || panic!("tensor shape mismatch"))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, ModelError::Inference(m) if m.contains("test model failed")),
+            "{e}"
+        );
+        assert_eq!(panics.load(Ordering::Relaxed), 1);
+        assert_eq!(guarded("test", &panics, || Ok(7)).unwrap(), 7);
+        assert!(guarded::<()>("test", &panics, || Err(ModelError::Inference("x".into()))).is_err());
+        assert_eq!(panics.load(Ordering::Relaxed), 1, "an error is not a panic");
     }
 }
