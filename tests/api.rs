@@ -51,6 +51,57 @@ fn refuses_to_listen_openly_without_keys() {
     );
 }
 
+/// Without keys every caller is an admin: only callers on this machine may be, not a web page
+/// that rebinds its name to 127.0.0.1 or posts a form across origins (issue 16, finding 8).
+#[test]
+fn keyless_mode_serves_only_this_machine() {
+    let s = Server::start_with(&[]);
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    let with = |name: &str, value: &str| {
+        parts(
+            s.req("GET", "/v1/cards", None)
+                .header(name, value)
+                .send()
+                .unwrap(),
+        )
+    };
+    for (name, value) in [
+        ("host", format!("evil.example:{port}")),
+        ("host", "rebind.attacker.test".to_string()),
+        ("origin", "http://evil.example".to_string()),
+        ("origin", "null".to_string()),
+    ] {
+        let (st, e) = with(name, &value);
+        assert_eq!(
+            (st, error_code(&e).as_str()),
+            (403, "forbidden"),
+            "{name}: {value}: {e}"
+        );
+    }
+    for (name, value) in [
+        ("host", format!("localhost:{port}")),
+        ("host", format!("127.0.0.1:{port}")),
+        ("host", format!("[::1]:{port}")),
+        ("origin", "http://localhost:3000".to_string()),
+    ] {
+        let (st, e) = with(name, &value);
+        assert_eq!(st, 200, "{name}: {value}: {e}");
+    }
+    // A form posted across origins stores nothing.
+    let (st, _) = parts(
+        s.req("POST", "/v1/cards/import", None)
+            .header("origin", "https://evil.example")
+            .multipart(reqwest::blocking::multipart::Form::new().text(
+                "a",
+                "{\"title\": \"Free money\", \"body\": \"Send your card number to win\"}",
+            ))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 403);
+    assert_eq!(s.call("GET", "/v1/cards", None).1["total"], 0);
+}
+
 #[test]
 fn malformed_input_gets_a_clear_4xx_and_stores_nothing() {
     let s = Server::start_with(&[

@@ -162,6 +162,7 @@ impl Keys {
             validate_id(CUSTOMER_HEADER, c)?;
         }
         if !self.enabled() {
+            local_only(headers)?;
             return Ok(Caller {
                 role: Role::Admin,
                 name: "anonymous".into(),
@@ -198,6 +199,55 @@ impl Keys {
             signed_only: entry.identity.is_some(),
         })
     }
+}
+
+/// Without keys every caller is an admin, which is safe only for callers on this machine: the
+/// server binds loopback, but a web page the operator opens could still reach it, either by
+/// sending a form across origins (CSRF) or by pointing its own name at 127.0.0.1 (DNS
+/// rebinding). Both show in the headers: a Host that is not a loopback name, an Origin of
+/// another site.
+fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
+    fn loopback(host: &str) -> bool {
+        // host[:port], [v6][:port]
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name == "localhost"
+            || name.ends_with(".localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+    let refuse = |what: &str| {
+        ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{what}: without API keys kefu serves only callers on this machine; configure \
+                 keys (KEFU_API_KEYS) to serve others"
+            ),
+        )
+    };
+    let text = |h| {
+        headers
+            .get(h)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    if let Some(host) = text(header::HOST)
+        && !loopback(host)
+    {
+        return Err(refuse(&format!("the Host {host:?} is not this machine")));
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let host = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if !loopback(host.split('/').next().unwrap_or("")) {
+            return Err(refuse(&format!(
+                "a page of {origin:?} may not call this server"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Resolves the caller of every `/v1` request, or answers 401.
