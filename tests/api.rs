@@ -51,6 +51,111 @@ fn refuses_to_listen_openly_without_keys() {
     );
 }
 
+/// The least role each route needs: `None` for the operator endpoints anyone may read.
+const LEAST_ROLE: &[(&str, &str, Option<&str>)] = &[
+    ("/v1/cards", "post", Some("admin")),
+    ("/v1/cards", "get", Some("admin")),
+    ("/v1/cards/import", "post", Some("admin")),
+    ("/v1/cards/{id}", "get", Some("admin")),
+    ("/v1/cards/{id}", "patch", Some("admin")),
+    ("/v1/cards/{id}/versions", "get", Some("admin")),
+    ("/v1/cards/{id}/submit", "post", Some("admin")),
+    ("/v1/cards/{id}/publish", "post", Some("admin")),
+    ("/v1/cards/{id}/archive", "post", Some("admin")),
+    ("/v1/audit", "get", Some("admin")),
+    ("/v1/index/status", "get", Some("admin")),
+    ("/v1/prompts/reload", "post", Some("admin")),
+    ("/v1/search", "post", Some("agent")),
+    ("/v1/rerank", "post", Some("agent")),
+    ("/v1/assist/suggest", "post", Some("agent")),
+    ("/v1/conversations/{id}/handoff", "get", Some("agent")),
+    ("/v1/sentiment", "post", Some("channel")),
+    ("/v1/conversations/{id}", "get", Some("channel")),
+    ("/v1/conversations/{id}/turns", "post", Some("channel")),
+    ("/v1/conversations/{id}/resolve", "post", Some("channel")),
+    ("/v1/customers/{id}", "get", Some("channel")),
+    ("/v1/answer", "post", Some("channel")),
+    ("/v1/answers/{id}/feedback", "post", Some("channel")),
+    ("/v1/chat/completions", "post", Some("channel")),
+    ("/v1/embeddings", "post", Some("channel")),
+    ("/v1/models", "get", Some("channel")),
+    ("/v1/audio/transcriptions", "post", Some("channel")),
+    ("/v1/voice/stream", "get", Some("channel")),
+    ("/healthz", "get", None),
+    ("/readyz", "get", None),
+    ("/metrics", "get", None),
+    ("/openapi.json", "get", None),
+];
+
+/// Every route the OpenAPI document lists, called with no key, an unknown key and each role's
+/// key: 401 without a valid key, 403 below the route's least role, and past auth at or above it.
+/// Then the same routes on a server without keys, where every local caller gets past auth. A
+/// route added without an entry in [`LEAST_ROLE`] fails here.
+#[test]
+fn every_route_answers_each_role_as_documented() {
+    let s = Server::start();
+    let (_, doc) = parts(s.req("GET", "/openapi.json", None).send().unwrap());
+    let rank = |r: &str| {
+        ["channel", "agent", "admin"]
+            .iter()
+            .position(|x| *x == r)
+            .unwrap()
+    };
+    let mut ops = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            let least = LEAST_ROLE
+                .iter()
+                .find(|(p, m, _)| p == path && m == method)
+                .unwrap_or_else(|| panic!("{method} {path}: add it to LEAST_ROLE"))
+                .2;
+            ops.push((path.replace("{id}", "x"), method.to_uppercase(), least));
+        }
+    }
+    assert_eq!(
+        ops.len(),
+        LEAST_ROLE.len(),
+        "LEAST_ROLE lists a route the document does not"
+    );
+    let call = |s: &Server, method: &str, path: &str, key: Option<&str>| {
+        let mut r = s.req(method, path, key);
+        if method != "GET" {
+            r = r.json(&json!({}));
+        }
+        parts(r.send().unwrap()).0
+    };
+    let mut checked = 0;
+    for (path, method, least) in &ops {
+        let Some(least) = least else {
+            assert_eq!(call(&s, method, path, None), 200, "{method} {path}");
+            continue;
+        };
+        for key in [None, Some("not-a-key-at-all")] {
+            assert_eq!(
+                call(&s, method, path, key),
+                401,
+                "{method} {path} with {key:?}"
+            );
+        }
+        for (role, key) in [("channel", CHANNEL), ("agent", AGENT), ("admin", ADMIN)] {
+            let st = call(&s, method, path, Some(key));
+            if rank(role) < rank(least) {
+                assert_eq!(st, 403, "{method} {path} as {role}");
+            } else {
+                assert!(st != 401 && st != 403, "{method} {path} as {role}: {st}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3 * 28, "{checked}");
+
+    let open = Server::start_with(&[]);
+    for (path, method, _) in &ops {
+        let st = call(&open, method, path, None);
+        assert!(st != 401 && st != 403, "keyless {method} {path}: {st}");
+    }
+}
+
 /// Without keys every caller is an admin: only callers on this machine may be, not a web page
 /// that rebinds its name to 127.0.0.1 or posts a form across origins (issue 16, finding 8).
 #[test]
