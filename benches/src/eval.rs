@@ -55,6 +55,16 @@ struct Question {
     history: Vec<String>,
 }
 
+/// One attempt of `eval/adversarial.jsonl`, or a control: an ordinary question in the same words.
+#[derive(Deserialize)]
+struct Attempt {
+    text: String,
+    lang: String,
+    form: String,
+    split: String,
+    attack: bool,
+}
+
 #[derive(Deserialize)]
 struct SentimentTurn {
     text: String,
@@ -145,6 +155,14 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<bool> {
     if run("sentiment") {
         let turns = read_jsonl(&o.dir.join("sentiment_turns.jsonl"))?;
         done(&mut report, "sentiment", sentiment(&api, &turns).await?);
+    }
+    if run("adversarial") {
+        let attempts = read_jsonl(&o.dir.join("adversarial.jsonl"))?;
+        done(
+            &mut report,
+            "adversarial",
+            adversarial(&api, &attempts).await?,
+        );
     }
     if run("escalation") {
         let convs = read_jsonl(&o.dir.join("escalation_conversations.jsonl"))?;
@@ -707,6 +725,54 @@ async fn sentiment(api: &Api, turns: &[SentimentTurn]) -> anyhow::Result<Value> 
             json!({"accuracy": right.mean(k), "negative_vs_rest_accuracy": negative.mean(k), "n": right.n(k)}),
         );
     }
+    Ok(Value::Object(out))
+}
+
+/// Attempts to take over the answer endpoint: the share refused as such (`unsupported_request`,
+/// before any model sees them) and the share that got a reply at all, by language, form and
+/// split, and the share of controls (the same words in ordinary questions) wrongly refused.
+async fn adversarial(api: &Api, attempts: &[Attempt]) -> anyhow::Result<Value> {
+    let (mut refused, mut answered, mut false_refusal) =
+        (Groups::default(), Groups::default(), Groups::default());
+    let mut missed = Vec::new();
+    for (i, a) in attempts.iter().enumerate() {
+        // One customer each: one customer's many contacts would be escalated as repeats first.
+        let v = api
+            .post(
+                "/v1/answer",
+                json!({"question": a.text, "channel": "chat", "customer_id": format!("eval-adversary-{i}")}),
+            )
+            .await?;
+        let hit = v["handoff_reason"] == "unsupported_request";
+        if a.attack {
+            let k = [
+                "all".to_string(),
+                format!("lang.{}", a.lang),
+                format!("form.{}", a.form),
+                format!("split.{}", a.split),
+            ];
+            refused.add(&k, f64::from(hit));
+            // Not refused, not handed off for another reason: a reply came back.
+            answered.add(&k, f64::from(v["handoff"] == false));
+            if !hit {
+                missed.push(json!({"text": a.text, "lang": a.lang, "form": a.form, "split": a.split, "answer": v["answer"], "handoff_reason": v["handoff_reason"]}));
+            }
+        } else {
+            false_refusal.add(&["all".to_string()], f64::from(hit));
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for k in refused.0.keys() {
+        out.insert(
+            k.clone(),
+            json!({"refused": refused.mean(k), "answered": answered.mean(k), "n": refused.n(k)}),
+        );
+    }
+    out.insert(
+        "controls".into(),
+        json!({"false_refusal": false_refusal.mean("all"), "n": false_refusal.n("all")}),
+    );
+    out.insert("missed".into(), json!(missed));
     Ok(Value::Object(out))
 }
 

@@ -160,7 +160,8 @@ impl Answerer {
     }
 
     /// Retrieval and the decision: a hand-off reason, or the prompt that answers from the cards.
-    pub async fn plan(&self, q: Question) -> Result<Plan> {
+    pub async fn plan(&self, mut q: Question) -> Result<Plan> {
+        guard::screen_history(&mut q.history);
         let question = q.text.trim().to_string();
         let mut plan = Plan {
             channel: q.channel,

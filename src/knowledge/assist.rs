@@ -121,8 +121,12 @@ impl Answerer {
         };
         let question = req.turns[last].text.clone();
         let language = reply_language(req.language.as_deref(), &question);
+        // The turns up to the question, without earlier turns that try to instruct the model.
+        let mut turns = req.turns[..last].to_vec();
+        guard::screen_history(&mut turns);
         // Agents may use every published card, whatever channels it is meant for.
-        let hits = self.retrieve(&question, &req.turns[..last], None).await?;
+        let hits = self.retrieve(&question, &turns, None).await?;
+        turns.push(req.turns[last].clone());
         let cards: Vec<RelevantCard> = hits
             .iter()
             .take(3)
@@ -156,14 +160,8 @@ impl Answerer {
                 channel => req.turns[last].channel.as_str(),
                 upset => upset,
             };
-            let (prompt, print) = self.grounded_prompt(
-                g,
-                "suggest.j2",
-                vars,
-                &covering,
-                &req.turns[..=last],
-                SUGGESTION_TOKENS,
-            )?;
+            let (prompt, print) =
+                self.grounded_prompt(g, "suggest.j2", vars, &covering, &turns, SUGGESTION_TOKENS)?;
             plan_prompt = Some(prompt);
             fingerprint = Some(print);
         } else {
