@@ -417,6 +417,10 @@ pub struct Limits {
     /// Most turns one conversation holds; one more is refused (409) and the frontend starts a
     /// new conversation.
     pub max_conversation_turns: usize,
+    /// Requests per minute per API key (a burst of as many, then this rate); one more is 429
+    /// with Retry-After. A chatbot's channel key carries all its customers: size it for the
+    /// frontend. 0: no limit. Keyless (local) mode has none.
+    pub rate_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -479,6 +483,7 @@ impl Default for Limits {
             gen_queue: 32,
             gen_context: 4096,
             max_conversation_turns: crate::store::DEFAULT_MAX_TURNS,
+            rate_per_minute: 1200,
         }
     }
 }

@@ -81,6 +81,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A queue is full: retry after the `Retry-After` seconds.
     Overloaded,
+    /// The key sent more requests than `limits.rate_per_minute`: retry after `Retry-After`.
+    RateLimited,
     /// A model or backend is not available now (or not configured).
     Unavailable,
     /// A model failed on this request.

@@ -191,7 +191,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     Ok(AppState {
         knowledge,
         conversations,
-        keys: Arc::new(Keys::new(&config.auth.keys)),
+        keys: Arc::new(Keys::new(&config.auth.keys, config.limits.rate_per_minute)),
         config,
         metrics: Arc::new(api::metrics::Metrics::new(
             desk.clone(),

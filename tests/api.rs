@@ -538,3 +538,29 @@ fn the_openapi_document_validates_and_describes_every_route() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Each key has its own request budget per minute: past it, 429 with Retry-After, and other
+/// keys are not affected (issue 16).
+#[test]
+fn a_key_past_its_rate_gets_429_with_retry_after() {
+    let s = Server::start_with(&[
+        (
+            "KEFU_API_KEYS",
+            &format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}"),
+        ),
+        ("KEFU__LIMITS__RATE_PER_MINUTE", "3"),
+    ]);
+    for _ in 0..3 {
+        assert_eq!(s.call_as(CHANNEL, "GET", "/v1/models", None).0, 200);
+    }
+    let res = s.req("GET", "/v1/models", Some(CHANNEL)).send().unwrap();
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let (st, e) = parts(res);
+    assert_eq!((st, error_code(&e).as_str()), (429, "rate_limited"), "{e}");
+    assert_eq!(s.call_as(AGENT, "GET", "/v1/models", None).0, 200);
+}

@@ -116,6 +116,8 @@ struct KeyEntry {
 pub struct Keys {
     /// sha256(key) -> key. Keys are looked up by digest, never compared as plain strings.
     by_digest: HashMap<[u8; 32], KeyEntry>,
+    /// Requests per key name (`limits.rate_per_minute`), when limited.
+    rate: Option<governor::DefaultKeyedRateLimiter<String>>,
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -123,7 +125,7 @@ fn digest(key: &str) -> [u8; 32] {
 }
 
 impl Keys {
-    pub fn new(keys: &[ApiKey]) -> Self {
+    pub fn new(keys: &[ApiKey], rate_per_minute: u32) -> Self {
         let by_digest = keys
             .iter()
             .map(|k| {
@@ -144,7 +146,21 @@ impl Keys {
                 (d, entry)
             })
             .collect();
-        Keys { by_digest }
+        let rate = std::num::NonZeroU32::new(rate_per_minute)
+            .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
+        Keys { by_digest, rate }
+    }
+
+    /// Whether the caller may make one more request now; how long to wait if not. Keyed by
+    /// the key's name: the configured keys are few, so the table stays small.
+    fn admit(&self, caller: &Caller) -> Result<(), std::time::Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        match &self.rate {
+            Some(limiter) if self.enabled() => limiter
+                .check_key(&caller.name)
+                .map_err(|until| until.wait_time_from(DefaultClock::default().now())),
+            _ => Ok(()),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -252,13 +268,25 @@ fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Resolves the caller of every `/v1` request, or answers 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match state.keys.resolve(req.headers()) {
-        Ok(caller) => {
-            req.extensions_mut().insert(caller);
-            next.run(req).await
-        }
-        Err(e) => e.into_response(),
+    let caller = match state.keys.resolve(req.headers()) {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(wait) = state.keys.admit(&caller) {
+        let secs = wait.as_secs() + 1;
+        let mut res = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "this key sent more than limits.rate_per_minute requests; retry after {secs} s"
+            ),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        return res;
     }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 fn caller(parts: &Parts) -> Result<Caller, ApiError> {

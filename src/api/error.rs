@@ -62,6 +62,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         C::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
         C::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
         C::Overloaded | C::Unavailable => S::SERVICE_UNAVAILABLE,
+        C::RateLimited => S::TOO_MANY_REQUESTS,
         C::ModelError | C::Internal => S::INTERNAL_SERVER_ERROR,
     }
 }
