@@ -7,7 +7,7 @@
 //! immediate `Overloaded`, which the API turns into 503 + Retry-After.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Instant;
 
@@ -205,6 +205,8 @@ pub struct EmbedStats {
     pub busy_micros: AtomicU64,
     pub rejected: AtomicU64,
     pub panics: AtomicU64,
+    /// Texts waiting (not requests): one request of 64 texts is 64 texts of work.
+    pub queued_texts: AtomicUsize,
 }
 
 struct Job {
@@ -222,6 +224,8 @@ pub struct EmbedPool {
     dim: usize,
     query_prefix: Arc<str>,
     passage_prefix: Arc<str>,
+    /// Texts that may wait: `queue` batches.
+    text_capacity: usize,
 }
 
 impl EmbedPool {
@@ -237,6 +241,7 @@ impl EmbedPool {
             dim: embedder.dim(),
             query_prefix: embedder.query_prefix.clone().into(),
             passage_prefix: embedder.passage_prefix.clone().into(),
+            text_capacity: queue.max(1) * batch.max(1),
         };
         std::thread::Builder::new()
             .name("kefu-embed".into())
@@ -278,15 +283,25 @@ impl EmbedPool {
             TextKind::Query => &self.query_prefix,
             TextKind::Passage => &self.passage_prefix,
         };
-        let texts = texts.into_iter().map(|t| format!("{prefix}{t}")).collect();
+        let texts: Vec<String> = texts.into_iter().map(|t| format!("{prefix}{t}")).collect();
+        // The queue holds `queue` batches' worth of texts; a request larger than that is taken
+        // only when nothing waits, so it is not starved, and waits for no one.
+        let n = texts.len();
+        let before = self.stats.queued_texts.fetch_add(n, Ordering::SeqCst);
+        let overloaded = || {
+            self.stats.queued_texts.fetch_sub(n, Ordering::SeqCst);
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            ModelError::Overloaded("embedding")
+        };
+        if before > 0 && before + n > self.text_capacity {
+            return Err(overloaded());
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
         match self.stats.queue.try_send(&self.tx, Job { texts, reply }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                return Err(ModelError::Overloaded("embedding"));
-            }
+            Err(TrySendError::Full(_)) => return Err(overloaded()),
             Err(TrySendError::Disconnected(_)) => {
+                self.stats.queued_texts.fetch_sub(n, Ordering::SeqCst);
                 return Err(ModelError::WorkerGone("embedding"));
             }
         }
@@ -309,6 +324,7 @@ fn worker(embedder: Embedder, rx: Receiver<Job>, batch: usize, stats: &EmbedStat
             }
         }
         stats.queue.took(jobs.len());
+        stats.queued_texts.fetch_sub(n, Ordering::SeqCst);
         // A caller that gave up (client gone) costs nothing.
         jobs.retain(|j| !j.reply.is_closed());
         if jobs.is_empty() {
