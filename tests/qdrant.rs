@@ -47,11 +47,7 @@ const QUERIES: [&str; 6] = [
 ];
 
 fn qdrant() -> Option<QdrantServer> {
-    let q = QdrantServer::start();
-    if q.is_none() {
-        eprintln!("SKIPPED: no Qdrant (set KEFU_TEST_QDRANT_URL or put a qdrant binary on PATH)");
-    }
-    q
+    qdrant_or_skip("this Qdrant test")
 }
 
 #[test]

@@ -81,15 +81,29 @@ fn finds_by_paraphrase_code_and_language_on(b: &Backend) {
         "mixed-language question"
     );
 
-    // An exact code is covered fully; a paraphrase with no shared words not at all (and +0.0).
+    // An exact code is covered fully; a passage sharing no word with the question not at all
+    // (and +0.0); the refund card, which shares only "back", a little.
     let code = &s.search("RT-AX58U", json!({}))[0];
     assert!(code["keyword_coverage"].as_f64().unwrap() > 0.9, "{code}");
-    let para = s.search("when will I get my money back", json!({}));
-    assert!(
-        para.iter()
-            .all(|h| h["keyword_coverage"].as_f64().unwrap().is_sign_positive()),
-        "{para:?}"
-    );
+    let question = "when will I get my money back";
+    let words = |t: &str| -> std::collections::HashSet<String> {
+        t.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let para = s.search(question, json!({ "top_k": 10 }));
+    let mut disjoint = 0;
+    for h in &para {
+        let c = h["keyword_coverage"].as_f64().unwrap();
+        if h["card_id"] == json!(ids["refund"]) {
+            assert!(c > 0.0 && c < 0.5, "{h}");
+        } else if words(h["passage"].as_str().unwrap()).is_disjoint(&words(question)) {
+            assert!(c == 0.0 && c.is_sign_positive(), "{h}");
+            disjoint += 1;
+        }
+    }
+    assert!(disjoint >= 3, "{para:?}");
 
     let hits = s.search("refund time", json!({ "top_k": 2 }));
     assert_eq!(hits.len(), 2);
@@ -122,6 +136,7 @@ fn filters_and_roles_on(b: &Backend) {
         vec![ids["refund"].clone()]
     );
     let zh = only("delivery", json!({ "language": "zh" }));
+    assert!(!zh.is_empty());
     assert!(
         zh.iter()
             .all(|id| *id == ids["delivery"] || *id == ids["roaming"]),
@@ -197,11 +212,9 @@ fn only_published_cards_are_found_and_edits_reindex_at_once_on(b: &Backend) {
     // Archive: gone from search at once.
     let router = &ids["router"];
     s.call("POST", &format!("/v1/cards/{router}/archive"), None);
-    assert!(
-        s.search("RT-AX58U rebooting", json!({ "top_k": 10 }))
-            .iter()
-            .all(|h| h["card_id"] != json!(router))
-    );
+    let hits = s.search("RT-AX58U rebooting", json!({ "top_k": 10 }));
+    assert!(!hits.is_empty(), "other cards are still found");
+    assert!(hits.iter().all(|h| h["card_id"] != json!(router)));
 
     // Edit a published card: the new text is found, the old one no longer.
     let refund = &ids["refund"];
@@ -216,7 +229,9 @@ fn only_published_cards_are_found_and_edits_reindex_at_once_on(b: &Backend) {
     let hits = s.search("VX-7788", json!({}));
     assert_eq!(hits[0]["card_id"], json!(refund));
     assert!(hits[0]["passage"].as_str().unwrap().contains("VX-7788"));
-    assert!(s.search("refund", json!({ "top_k": 10 })).iter().all(|h| {
+    let hits = s.search("refund", json!({ "top_k": 10 }));
+    assert!(!hits.is_empty());
+    assert!(hits.iter().all(|h| {
         !h["passage"]
             .as_str()
             .unwrap()
@@ -304,11 +319,9 @@ fn switching_the_embedder_reembeds_published_cards_on(b: &Backend) {
         (Some("minilm"), Some(true), Some(1)),
         "{st}"
     );
-    assert!(
-        s.search("draft index", json!({ "top_k": 10 }))
-            .iter()
-            .all(|h| h["card_id"] != json!(draft))
-    );
+    let hits = s.search("draft index", json!({ "top_k": 10 }));
+    assert!(!hits.is_empty(), "the published card is found");
+    assert!(hits.iter().all(|h| h["card_id"] != json!(draft)));
     let (_, audit) = s.call("GET", &format!("/v1/audit?card_id={id}"), None);
     assert_eq!(audit["entries"][0]["action"], "reindex");
 }

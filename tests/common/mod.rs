@@ -348,13 +348,24 @@ pub enum Backend {
 /// stderr when Qdrant is skipped.
 pub fn backends() -> Vec<Backend> {
     let mut out = vec![Backend::Embedded];
-    match QdrantServer::start() {
-        Some(q) => out.push(Backend::Qdrant(q)),
-        None => eprintln!(
-            "SKIPPED: the Qdrant backend (set KEFU_TEST_QDRANT_URL or put a qdrant binary on PATH)"
-        ),
-    }
+    out.extend(qdrant_or_skip("the Qdrant backend").map(Backend::Qdrant));
     out
+}
+
+/// A Qdrant to test against, or `None` with a SKIPPED line on stderr. With
+/// `KEFU_REQUIRE_QDRANT=1` (set by `.ci/run` when it has one) a missing Qdrant fails the test
+/// instead: a test that silently skipped would pass while proving nothing.
+pub fn qdrant_or_skip(what: &str) -> Option<QdrantServer> {
+    let q = QdrantServer::start();
+    if q.is_none() {
+        let required = std::env::var("KEFU_REQUIRE_QDRANT").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "KEFU_REQUIRE_QDRANT=1 but no Qdrant: set KEFU_TEST_QDRANT_URL or put a qdrant binary on PATH"
+        );
+        eprintln!("SKIPPED: {what} (set KEFU_TEST_QDRANT_URL or put a qdrant binary on PATH)");
+    }
+    q
 }
 
 impl Backend {
