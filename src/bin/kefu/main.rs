@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let cfg = kefu::server::start_process(cli.global.config.as_deref(), &ov)?;
-    match cli.command {
+    let done = match cli.command {
         Command::Serve(_) => serve::run(cfg),
         Command::Models { command } => models::run(&cfg, command),
         Command::Config => config::run(&cfg),
@@ -85,5 +85,15 @@ fn main() -> anyhow::Result<()> {
         Command::Transcribe(a) => transcribe::run(&cfg, a),
         Command::Index { command } => index::run(&cfg, command),
         Command::Eval(_) | Command::Bench(_) => unreachable!("handled above"),
+    };
+    // `kefu models list | head`: the reader stopped reading, which is not an error of ours.
+    match done {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
 }
