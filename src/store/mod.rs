@@ -120,6 +120,18 @@ impl Store {
         })
     }
 
+    /// Writes reach the disk before they are acknowledged (`synchronous = FULL`): a test that
+    /// kills the process cannot show it, since the page cache survives a SIGKILL.
+    #[cfg(test)]
+    fn durability(&self) -> (String, i64) {
+        let c = self.conn.lock();
+        let mode = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        (mode, sync)
+    }
+
     /// The most turns one conversation may hold; more are refused (409).
     pub fn with_max_turns(mut self, n: usize) -> Store {
         self.max_turns = n;
@@ -173,3 +185,17 @@ macro_rules! sql_text {
 }
 use crate::vocab::{Channel, HandoffReason, Role, Sentiment};
 sql_text!(Channel, Role, Sentiment, HandoffReason);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WAL with `synchronous = FULL`: an acknowledged write survives a power cut, not only a
+    /// killed process (2 is FULL).
+    #[test]
+    fn every_commit_is_on_disk_before_it_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.durability(), ("wal".to_string(), 2));
+    }
+}
