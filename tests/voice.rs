@@ -258,12 +258,28 @@ fn the_official_openai_client_transcribes() {
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 fn connect(s: &Server) -> Ws {
+    connect_with(s, &[]).expect("websocket handshake")
+}
+
+/// The handshake with extra headers (a key, a customer), or the HTTP status it was refused with.
+fn connect_with(s: &Server, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    use tungstenite::client::IntoClientRequest;
     let url = format!("{}/v1/voice/stream", s.base.replacen("http", "ws", 1));
-    let (ws, _) = tungstenite::connect(url).expect("websocket handshake");
-    if let MaybeTlsStream::Plain(t) = ws.get_ref() {
-        t.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        req.headers_mut().insert(name, v.parse().unwrap());
     }
-    ws
+    match tungstenite::connect(req) {
+        Ok((ws, _)) => {
+            if let MaybeTlsStream::Plain(t) = ws.get_ref() {
+                t.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+            }
+            Ok(ws)
+        }
+        Err(tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
+        Err(e) => panic!("websocket handshake: {e}"),
+    }
 }
 
 fn send_json(ws: &mut Ws, v: Value) {
@@ -734,4 +750,81 @@ fn silence_and_slow_uploads_cannot_hold_the_server() {
     assert_eq!(slow.join().unwrap().unwrap(), 200);
     let (st, v, _) = transcribe(&s, &dir.path().join("a.wav"), &[]);
     assert_eq!(st, 200, "{v}");
+}
+
+/// With keys, the voice routes need one like every other, and a channel's stream writes only its
+/// own customer's conversation (issue 16).
+#[test]
+fn voice_needs_a_key_and_a_channel_writes_only_its_customer() {
+    let s = voice_server(&[(
+        "KEFU_API_KEYS",
+        &format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}"),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let wav = espeak(dir.path(), "a", "en-us", EN[1]);
+    // Uploads.
+    let upload = |key: Option<&str>| {
+        let form = reqwest::blocking::multipart::Form::new().part(
+            "file",
+            reqwest::blocking::multipart::Part::bytes(std::fs::read(&wav).unwrap())
+                .file_name("a.wav"),
+        );
+        parts(
+            s.req("POST", "/v1/audio/transcriptions", key)
+                .multipart(form)
+                .send()
+                .unwrap(),
+        )
+    };
+    // Refused before the body is read, so the body is kept small enough to be sent whole.
+    let (st, v) = parts(
+        s.req("POST", "/v1/audio/transcriptions", None)
+            .multipart(reqwest::blocking::multipart::Form::new().text("model", "whisper-1"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!((st, error_code(&v).as_str()), (401, "unauthorized"), "{v}");
+    let (st, v) = upload(Some(CHANNEL));
+    assert_eq!(st, 200, "{v}");
+    // Streams: no key, no stream.
+    assert_eq!(connect_with(&s, &[]).err(), Some(401));
+    let bearer = format!("Bearer {CHANNEL}");
+    let start = json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "conversation_id": "call-7"});
+    // A channel naming no customer cannot write a conversation.
+    let mut ws = connect_with(&s, &[("authorization", &bearer)]).unwrap();
+    send_json(&mut ws, start.clone());
+    let m = next(&mut ws);
+    assert_eq!(m["code"], "invalid_request", "{m}");
+    // Another customer's conversation does not exist for this one: the finals are not stored.
+    s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/conversations/call-7/turns",
+        Some(json!({"customer_id": "owner", "channel": "voice", "text": "hello"})),
+    );
+    let mut ws = connect_with(
+        &s,
+        &[("authorization", &bearer), ("x-kefu-customer", "intruder")],
+    )
+    .unwrap();
+    send_json(&mut ws, start);
+    assert_eq!(next(&mut ws)["type"], "started");
+    ws.send(Message::Binary(pcm_s16(&wav, 16000).into()))
+        .unwrap();
+    send_json(&mut ws, json!({"type": "stop"}));
+    let mut finals = 0;
+    loop {
+        let m = next(&mut ws);
+        match m["type"].as_str() {
+            Some("final") => {
+                assert_eq!(m["turn_error"]["code"], "not_found", "{m}");
+                finals += 1;
+            }
+            Some("done") | Some("close") | Some("gone") => break,
+            _ => {}
+        }
+    }
+    assert!(finals >= 1);
+    let (_, conv) = s.call_as(AGENT, "GET", "/v1/conversations/call-7", None);
+    assert_eq!(conv["turns"].as_array().unwrap().len(), 1, "{conv}");
 }
