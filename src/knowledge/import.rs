@@ -217,7 +217,25 @@ impl Knowledge {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever a file holds, parsing reports a card or an error for it, never a panic.
+        #[test]
+        fn any_markdown_or_jsonl_parses_without_panicking(
+            front in "(---\r?\n)?[ -~\n\u{4e00}-\u{4e20}\u{feff}]{0,200}(\n---\n)?",
+            body in any::<String>(),
+        ) {
+            let text = format!("{front}{body}");
+            let _ = parse_markdown("x.md", &text);
+            let items = parse_jsonl("x.jsonl", &text);
+            prop_assert_eq!(items.len(), text.lines().filter(|l| !l.trim().is_empty()).count());
+        }
+    }
 
     #[test]
     fn jsonl_reports_bad_lines_by_number() {

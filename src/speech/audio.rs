@@ -84,6 +84,23 @@ pub fn decode_file(
     extension: Option<&str>,
     max_seconds: f64,
 ) -> Result<Decoded, AudioError> {
+    // The demuxers are third-party code reading hostile bytes: a header that overflows their
+    // arithmetic panicked (found by the property test below). That is a damaged file, not a
+    // failed server.
+    std::panic::catch_unwind(|| decode_unguarded(bytes, extension, max_seconds)).unwrap_or_else(
+        |_| {
+            Err(AudioError::Corrupt(
+                "the file's headers are inconsistent (the decoder could not read them)".into(),
+            ))
+        },
+    )
+}
+
+fn decode_unguarded(
+    bytes: Vec<u8>,
+    extension: Option<&str>,
+    max_seconds: f64,
+) -> Result<Decoded, AudioError> {
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let mut hint = Hint::new();
     if let Some(e) = extension {
@@ -339,7 +356,49 @@ impl PcmEncoding {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Damaged audio (a real WAV with bytes changed, cut or extended, or noise under any
+        /// name) is an error, never a panic.
+        #[test]
+        fn damaged_audio_decodes_or_fails_cleanly(
+            flips in proptest::collection::vec((0usize..2000, any::<u8>()), 0..12),
+            cut in 0usize..2200,
+            noise in proptest::collection::vec(any::<u8>(), 0..600),
+            ext in proptest::sample::select(vec!["wav", "mp3", "flac", "ogg", "m4a", "webm", "txt"]),
+        ) {
+            let mut w = wav(22_050, 2, &tone(22_050, 0.05, 300.0));
+            for (at, b) in flips {
+                let i = at % w.len();
+                w[i] = b;
+            }
+            w.truncate(cut.min(w.len()));
+            w.extend_from_slice(&noise);
+            let _ = decode_file(w, Some(ext), 5.0);
+            let _ = decode_file(noise, Some(ext), 5.0);
+        }
+
+        /// Frames split anywhere: every whole sample comes out once, the rest waits.
+        #[test]
+        fn pcm_frames_split_anywhere_keep_every_sample(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            split in 0usize..400,
+        ) {
+            for enc in [PcmEncoding::PcmS16le, PcmEncoding::PcmF32le] {
+                let mut left = Vec::new();
+                let at = split.min(bytes.len());
+                let mut n = pcm_to_f32(enc, &bytes[..at], &mut left).len();
+                n += pcm_to_f32(enc, &bytes[at..], &mut left).len();
+                prop_assert_eq!(n, bytes.len() / enc.width());
+                prop_assert!(left.len() < enc.width());
+            }
+        }
+    }
 
     fn tone(rate: u32, secs: f32, hz: f32) -> Vec<f32> {
         (0..(rate as f32 * secs) as usize)
