@@ -79,6 +79,16 @@ fn glued(text: &str, start: usize, end: usize) -> bool {
         || after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The ASCII character a fullwidth form (U+FF01 to U+FF5E) stands for, and the ideographic
+/// space as a space.
+fn halfwidth(c: char) -> char {
+    match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        0x3000 => ' ',
+        _ => c,
+    }
+}
+
 fn excerpt(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     if chars.len() <= 4 {
@@ -111,7 +121,12 @@ impl Checker {
         out
     }
 
-    fn check_field(&self, field: &str, text: &str) -> Vec<Finding> {
+    fn check_field(&self, field: &str, original: &str) -> Vec<Finding> {
+        // Read with fullwidth forms as ASCII ("１３８００１３８０００", "＠"): a Chinese input
+        // method types them, and they are the same number. One char for one, so character
+        // offsets are the original's.
+        let folded: String = original.chars().map(halfwidth).collect();
+        let text = folded.as_str();
         let mut found: Vec<(usize, usize, &'static str)> = Vec::new();
         for m in EMAIL.find_iter(text) {
             if !self.allow.contains(&normalise(m.as_str())) {
@@ -156,12 +171,16 @@ impl Checker {
         found.sort();
         found
             .into_iter()
-            .map(|(start, end, check)| Finding {
-                check: check.into(),
-                field: field.into(),
-                start: text[..start].chars().count(),
-                end: text[..end].chars().count(),
-                excerpt: excerpt(&text[start..end]),
+            .map(|(start, end, check)| {
+                let (start, end) = (text[..start].chars().count(), text[..end].chars().count());
+                let seen: String = original.chars().skip(start).take(end - start).collect();
+                Finding {
+                    check: check.into(),
+                    field: field.into(),
+                    start,
+                    end,
+                    excerpt: excerpt(&seen),
+                }
             })
             .collect()
     }
@@ -206,6 +225,15 @@ mod tests {
             checks("Card 4111 1111 1111 1111 was charged."),
             vec!["payment_card"]
         );
+        // Typed with fullwidth forms, as Chinese input methods do (issue 16).
+        assert_eq!(
+            checks("联系电话１３８００１３８０００。"),
+            vec!["phone_number"]
+        );
+        assert_eq!(
+            checks("邮箱ｊａｎｅ＠ｇｍａｉｌ．ｃｏｍ"),
+            vec!["email_address"]
+        );
     }
 
     #[test]
@@ -230,5 +258,12 @@ mod tests {
         let f = &Checker::new(&[]).check(&c)[0];
         assert_eq!((f.start, f.end), (3, 14));
         assert_eq!(f.excerpt, "13*******00");
+        let c = CardContent {
+            body: "电话：１３８００１３８０００".into(),
+            ..c
+        };
+        let f = &Checker::new(&[]).check(&c)[0];
+        assert_eq!((f.start, f.end), (3, 14));
+        assert_eq!(f.excerpt, "１３*******００");
     }
 }
