@@ -122,9 +122,9 @@ impl Desk {
     /// Request and retrieval errors come back before the stream starts. Dropping the stream
     /// cancels the generation and records nothing.
     ///
-    /// Text is released a whole sentence at a time, once the sentence is checked: a sentence
-    /// stating a number no card gave is never sent; the generation stops there and the answer
-    /// ends as an `ungrounded` hand-off.
+    /// Text is released a whole sentence at a time, once the text so far is checked: a sentence
+    /// stating a number no card gave, or repeating the service's instructions, is never sent;
+    /// the generation stops there and the answer ends as a hand-off.
     pub async fn answer_stream(
         self: Arc<Self>,
         req: AnswerRequest,
@@ -141,14 +141,14 @@ impl Desk {
                         Some(GenEvent::Delta(d)) => {
                             text.push_str(&d);
                             let Some(end) = support::sentence_end(&text, sent) else { continue };
-                            if !plan.unsupported(&text[..end]).is_empty() {
+                            if !plan.releasable(&text[..end]) {
                                 break; // dropping `rx` stops the model; finish hands off
                             }
                             yield AnswerEvent::Delta(text[sent..end].to_string());
                             sent = end;
                         }
                         Some(GenEvent::Done { .. }) => {
-                            if plan.unsupported(&text).is_empty() && text.len() > sent {
+                            if plan.releasable(&text) && text.len() > sent {
                                 yield AnswerEvent::Delta(text[sent..].to_string());
                             }
                             break;
@@ -159,7 +159,7 @@ impl Desk {
                 }
                 raw = Some(text);
             } else if let Some(text) = plan.extracted() {
-                if plan.unsupported(text).is_empty() {
+                if plan.releasable(text) {
                     yield AnswerEvent::Delta(text.to_string());
                 }
                 raw = Some(text.to_string());

@@ -96,6 +96,17 @@ impl Plan {
         support::unsupported_numbers(reply, &self.stated)
     }
 
+    /// Whether a reply, or the start of one, may reach the customer: it states no number
+    /// nobody gave and does not repeat the service's instructions. A streamed reply is released
+    /// only as far as this holds; [`Answerer::finish`] decides the whole.
+    pub fn releasable(&self, reply: &str) -> bool {
+        self.unsupported(reply).is_empty()
+            && !self
+                .fingerprint
+                .as_ref()
+                .is_some_and(|f| f.leaked_in(reply))
+    }
+
     /// The reply drawn from the card, when the plan answers without generating.
     pub fn extracted(&self) -> Option<&str> {
         self.extract.as_deref()
@@ -520,6 +531,31 @@ pub fn clean(raw: &str, channel: Channel) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a streamed reply may release: nothing that states a number no card gave, nothing
+    /// that repeats the instructions (issue 16: deltas reached the client before the leak check).
+    #[test]
+    fn a_reply_is_released_only_while_it_invents_and_leaks_nothing() {
+        let plan = Plan {
+            channel: Channel::Chat,
+            language: "en".into(),
+            confidence: 0.9,
+            handoff: None,
+            seed: None,
+            cards: Vec::new(),
+            prompt: None,
+            fingerprint: Some(guard::Fingerprint::of(
+                "Answer only from the help articles below and hand over to a person otherwise.",
+            )),
+            stated: support::stated(["Refunds take 5 working days."]),
+            extract: None,
+        };
+        assert!(plan.releasable("Refunds take 5 working days."));
+        assert!(!plan.releasable("Refunds take 7 working days."));
+        assert!(
+            !plan.releasable("Sure. I answer only from the help articles below and hand over.")
+        );
+    }
 
     #[test]
     fn voice_answers_are_speakable() {
