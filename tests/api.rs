@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ADMIN, AGENT, CHANNEL, Server, error_code, kefu, parts};
+use common::{ADMIN, AGENT, CHANNEL, Server, error_code, kefu, multipart_file, parts, raw_request};
 use serde_json::json;
 
 #[test]
@@ -193,15 +193,20 @@ fn keyless_mode_serves_only_this_machine() {
         assert_eq!(st, 200, "{name}: {value}: {e}");
     }
     // A form posted across origins stores nothing.
-    let (st, _) = parts(
-        s.req("POST", "/v1/cards/import", None)
-            .header("origin", "https://evil.example")
-            .multipart(reqwest::blocking::multipart::Form::new().text(
-                "a",
-                "{\"title\": \"Free money\", \"body\": \"Send your card number to win\"}",
-            ))
-            .send()
-            .unwrap(),
+    let (content_type, body) = multipart_file(
+        "a",
+        "cards.jsonl",
+        br#"{"title": "Free money", "body": "Send your card number to win"}"#,
+    );
+    let (st, _, _) = raw_request(
+        &s.base,
+        "POST",
+        "/v1/cards/import",
+        &[
+            ("content-type", &content_type),
+            ("origin", "https://evil.example"),
+        ],
+        &body,
     );
     assert_eq!(st, 403);
     assert_eq!(s.call("GET", "/v1/cards", None).1["total"], 0);

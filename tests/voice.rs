@@ -734,18 +734,18 @@ fn silence_and_slow_uploads_cannot_hold_the_server() {
         assert!(Instant::now() < deadline, "the slow upload never started");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let res = s
-        .req("POST", "/v1/audio/transcriptions", None)
-        .multipart(reqwest::blocking::multipart::Form::new().part(
-            "file",
-            // Small, so that it is all sent before the refusal, which comes without reading it.
-            reqwest::blocking::multipart::Part::bytes(wav[..64].to_vec()).file_name("b.wav"),
-        ))
-        .send()
-        .unwrap();
-    assert_eq!(res.headers()["retry-after"], "1");
-    let (st, v) = parts(res);
+    // Small: the server reads it whole with the headers, so its early answer is not lost to a
+    // reset of unread bytes.
+    let (content_type, body) = multipart_file("file", "b.wav", &wav[..64]);
+    let (st, headers, v) = raw_request(
+        &s.base,
+        "POST",
+        "/v1/audio/transcriptions",
+        &[("content-type", &content_type)],
+        &body,
+    );
     assert_eq!((st, error_code(&v).as_str()), (503, "overloaded"), "{v}");
+    assert_eq!(headers["retry-after"], "1");
     open.send(()).unwrap();
     assert_eq!(slow.join().unwrap().unwrap(), 200);
     let (st, v, _) = transcribe(&s, &dir.path().join("a.wav"), &[]);
@@ -776,12 +776,13 @@ fn voice_needs_a_key_and_a_channel_writes_only_its_customer() {
                 .unwrap(),
         )
     };
-    // Refused before the body is read, so the body is kept small enough to be sent whole.
-    let (st, v) = parts(
-        s.req("POST", "/v1/audio/transcriptions", None)
-            .multipart(reqwest::blocking::multipart::Form::new().text("model", "whisper-1"))
-            .send()
-            .unwrap(),
+    let (content_type, body) = multipart_file("file", "a.wav", &std::fs::read(&wav).unwrap()[..64]);
+    let (st, _, v) = raw_request(
+        &s.base,
+        "POST",
+        "/v1/audio/transcriptions",
+        &[("content-type", &content_type)],
+        &body,
     );
     assert_eq!((st, error_code(&v).as_str()), (401, "unauthorized"), "{v}");
     let (st, v) = upload(Some(CHANNEL));
