@@ -130,8 +130,10 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     let (st, r) = parts(chat(&s, 8, false));
     assert_eq!(st, 200, "{r}");
 
-    // Occupy the slot and the queue place, then one more is refused at once.
-    let mut busy = chat(&s, 3000, true);
+    // Occupy the slot and the queue place, then one more is refused at once. (1,000 tokens
+    // outlast the steps below by far; were the hang-up missed, the generation would still end
+    // within the client's timeout, and the cancellation check below would say what went wrong.)
+    let mut busy = chat(&s, 1000, true);
     read_sse(&mut busy, |_| true);
     // The first chunk (the role) is sent before the worker takes the request: wait until it has.
     let since = Instant::now();
@@ -157,8 +159,16 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
         assert_eq!(res.headers()["retry-after"], "1");
         let (_, e) = parts(res);
         assert_eq!(error_code(&e), "overloaded");
-        // Hanging up the busy stream lets the queued request through.
+        // Hanging up the busy stream cancels it and lets the queued request through.
         drop(busy);
+        let since = Instant::now();
+        while metric(&s.metrics(), "kefu_generation_cancelled_total", GEN) != Some(2.0) {
+            assert!(
+                since.elapsed() < Duration::from_secs(60),
+                "the hang-up did not cancel the generation"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let (st, r) = waiting.join().unwrap();
         assert_eq!(st, 200, "{r}");
     });
