@@ -107,10 +107,10 @@ pub struct FeedbackResponse {
 
 const MAX_COMMENT_CHARS: usize = 4000;
 
-/// Rates an answer (thumbs up or down, with an optional comment).
+/// Rates an answer (thumbs up or down, with an optional comment). A channel key rates only the
+/// answers of the customer it acts for (`X-Kefu-Customer`); another's is not found.
 #[utoipa::path(post, path = "/v1/answers/{id}/feedback", tag = "answer", request_body = FeedbackBody,
     params(("id" = String, Path, description = "answer_id from the answer")),
-    // A channel rates only its customer's answers (named by X-Kefu-Customer).
     responses((status = 201, body = FeedbackResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn feedback(

@@ -168,11 +168,7 @@ impl Keys {
     }
 
     fn resolve(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let text = |name| {
-            headers
-                .get(name)
-                .and_then(|v: &header::HeaderValue| v.to_str().ok())
-        };
+        let text = |name| header_text(headers, name);
         let customer = text(CUSTOMER_HEADER).map(str::to_string);
         if let Some(c) = &customer {
             validate_id(CUSTOMER_HEADER, c)?;
@@ -217,6 +213,11 @@ impl Keys {
     }
 }
 
+/// A header's value, when it is text.
+fn header_text(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 /// Without keys every caller is an admin, which is safe only for callers on this machine: the
 /// server binds loopback, but a web page the operator opens could still reach it, either by
 /// sending a form across origins (CSRF) or by pointing its own name at 127.0.0.1 (DNS
@@ -245,11 +246,7 @@ fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
             ),
         )
     };
-    let text = |h| {
-        headers
-            .get(h)
-            .and_then(|v: &header::HeaderValue| v.to_str().ok())
-    };
+    let text = |name| header_text(headers, name);
     if let Some(host) = text(header::HOST)
         && !loopback(host)
     {

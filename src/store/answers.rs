@@ -176,7 +176,11 @@ impl Store {
         let not_found = || StoreError::NotFound(format!("no answer with id {answer_id}"));
         let conversation = conversation.ok_or_else(not_found)?;
         if let Party::Customer(_) = party {
-            check_owner(&tx, &conversation, party).map_err(|_| not_found())?;
+            // Not found as an answer: the message must not name the conversation.
+            check_owner(&tx, &conversation, party).map_err(|e| match e {
+                StoreError::NotFound(_) => not_found(),
+                e => e,
+            })?;
         }
         tx.execute(
             "INSERT INTO feedback (answer_id, rating, comment, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
