@@ -87,6 +87,9 @@ pub enum ErrorCode {
     Unavailable,
     /// A model failed on this request.
     ModelError,
+    /// The data directory's disk is full: nothing of this request was written. Retry after
+    /// space is freed.
+    StorageFull,
     /// Something failed on the server's side; the log says what.
     Internal,
 }
@@ -168,6 +171,20 @@ impl Error {
         }
     }
 
+    /// The message a caller may see: a store failure's detail (paths, SQL) stays in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Store(_) if self.code() == ErrorCode::StorageFull => {
+                "the server's disk is full; nothing was changed. Retry once space is freed".into()
+            }
+            Error::Store(_) => {
+                "the store failed; nothing was changed. Retry, and see the server log if it persists"
+                    .into()
+            }
+            e => e.to_string(),
+        }
+    }
+
     /// The stable code clients see for this error.
     pub fn code(&self) -> ErrorCode {
         use crate::runtime::ModelError as M;
@@ -183,6 +200,7 @@ impl Error {
             Error::Model(_) => ErrorCode::ModelError,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Vector(V::Unavailable { .. } | V::Unusable(_)) => ErrorCode::Unavailable,
+            Error::Store(s) if s.is_disk_full() => ErrorCode::StorageFull,
             Error::Vector(_) | Error::Store(_) => ErrorCode::Internal,
         }
     }

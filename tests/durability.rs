@@ -145,3 +145,105 @@ fn a_damaged_database_is_refused_at_start() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("damaged") && err.contains(".recover"), "{err}");
 }
+
+/// A full disk answers 507 `storage_full` to each write, loses nothing that was acknowledged,
+/// keeps serving reads, and leaves no part of a refused write behind: once space is freed the
+/// same writes succeed, and the store holds exactly what was acknowledged. The data directory is
+/// a small tmpfs in the server's own namespaces, filled by the test: the disk is really full.
+#[test]
+fn a_full_disk_answers_507_and_keeps_what_was_acknowledged() {
+    let Some(s) = Server::start_on_small_disk("48m") else {
+        return;
+    };
+    let kept = s.card(
+        "Delivery times",
+        "Parcels arrive within 3 working days.",
+        json!({}),
+    );
+    let turn = |text: &str| {
+        s.call_as(
+            common::CHANNEL,
+            "POST",
+            "/v1/conversations/full-disk/turns",
+            Some(json!({"customer_id": "cust-full", "channel": "chat", "role": "customer", "text": text})),
+        )
+    };
+    assert_eq!(turn("Where is my parcel?").0, 200);
+
+    // Fill the disk to the last byte.
+    let filler = s.data_seen_by_server().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0x5Au8; 1 << 16];
+        let mut bytes = 0usize;
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(n) => bytes += n,
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        // Whatever of the last block the page cache took, the disk has no room left.
+        let _ = f.sync_all();
+        assert!(bytes > 0);
+    }
+
+    let refused = [
+        s.call(
+            "POST",
+            "/v1/cards",
+            Some(json!({"title": "Returns", "body": "Returns are free within 30 days of delivery. Keep the receipt, print the label from your account, and drop the parcel at any post office. Refunds reach the original payment method within 5 working days."})),
+        ),
+        turn("Still no parcel, it has been a week."),
+    ];
+    let import = parts(
+        s.req("POST", "/v1/cards/import?publish=true", Some(ADMIN))
+            .header("content-type", "application/x-ndjson")
+            .body(batch(0, 20))
+            .send()
+            .unwrap(),
+    );
+    for (status, body) in [&refused[0], &refused[1], &import] {
+        assert_eq!(*status, 507, "{body}");
+        assert_eq!(common::error_code(body), "storage_full", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("disk"),
+            "{body}"
+        );
+    }
+
+    // Reads still work, and the server says it is alive.
+    let (st, card) = s.call("GET", &format!("/v1/cards/{kept}"), None);
+    assert_eq!((st, card["status"].as_str()), (200, Some("published")));
+    assert_eq!(
+        s.top("how long does delivery take").as_deref(),
+        Some(kept.as_str())
+    );
+
+    // Space freed: the same writes succeed, and nothing of the refused ones is there.
+    std::fs::remove_file(&filler).unwrap();
+    let (_, all) = s.call("GET", "/v1/cards?limit=200", None);
+    assert_eq!(all["total"], 1, "a refused write left a card behind: {all}");
+    let (_, conv) = s.call("GET", "/v1/conversations/full-disk", None);
+    assert_eq!(conv["turns"].as_array().unwrap().len(), 1, "{conv}");
+    assert_eq!(turn("Still no parcel, it has been a week.").0, 200);
+    let import = parts(
+        s.req("POST", "/v1/cards/import?publish=true", Some(ADMIN))
+            .header("content-type", "application/x-ndjson")
+            .body(batch(0, 20))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(import.0, 200, "{}", import.1);
+    let (_, all) = s.call("GET", "/v1/cards?limit=200", None);
+    assert_eq!(all["total"], 21, "{all}");
+    assert_eq!(
+        s.top("KP-0-7").as_deref(),
+        import.1["items"][7]["id"].as_str()
+    );
+}

@@ -202,7 +202,8 @@ fn items_of(name: &str, bytes: &[u8], markdown: bool) -> Vec<Item> {
 #[utoipa::path(post, path = "/v1/cards/import", tag = "cards", params(ImportParams),
     request_body(content = String, description = "JSON Lines, Markdown, or multipart files", content_type = "application/x-ndjson"),
     responses((status = 200, description = "Per-item results; good items are kept even when others fail", body = ImportReport),
-              (status = 415, body = ErrorBody)),
+              (status = 415, body = ErrorBody),
+              (status = 507, description = "The disk filled: `details` is the per-item report", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn import(
     State(s): State<AppState>,
@@ -274,7 +275,21 @@ pub async fn import(
             "the import holds no cards",
         ));
     }
-    Ok(Json(s.knowledge.import(items, p.publish, &c.actor()).await))
+    let report = s.knowledge.import(items, p.publish, &c.actor()).await;
+    if report.storage_full() {
+        // Not a 200 with a report: the caller must learn that the server, not their file, failed.
+        return Err(ApiError {
+            details: serde_json::to_value(&report).ok(),
+            ..ApiError::new(
+                ErrorCode::StorageFull,
+                format!(
+                    "the server's disk filled during the import: {} item(s) were kept, {} were not written (details: per item). Retry those once space is freed",
+                    report.imported, report.failed
+                ),
+            )
+        });
+    }
+    Ok(Json(report))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

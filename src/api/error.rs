@@ -63,6 +63,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         C::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
         C::Overloaded | C::Unavailable => S::SERVICE_UNAVAILABLE,
         C::RateLimited => S::TOO_MANY_REQUESTS,
+        C::StorageFull => S::INSUFFICIENT_STORAGE,
         C::ModelError | C::Internal => S::INTERNAL_SERVER_ERROR,
     }
 }
@@ -90,13 +91,10 @@ impl From<Error> for ApiError {
                 message: e.to_string(),
                 details: Some(serde_json::to_value(findings).unwrap_or_default()),
             },
-            Error::Store(s) => {
+            Error::Store(ref s) => {
                 // The detail goes to the log; the caller learns only that it was not their fault.
                 tracing::error!(error = %s, "store error");
-                ApiError::new(
-                    code,
-                    "the store failed; nothing was changed. Retry, and see the server log if it persists",
-                )
+                ApiError::new(code, e.public_message())
             }
             e => {
                 if matches!(code, ErrorCode::ModelError | ErrorCode::Internal) {

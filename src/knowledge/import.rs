@@ -42,6 +42,18 @@ pub struct ImportReport {
     pub items: Vec<ItemResult>,
 }
 
+impl ImportReport {
+    /// Whether the disk filled during the import: the items marked ok were kept, the others were
+    /// not written (a card created but not published stays a draft, with its id).
+    pub fn storage_full(&self) -> bool {
+        self.items.iter().any(|i| {
+            i.error
+                .as_ref()
+                .is_some_and(|e| e.code == crate::error::ErrorCode::StorageFull.as_str())
+        })
+    }
+}
+
 pub fn parse_jsonl(name: &str, text: &str) -> Vec<Item> {
     text.lines()
         .enumerate()
@@ -170,11 +182,13 @@ impl Knowledge {
         let card = match self.create(input, actor).await {
             Ok(c) => c,
             Err(e) => {
-                let code = match &e {
-                    Error::Invalid { code, .. } => code.as_str().to_string(),
-                    _ => "import_failed".into(),
-                };
-                return failure(item.source, &code, e.to_string(), vec![], None);
+                return failure(
+                    item.source,
+                    e.code().as_str(),
+                    e.public_message(),
+                    vec![],
+                    None,
+                );
             }
         };
         if !publish {
@@ -206,8 +220,8 @@ impl Knowledge {
             }
             Err(e) => failure(
                 item.source,
-                "publish_failed",
-                e.to_string(),
+                e.code().as_str(),
+                e.public_message(),
                 vec![],
                 Some(card.id),
             ),

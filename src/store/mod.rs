@@ -43,6 +43,14 @@ pub enum StoreError {
     NotFound(String),
 }
 
+impl StoreError {
+    /// Whether SQLite failed because the disk (or a quota) is full. SQLite rolls the statement
+    /// or transaction back, so nothing of the failed write remains.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+    }
+}
+
 pub struct Store {
     conn: Mutex<Connection>,
     /// Most turns one conversation holds (`limits.max_conversation_turns`).

@@ -22,6 +22,8 @@ pub struct Server {
     _tmp: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
     client: Client,
+    /// The size of the data directory's own small disk, when it has one.
+    disk: Option<String>,
 }
 
 pub fn kefu() -> Command {
@@ -30,8 +32,22 @@ pub fn kefu() -> Command {
 
 /// Waits for the `kefu listening on http://ADDR` line; panics with the server's stderr if it
 /// exits or takes too long (the first run of a fresh machine fetches models).
-fn spawn(data: &Path, env: &[(String, String)]) -> (Child, String) {
-    let mut cmd = kefu();
+/// With `disk`, the data directory is a tmpfs of that size (`64m`) in the server's own user and
+/// mount namespaces, so that a test can fill it: a real full disk, without root.
+fn spawn(data: &Path, env: &[(String, String)], disk: Option<&str>) -> (Child, String) {
+    let mut cmd = match disk {
+        None => kefu(),
+        Some(size) => {
+            std::fs::create_dir_all(data).unwrap();
+            let mut c = Command::new("unshare");
+            c.args(["--user", "--map-root-user", "--mount", "--", "sh", "-c"])
+                .arg(r#"mount -t tmpfs -o size="$2" kefu-test "$1" && shift 2 && exec "$0" "$@""#)
+                .arg(env!("CARGO_BIN_EXE_kefu"))
+                .arg(data)
+                .arg(size);
+            c
+        }
+    };
     cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data);
     // No chat model unless a test asks for one (KEFU_GENERATOR): most tests never generate.
@@ -93,7 +109,7 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, base) = spawn(&data, &env);
+        let (child, base) = spawn(&data, &env, None);
         Server {
             child: Some(child),
             base,
@@ -101,6 +117,51 @@ impl Server {
             _tmp: Some(tmp),
             env,
             client: Client::new(),
+            disk: None,
+        }
+    }
+
+    /// A server with the three test keys whose data directory is a disk of `size` (`64m`) that
+    /// the test can fill: see [`Server::data_seen_by_server`]. `None` where this machine has no
+    /// unprivileged user namespaces (a failure instead under CI, which has them).
+    pub fn start_on_small_disk(size: &str) -> Option<Server> {
+        let works = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !works {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "`unshare --user --mount` does not work here, and CI needs this test"
+            );
+            eprintln!("skipped: `unshare --user --mount` does not work on this machine");
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let env = vec![(
+            "KEFU_API_KEYS".to_string(),
+            format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}"),
+        )];
+        let (child, base) = spawn(&data, &env, Some(size));
+        Some(Server {
+            child: Some(child),
+            base,
+            data,
+            _tmp: Some(tmp),
+            env,
+            client: Client::new(),
+            disk: Some(size.to_string()),
+        })
+    }
+
+    /// The data directory as the server sees it (through its mount namespace, for a server on a
+    /// small disk).
+    pub fn data_seen_by_server(&self) -> PathBuf {
+        match (&self.disk, &self.child) {
+            (Some(_), Some(c)) => PathBuf::from(format!("/proc/{}/root", c.id()))
+                .join(self.data.strip_prefix("/").unwrap()),
+            _ => self.data.clone(),
         }
     }
 
@@ -121,7 +182,7 @@ impl Server {
     /// Starts again on the same data directory (a new port).
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, base) = spawn(&self.data, &self.env);
+        let (child, base) = spawn(&self.data, &self.env, self.disk.as_deref());
         self.child = Some(child);
         self.base = base;
     }
