@@ -209,10 +209,7 @@ fn a_full_disk_answers_507_and_keeps_what_was_acknowledged() {
         assert_eq!(*status, 507, "{body}");
         assert_eq!(common::error_code(body), "storage_full", "{body}");
         assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("disk"),
+            body["error"]["message"].as_str().unwrap().contains("disk"),
             "{body}"
         );
     }

@@ -829,3 +829,120 @@ fn voice_needs_a_key_and_a_channel_writes_only_its_customer() {
     let (_, conv) = s.call_as(AGENT, "GET", "/v1/conversations/call-7", None);
     assert_eq!(conv["turns"].as_array().unwrap().len(), 1, "{conv}");
 }
+
+/// SIGKILL while a voice stream is mid-utterance and a streamed answer is mid-generation, then a
+/// restart on the same data: every acknowledged turn (a final the client received) is there, the
+/// unfinished utterance is not, the unfinished answer is there whole or not at all (its question,
+/// answer and turns commit in one transaction), and the conversation goes on where it was.
+#[test]
+fn sigkill_mid_stream_and_mid_answer_keeps_every_acknowledged_turn() {
+    let keys = format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}");
+    let mut s = voice_server(&[
+        ("KEFU_API_KEYS", &keys),
+        ("KEFU_GENERATOR", "smollm2-135m"),
+        ("KEFU__ANSWER__COMPOSE", "generate"),
+    ]);
+    let card = s.card(
+        "Resetting the RT-AX58U router",
+        "To factory-reset the RT-AX58U router, hold the recessed RESET button on the back for 10 seconds with a paperclip until the power LED blinks. The router restarts in about 2 minutes. The default Wi-Fi name and password are printed on the label under the router.",
+        json!({}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 16000;
+    let first = pcm_s16(&espeak(dir.path(), "a", "en-us", EN[0]), rate as u32);
+    let second = pcm_s16(&espeak(dir.path(), "b", "en-us", EN[2]), rate as u32);
+    let silence = vec![0u8; rate * 2 * 3 / 2];
+
+    let bearer = format!("Bearer {CHANNEL}");
+    let mut ws = connect_with(
+        &s,
+        &[("authorization", &bearer), ("x-kefu-customer", "cust-kill")],
+    )
+    .unwrap();
+    send_json(
+        &mut ws,
+        json!({"type": "start", "sample_rate": rate, "encoding": "pcm_s16le", "language": "en", "conversation_id": "call-kill"}),
+    );
+    assert_eq!(next(&mut ws)["type"], "started");
+    // The first utterance, then silence until its final (the acknowledgement) arrives.
+    let mut got = stream_audio(&mut ws, &first, rate, 2);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !got.iter().any(|(_, m)| m["type"] == "final") {
+        assert!(Instant::now() < deadline, "no final: {got:?}");
+        got.extend(stream_audio(&mut ws, &silence, rate, 2));
+    }
+    let acked = got
+        .iter()
+        .find(|(_, m)| m["type"] == "final")
+        .map(|(_, m)| m.clone())
+        .unwrap();
+    assert_eq!(acked["turn"], 1, "{acked}");
+
+    // A streamed answer in another conversation of the same customer, read to its first delta.
+    let mut res = s
+        .req("POST", "/v1/answer", Some(CHANNEL))
+        .header("x-kefu-customer", "cust-kill")
+        .json(
+            &json!({"question": "How do I factory reset my router?", "channel": "chat",
+            "conversation_id": "chat-kill", "stream": true, "seed": 3}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let events = read_sse(&mut res, |e| e.event == "delta" || e.event == "done");
+    let answer_done = events.iter().any(|e| e.event == "done");
+
+    // The second utterance, cut off half-way (a partial at most), and the kill.
+    let half = &second[..second.len() / 2];
+    stream_audio(&mut ws, half, rate, 1);
+    s.kill9();
+    drop(ws);
+    drop(res);
+
+    // Restart without the models: the data is what is checked.
+    s.set_env("KEFU_ASR", "none");
+    s.set_env("KEFU_GENERATOR", "none");
+    s.restart();
+    let (st, conv) = s.call("GET", "/v1/conversations/call-kill", None);
+    assert_eq!(st, 200, "{conv}");
+    let turns = conv["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 1, "only the acknowledged final: {conv}");
+    assert_eq!(turns[0]["text"], acked["text"]);
+    assert_eq!(conv["customer_id"], "cust-kill");
+    let (st, chat) = s.call("GET", "/v1/conversations/chat-kill", None);
+    match st {
+        // Killed before the answer committed: nothing of it.
+        404 => assert!(!answer_done, "an answer the client saw done is lost"),
+        // Committed just before the kill: the question and the whole reply.
+        200 => {
+            let turns = chat["turns"].as_array().unwrap();
+            assert_eq!(turns.len(), 2, "{chat}");
+            assert_eq!(turns[0]["role"], "customer");
+            assert_eq!(turns[1]["role"], "bot");
+            assert!(!turns[1]["text"].as_str().unwrap().is_empty(), "{chat}");
+        }
+        other => panic!("{other}: {chat}"),
+    }
+    eprintln!("answer committed before the kill: {}", st == 200);
+    let (st, c) = s.call("GET", &format!("/v1/cards/{card}"), None);
+    assert_eq!((st, c["status"].as_str()), (200, Some("published")));
+    // The conversation goes on: the next turn is number 2.
+    let (st, t) = s.call_as(
+        CHANNEL,
+        "POST",
+        "/v1/conversations/call-kill/turns",
+        Some(json!({"customer_id": "cust-kill", "channel": "voice", "role": "customer", "text": "Are you still there?"})),
+    );
+    assert_eq!(st, 200, "{t}");
+    let (_, conv) = s.call("GET", "/v1/conversations/call-kill", None);
+    let texts: Vec<&str> = conv["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [acked["text"].as_str().unwrap(), "Are you still there?"]
+    );
+}
