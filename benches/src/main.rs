@@ -112,6 +112,10 @@ enum BenchCommand {
     /// (llama.cpp), speech (faster-whisper), vector search (Qdrant, with --qdrant), and answer
     /// latency under concurrent conversations. Writes results.md, results.json and latency.png.
     Compare(bench::compare::Options),
+    /// The server under several times the work it can do (a calibrated closed loop, then
+    /// open-loop arrivals): served, shed with 429/503 and Retry-After, errors (must be 0), peak
+    /// resident memory, and every acknowledged write read back after a kill -9 and restart.
+    Load(bench::load::Options),
     /// Generator speed: time to first token and tokens/s, alone and with N conversations at
     /// once (the server's scheduler).
     Generate {
@@ -181,6 +185,11 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(bench::retrieval(
                 cfg, cards, queries, sentences, json, data_dir,
             ))?;
+        }
+        Command::Bench {
+            command: BenchCommand::Load(o),
+        } => {
+            runtime()?.block_on(bench::load::run(cfg, o))?;
         }
         Command::Bench {
             command:

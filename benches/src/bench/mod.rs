@@ -2,6 +2,7 @@
 //! and (`compare`) side by side with the engines a user would run instead.
 
 pub mod compare;
+pub mod load;
 mod plot;
 
 use std::path::PathBuf;
