@@ -387,6 +387,11 @@ pub struct ApiKey {
     /// or wrongly signed id. A leaked widget key then reaches only the customer it was signed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_secret: Option<String>,
+    /// A quota: requests this key may make in any 24 hours (a burst of as many, refilled
+    /// evenly over the day), beside `limits.rate_per_minute`; one more is 429 with Retry-After.
+    /// Kept in memory: a restart starts the day afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_day: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -408,6 +413,11 @@ pub struct Limits {
     pub embed_queue: usize,
     /// Most texts embedded in one forward pass.
     pub embed_batch: usize,
+    /// The longest a query (a search, a question, a turn being read) waits for the embedding
+    /// model, in milliseconds: one expected to wait longer (the queue's length at the recent
+    /// rate), or that did, is refused with 503 and Retry-After. Under overload a client hears
+    /// "busy" at once instead of an answer after it gave up. Cards being indexed wait their turn.
+    pub max_queue_wait_ms: u64,
     /// Generations that make progress at once (each holds its own KV cache).
     pub gen_slots: usize,
     /// Generations that may wait for a slot; one more is refused with 503.
@@ -479,6 +489,7 @@ impl Default for Limits {
             max_card_bytes: 64 << 10,
             embed_queue: 256,
             embed_batch: 32,
+            max_queue_wait_ms: 5000,
             gen_slots: 8,
             gen_queue: 32,
             gen_context: 4096,
@@ -828,6 +839,7 @@ pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, String> {
                 role: role.parse()?,
                 key: key.trim().to_string(),
                 identity_secret: None,
+                requests_per_day: None,
             })
         })
         .collect()

@@ -129,7 +129,12 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     )
     .await
     .map_err(|e| StartError::Other(e.to_string()))??;
-    let pool = EmbedPool::start(embedder, cfg.limits.embed_queue, cfg.limits.embed_batch);
+    let pool = EmbedPool::start(
+        embedder,
+        cfg.limits.embed_queue,
+        cfg.limits.embed_batch,
+        std::time::Duration::from_millis(cfg.limits.max_queue_wait_ms),
+    );
     let sentiment = head
         .map(|h| SentimentModel::new(pool.clone(), h))
         .transpose()?;
@@ -216,7 +221,12 @@ pub async fn knowledge_only(cfg: &Config) -> Result<Arc<Knowledge>, StartError> 
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))??;
-    let pool = EmbedPool::start(embedder, cfg.limits.embed_queue, cfg.limits.embed_batch);
+    let pool = EmbedPool::start(
+        embedder,
+        cfg.limits.embed_queue,
+        cfg.limits.embed_batch,
+        std::time::Duration::from_millis(cfg.limits.max_queue_wait_ms),
+    );
     let index = vector_index(&cfg.vector, pool.dim()).await?;
     Ok(Arc::new(Knowledge::new(
         store,

@@ -407,6 +407,8 @@ fn a_full_model_queue_answers_503_with_retry_after() {
         ("KEFU_API_KEYS", &format!("admin:{ADMIN}")),
         ("KEFU_EMBED_QUEUE", "2"),
         ("KEFU__LIMITS__EMBED_BATCH", "8"),
+        // The count alone: the time bound is the next test's.
+        ("KEFU__LIMITS__MAX_QUEUE_WAIT_MS", "600000"),
     ]);
     let embed = |texts: Vec<String>| {
         let res = s
@@ -445,6 +447,58 @@ fn a_full_model_queue_answers_503_with_retry_after() {
     });
     // After the burst the service is healthy again.
     assert_eq!(embed(sixteen).0, 200);
+}
+
+/// A queue short in count but long in time refuses too: with `max_queue_wait_ms` at 200, a
+/// request that the recent rate says would wait longer is refused at once (although the queue
+/// has room for thousands of texts), and one that did wait longer is refused when its turn
+/// comes instead of answered late.
+#[test]
+fn a_request_that_would_wait_too_long_answers_503_at_once() {
+    let s = Server::start_with(&[
+        ("KEFU_API_KEYS", &format!("admin:{ADMIN}")),
+        ("KEFU__LIMITS__MAX_QUEUE_WAIT_MS", "200"),
+    ]);
+    let embed = |texts: &[String]| {
+        let res = s
+            .req("POST", "/v1/embeddings", Some(ADMIN))
+            .json(&json!({ "model": "e5-small", "input": texts }))
+            .send()
+            .unwrap();
+        let retry = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let (st, body) = parts(res);
+        (st, retry, body)
+    };
+    let passages = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "Passage {i}: {}",
+                    "the router restarts when the power light blinks. ".repeat(15)
+                )
+            })
+            .collect()
+    };
+    // The worker learns its rate on passages like these.
+    assert_eq!(embed(&passages(8)).0, 200);
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| embed(&passages(32)));
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        // Nothing waits yet: admitted, and then waits for the 32 passages, past 200 ms.
+        let waiting = scope.spawn(|| embed(&passages(16)));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // 16 long passages wait ahead: seconds at the learnt rate.
+        let (st, retry, body) = embed(&passages(1));
+        assert_eq!((st, retry.as_deref()), (503, Some("1")), "{body}");
+        assert_eq!(error_code(&body), "overloaded");
+        assert_eq!(running.join().unwrap().0, 200);
+        let (st, retry, body) = waiting.join().unwrap();
+        assert_eq!((st, retry.as_deref()), (503, Some("1")), "{body}");
+    });
+    assert_eq!(embed(&passages(1)).0, 200);
 }
 
 /// The served document is valid OpenAPI (checked by openapi-spec-validator, what client
@@ -568,4 +622,45 @@ fn a_key_past_its_rate_gets_429_with_retry_after() {
     let (st, e) = parts(res);
     assert_eq!((st, error_code(&e).as_str()), (429, "rate_limited"), "{e}");
     assert_eq!(s.call_as(AGENT, "GET", "/v1/models", None).0, 200);
+}
+
+/// A key with `requests_per_day` may make that many requests, then gets 429 with a Retry-After
+/// of the time until its quota refills (a day's share), while its per-minute rate is far from
+/// spent; a key without a quota is not affected.
+#[test]
+fn a_key_past_its_daily_quota_gets_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kefu.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[auth.keys]]\nrole = \"admin\"\nkey = \"{ADMIN}\"\n\
+             [[auth.keys]]\nname = \"trial\"\nrole = \"channel\"\nkey = \"{CHANNEL}\"\nrequests_per_day = 4\n"
+        ),
+    )
+    .unwrap();
+    let s = Server::start_with(&[("KEFU_CONFIG", file.to_str().unwrap())]);
+    for _ in 0..4 {
+        assert_eq!(s.call_as(CHANNEL, "GET", "/v1/models", None).0, 200);
+    }
+    let res = s.req("GET", "/v1/models", Some(CHANNEL)).send().unwrap();
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // One request's share of the day is 6 hours.
+    assert!((6 * 3600 - 60..=6 * 3600 + 1).contains(&wait), "{wait}");
+    let (st, e) = parts(res);
+    assert_eq!((st, error_code(&e).as_str()), (429, "rate_limited"), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("requests_per_day"),
+        "{e}"
+    );
+    for _ in 0..10 {
+        assert_eq!(s.call_as(ADMIN, "GET", "/v1/models", None).0, 200);
+    }
 }

@@ -88,6 +88,10 @@ impl Api {
 pub fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
+        // Below the 30 s after which the server (hyper) closes a keep-alive connection that
+        // sends nothing: reusing one just as it closes fails the request ("connection closed
+        // before message completed"), which is the client's race, not the server's fault.
+        .pool_idle_timeout(Duration::from_secs(20))
         .build()?)
 }
 

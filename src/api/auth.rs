@@ -111,6 +111,14 @@ struct KeyEntry {
     role: Role,
     name: String,
     identity: Option<Hmac<sha2::Sha256>>,
+    /// `requests_per_day`, when the key has a quota.
+    quota: Option<governor::DefaultDirectRateLimiter>,
+}
+
+/// Why a request was not admitted, and when to try again.
+enum Refusal {
+    Rate(std::time::Duration),
+    Quota(std::time::Duration),
 }
 
 pub struct Keys {
@@ -138,10 +146,21 @@ impl Keys {
                     Hmac::<sha2::Sha256>::new_from_slice(s.as_bytes())
                         .expect("HMAC takes a key of any length")
                 });
+                let quota = k
+                    .requests_per_day
+                    .and_then(std::num::NonZeroU32::new)
+                    .map(|n| {
+                        let period = std::time::Duration::from_secs(86_400) / n.get();
+                        let quota = governor::Quota::with_period(period)
+                            .expect("a day divided by a u32 is never zero")
+                            .allow_burst(n);
+                        governor::RateLimiter::direct(quota)
+                    });
                 let entry = KeyEntry {
                     role: k.role,
                     name,
                     identity,
+                    quota,
                 };
                 (d, entry)
             })
@@ -153,21 +172,29 @@ impl Keys {
 
     /// Whether the caller may make one more request now; how long to wait if not. Keyed by
     /// the key's name: the configured keys are few, so the table stays small.
-    fn admit(&self, caller: &Caller) -> Result<(), std::time::Duration> {
+    fn admit(&self, caller: &Caller, key: Option<&KeyEntry>) -> Result<(), Refusal> {
         use governor::clock::{Clock, DefaultClock};
-        match &self.rate {
-            Some(limiter) if self.enabled() => limiter
+        // Keyless (local) mode has no limits.
+        let Some(key) = key else { return Ok(()) };
+        let wait =
+            |until: governor::NotUntil<_>| until.wait_time_from(DefaultClock::default().now());
+        if let Some(limiter) = &self.rate {
+            limiter
                 .check_key(&caller.name)
-                .map_err(|until| until.wait_time_from(DefaultClock::default().now())),
-            _ => Ok(()),
+                .map_err(|u| Refusal::Rate(wait(u)))?;
         }
+        if let Some(quota) = &key.quota {
+            quota.check().map_err(|u| Refusal::Quota(wait(u)))?;
+        }
+        Ok(())
     }
 
     pub fn enabled(&self) -> bool {
         !self.by_digest.is_empty()
     }
 
-    fn resolve(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    /// The caller, and its key's entry (none in keyless mode).
+    fn resolve(&self, headers: &HeaderMap) -> Result<(Caller, Option<&KeyEntry>), ApiError> {
         let text = |name| header_text(headers, name);
         let customer = text(CUSTOMER_HEADER).map(str::to_string);
         if let Some(c) = &customer {
@@ -175,12 +202,13 @@ impl Keys {
         }
         if !self.enabled() {
             local_only(headers)?;
-            return Ok(Caller {
+            let caller = Caller {
                 role: Role::Admin,
                 name: "anonymous".into(),
                 customer,
                 signed_only: false,
-            });
+            };
+            return Ok((caller, None));
         }
         let unauthorized = |m: &str| ApiError::new(ErrorCode::Unauthorized, m);
         let h = text(header::AUTHORIZATION.as_str())
@@ -204,12 +232,13 @@ impl Keys {
                 )));
             }
         }
-        Ok(Caller {
+        let caller = Caller {
             role: entry.role,
             name: entry.name.clone(),
             customer,
             signed_only: entry.identity.is_some(),
-        })
+        };
+        Ok((caller, Some(entry)))
     }
 }
 
@@ -265,17 +294,19 @@ fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Resolves the caller of every `/v1` request, or answers 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let caller = match state.keys.resolve(req.headers()) {
-        Ok(caller) => caller,
+    let (caller, entry) = match state.keys.resolve(req.headers()) {
+        Ok(resolved) => resolved,
         Err(e) => return e.into_response(),
     };
-    if let Err(wait) = state.keys.admit(&caller) {
+    if let Err(refusal) = state.keys.admit(&caller, entry) {
+        let (wait, what) = match refusal {
+            Refusal::Rate(w) => (w, "more than limits.rate_per_minute requests"),
+            Refusal::Quota(w) => (w, "its requests_per_day"),
+        };
         let secs = wait.as_secs() + 1;
         let mut res = ApiError::new(
             ErrorCode::RateLimited,
-            format!(
-                "this key sent more than limits.rate_per_minute requests; retry after {secs} s"
-            ),
+            format!("this key sent {what}; retry after {secs} s"),
         )
         .into_response();
         res.headers_mut()

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -207,10 +207,35 @@ pub struct EmbedStats {
     pub panics: AtomicU64,
     /// Texts waiting (not requests): one request of 64 texts is 64 texts of work.
     pub queued_texts: AtomicUsize,
+    /// Texts per second the worker embeds lately (an exponential average over batches, as f64
+    /// bits; 0 before the first batch): what a queue's length means in seconds of waiting.
+    rate_bits: AtomicU64,
+}
+
+impl EmbedStats {
+    fn rate(&self) -> f64 {
+        f64::from_bits(self.rate_bits.load(Ordering::Relaxed))
+    }
+
+    fn observe(&self, texts: usize, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        let now = texts as f64 / seconds;
+        let old = self.rate();
+        let rate = if old == 0.0 {
+            now
+        } else {
+            0.8 * old + 0.2 * now
+        };
+        self.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+    }
 }
 
 struct Job {
     texts: Vec<String>,
+    /// When waiting longer fails the job (queries only: see [`EmbedPool::embed`]).
+    deadline: Option<Instant>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, ModelError>>,
 }
 
@@ -226,10 +251,13 @@ pub struct EmbedPool {
     passage_prefix: Arc<str>,
     /// Texts that may wait: `queue` batches.
     text_capacity: usize,
+    /// The longest a query may wait for the model (`limits.max_queue_wait_ms`).
+    max_wait: Duration,
 }
 
 impl EmbedPool {
-    pub fn start(embedder: Embedder, queue: usize, batch: usize) -> Self {
+    /// `queue` batches of `batch` texts may wait, and none for longer than `max_wait`.
+    pub fn start(embedder: Embedder, queue: usize, batch: usize, max_wait: Duration) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
         let stats = Arc::new(EmbedStats::default());
         let alive = Arc::new(AtomicBool::new(true));
@@ -242,6 +270,7 @@ impl EmbedPool {
             query_prefix: embedder.query_prefix.clone().into(),
             passage_prefix: embedder.passage_prefix.clone().into(),
             text_capacity: queue.max(1) * batch.max(1),
+            max_wait,
         };
         std::thread::Builder::new()
             .name("kefu-embed".into())
@@ -296,8 +325,23 @@ impl EmbedPool {
         if before > 0 && before + n > self.text_capacity {
             return Err(overloaded());
         }
+        // A queue short in count can still be long in time (a machine busy with speech embeds
+        // slower): a query, which someone is waiting for, is refused at once when it would wait
+        // past `max_wait`, rather than answered after its client gave up. Passages (cards being
+        // indexed) are batch work an admin started: they wait their turn.
+        let interactive = matches!(kind, TextKind::Query);
+        let rate = self.stats.rate();
+        let wait = before as f64 / rate;
+        if interactive && before > 0 && rate > 0.0 && wait > self.max_wait.as_secs_f64() {
+            return Err(overloaded());
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        match self.stats.queue.try_send(&self.tx, Job { texts, reply }) {
+        let job = Job {
+            texts,
+            deadline: interactive.then(|| Instant::now() + self.max_wait),
+            reply,
+        };
+        match self.stats.queue.try_send(&self.tx, job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(overloaded()),
             Err(TrySendError::Disconnected(_)) => {
@@ -325,8 +369,18 @@ fn worker(embedder: Embedder, rx: Receiver<Job>, batch: usize, stats: &EmbedStat
         }
         stats.queue.took(jobs.len());
         stats.queued_texts.fetch_sub(n, Ordering::SeqCst);
-        // A caller that gave up (client gone) costs nothing.
+        // A caller that gave up (client gone) costs nothing; one that waited past `max_wait`
+        // (the estimate at admission was short) is told to retry instead of served late.
         jobs.retain(|j| !j.reply.is_closed());
+        let now = Instant::now();
+        let (late, on_time): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| j.deadline.is_some_and(|d| now > d));
+        for job in late {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            let _ = job.reply.send(Err(ModelError::Overloaded("embedding")));
+        }
+        let jobs = on_time;
         if jobs.is_empty() {
             continue;
         }
@@ -341,6 +395,7 @@ fn worker(embedder: Embedder, rx: Receiver<Job>, batch: usize, stats: &EmbedStat
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        stats.observe(texts.len(), started.elapsed().as_secs_f64());
         match result {
             Ok((mut vecs, tokens)) => {
                 stats.tokens.fetch_add(tokens as u64, Ordering::Relaxed);

@@ -722,7 +722,10 @@ mod tests {
         }
         for (op, w) in MIX {
             let share = counts[&op] as f64 / 20_000.0;
-            assert!((share - f64::from(w) / 100.0).abs() < 0.01, "{op:?}: {share}");
+            assert!(
+                (share - f64::from(w) / 100.0).abs() < 0.01,
+                "{op:?}: {share}"
+            );
         }
         // No run of one kind longer than chance would give.
         let longest = (0..20_000)
