@@ -413,10 +413,11 @@ pub struct Limits {
     pub embed_queue: usize,
     /// Most texts embedded in one forward pass.
     pub embed_batch: usize,
-    /// The longest a query (a search, a question, a turn being read) waits for the embedding
-    /// model, in milliseconds: one expected to wait longer (the queue's length at the recent
-    /// rate), or that did, is refused with 503 and Retry-After. Under overload a client hears
-    /// "busy" at once instead of an answer after it gave up. Cards being indexed wait their turn.
+    /// The longest a request waits in a model's queue, in milliseconds: for the embedding model
+    /// a query (a search, a question, a turn being read), for the chat model any request. One
+    /// expected to wait longer (the queue's length at the recent rate), or that did, is refused
+    /// with 503 and Retry-After: under overload a client hears "busy" at once instead of an
+    /// answer after it gave up. Cards being indexed wait their turn.
     pub max_queue_wait_ms: u64,
     /// Generations that make progress at once (each holds its own KV cache).
     pub gen_slots: usize,

@@ -142,7 +142,14 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         tracing::info!(held_out_accuracy = %m.provenance()["held_out_accuracy"], "sentiment head ready");
     }
     let gen_pool = generator
-        .map(|g| GenPool::start(g, cfg.limits.gen_slots, cfg.limits.gen_queue))
+        .map(|g| {
+            GenPool::start(
+                g,
+                cfg.limits.gen_slots,
+                cfg.limits.gen_queue,
+                std::time::Duration::from_millis(cfg.limits.max_queue_wait_ms),
+            )
+        })
         .transpose()?;
     if let Some(g) = &gen_pool {
         tracing::info!(

@@ -105,7 +105,15 @@ fn eight_conversations_at_once_all_complete() {
 #[test]
 fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     // One slot and one waiting place make both effects observable.
-    let s = keys_and(GEN, &[("KEFU_GEN_SLOTS", "1"), ("KEFU_GEN_QUEUE", "1")]);
+    // (No time bound on waiting: the queued request below waits as long as the checks take.)
+    let s = keys_and(
+        GEN,
+        &[
+            ("KEFU_GEN_SLOTS", "1"),
+            ("KEFU_GEN_QUEUE", "1"),
+            ("KEFU__LIMITS__MAX_QUEUE_WAIT_MS", "600000"),
+        ],
+    );
     // A long generation: read two chunks, then hang up.
     let mut res = chat(&s, 3000, true);
     assert_eq!(res.status(), 200);
@@ -172,6 +180,52 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
         let (st, r) = waiting.join().unwrap();
         assert_eq!(st, 200, "{r}");
     });
+}
+
+/// A request that waited for a slot longer than `limits.max_queue_wait_ms` is refused with 503
+/// when its turn comes, not generated for a client that has likely given up.
+#[test]
+fn a_request_that_waited_too_long_for_a_slot_answers_503() {
+    let s = keys_and(
+        GEN,
+        &[
+            ("KEFU_GEN_SLOTS", "1"),
+            ("KEFU__LIMITS__MAX_QUEUE_WAIT_MS", "300"),
+        ],
+    );
+    let mut busy = chat(&s, 1000, true);
+    read_sse(&mut busy, |_| true);
+    let since = Instant::now();
+    while metric(&s.metrics(), "kefu_generation_active", GEN) != Some(1.0) {
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "busy request never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::scope(|sc| {
+        // Nothing waits: admitted, and then waits behind the 1,000 tokens.
+        let waiting = sc.spawn(|| chat(&s, 4, false));
+        let queued = Instant::now();
+        while metric(&s.metrics(), "kefu_model_queue_depth", "role=\"generator\"") != Some(1.0) {
+            assert!(
+                queued.elapsed() < Duration::from_secs(30),
+                "request never queued"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Well past 300 ms, free the slot: the waiting request's turn comes, too late.
+        std::thread::sleep(Duration::from_millis(1000));
+        drop(busy);
+        let res = waiting.join().unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "1");
+        let (_, e) = parts(res);
+        assert_eq!(error_code(&e), "overloaded", "{e}");
+    });
+    // Nothing waits now: served.
+    let (st, r) = parts(chat(&s, 4, false));
+    assert_eq!(st, 200, "{r}");
 }
 
 #[test]

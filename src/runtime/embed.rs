@@ -207,29 +207,9 @@ pub struct EmbedStats {
     pub panics: AtomicU64,
     /// Texts waiting (not requests): one request of 64 texts is 64 texts of work.
     pub queued_texts: AtomicUsize,
-    /// Texts per second the worker embeds lately (an exponential average over batches, as f64
-    /// bits; 0 before the first batch): what a queue's length means in seconds of waiting.
-    rate_bits: AtomicU64,
-}
-
-impl EmbedStats {
-    fn rate(&self) -> f64 {
-        f64::from_bits(self.rate_bits.load(Ordering::Relaxed))
-    }
-
-    fn observe(&self, texts: usize, seconds: f64) {
-        if seconds <= 0.0 {
-            return;
-        }
-        let now = texts as f64 / seconds;
-        let old = self.rate();
-        let rate = if old == 0.0 {
-            now
-        } else {
-            0.8 * old + 0.2 * now
-        };
-        self.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
-    }
+    /// Texts per second the worker embeds lately, over batches: what a queue's length means in
+    /// seconds of waiting.
+    rate: super::Ewma,
 }
 
 struct Job {
@@ -330,7 +310,7 @@ impl EmbedPool {
         // past `max_wait`, rather than answered after its client gave up. Passages (cards being
         // indexed) are batch work an admin started: they wait their turn.
         let interactive = matches!(kind, TextKind::Query);
-        let rate = self.stats.rate();
+        let rate = self.stats.rate.get();
         let wait = before as f64 / rate;
         if interactive && before > 0 && rate > 0.0 && wait > self.max_wait.as_secs_f64() {
             return Err(overloaded());
@@ -338,7 +318,9 @@ impl EmbedPool {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job {
             texts,
-            deadline: interactive.then(|| Instant::now() + self.max_wait),
+            deadline: interactive
+                .then(|| Instant::now().checked_add(self.max_wait))
+                .flatten(),
             reply,
         };
         match self.stats.queue.try_send(&self.tx, job) {
@@ -395,7 +377,9 @@ fn worker(embedder: Embedder, rx: Receiver<Job>, batch: usize, stats: &EmbedStat
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
-        stats.observe(texts.len(), started.elapsed().as_secs_f64());
+        stats
+            .rate
+            .observe(texts.len() as f64 / started.elapsed().as_secs_f64());
         match result {
             Ok((mut vecs, tokens)) => {
                 stats.tokens.fetch_add(tokens as u64, Ordering::Relaxed);

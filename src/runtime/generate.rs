@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
@@ -324,9 +324,15 @@ pub struct GenStats {
     pub rejected: AtomicU64,
     pub cancelled: AtomicU64,
     pub panics: AtomicU64,
+    /// Seconds one request holds a slot lately: what the queue's length means in waiting.
+    job_seconds: super::Ewma,
 }
 
 struct Job {
+    /// Waiting in the queue past this fails the request with `Overloaded`: its client is told
+    /// to retry, not answered after giving up.
+    /// (None: a bound too far to represent, so none.)
+    deadline: Option<Instant>,
     prompt: String,
     params: SamplingParams,
     /// Judge instead of generating: the token ids that spell each choice's first token.
@@ -346,11 +352,19 @@ pub struct GenPool {
     architecture: Arc<str>,
     context: usize,
     slots: usize,
+    /// The longest a request may wait for a slot (`limits.max_queue_wait_ms`).
+    max_wait: Duration,
 }
 
 impl GenPool {
-    /// Starts the worker: `slots` sequences generate at once, `queue` more may wait.
-    pub fn start(generator: Generator, slots: usize, queue: usize) -> Result<Self, ModelError> {
+    /// Starts the worker: `slots` sequences generate at once, `queue` more may wait, none for
+    /// longer than `max_wait`.
+    pub fn start(
+        generator: Generator,
+        slots: usize,
+        queue: usize,
+        max_wait: Duration,
+    ) -> Result<Self, ModelError> {
         let template = ChatTemplate::new(
             generator.template.as_deref(),
             &generator.bos,
@@ -371,6 +385,7 @@ impl GenPool {
             architecture: generator.architecture.clone().into(),
             context: generator.context,
             slots,
+            max_wait,
         };
         std::thread::Builder::new()
             .name("kefu-generate".into())
@@ -463,8 +478,17 @@ impl GenPool {
         params: SamplingParams,
         choices: Option<Vec<Vec<u32>>>,
     ) -> Result<tokio::sync::mpsc::UnboundedReceiver<GenEvent>, ModelError> {
+        // Refused at once when the requests ahead, at the recent time per request and `slots`
+        // at a time, would keep this one waiting past `max_wait`.
+        let ahead = self.stats.queue.depth() as f64;
+        let wait = ahead * self.stats.job_seconds.get() / self.slots as f64;
+        if ahead > 0.0 && wait > self.max_wait.as_secs_f64() {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(ModelError::Overloaded("generation"));
+        }
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
+            deadline: Instant::now().checked_add(self.max_wait),
             prompt,
             params,
             choices,
@@ -498,6 +522,8 @@ struct Seq {
     sent: usize,
     decoded_from: usize,
     done: bool,
+    /// When it took its slot.
+    started: Instant,
 }
 
 fn worker(generator: Generator, rx: Receiver<Job>, slots: usize, stats: &GenStats) {
@@ -520,6 +546,13 @@ fn worker(generator: Generator, rx: Receiver<Job>, slots: usize, stats: &GenStat
             stats.queue.took(1);
             if job.events.is_closed() {
                 stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if job.deadline.is_some_and(|d| Instant::now() > d) {
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+                let _ = job
+                    .events
+                    .send(GenEvent::Failed(ModelError::Overloaded("generation")));
                 continue;
             }
             stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -639,6 +672,7 @@ fn admit(g: &Generator, job: Job) -> Result<Seq, Rejected> {
         sent: 0,
         decoded_from: 0,
         done: false,
+        started: Instant::now(),
     })
 }
 
@@ -794,6 +828,9 @@ impl Seq {
         stats
             .completion_tokens
             .fetch_add(self.tokens.len() as u64, Ordering::Relaxed);
+        stats
+            .job_seconds
+            .observe(self.started.elapsed().as_secs_f64());
         let _ = self.events.send(GenEvent::Done {
             reason,
             prompt_tokens: self.prompt.len(),

@@ -46,6 +46,28 @@ impl QueueGauge {
     }
 }
 
+/// An exponential moving average that one worker thread updates and request tasks read (f64
+/// bits in an atomic; 0 before the first observation). The queues use it to say how long their
+/// length is in seconds.
+#[derive(Default)]
+pub struct Ewma(AtomicU64);
+
+impl Ewma {
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Folds in one observation, a fifth of its weight (the last few dominate).
+    pub fn observe(&self, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        let old = self.get();
+        let new = if old == 0.0 { x } else { 0.8 * old + 0.2 * x };
+        self.0.store(new.to_bits(), Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The manifest itself is wrong: an operator's mistake, reported at start-up.
