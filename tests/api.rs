@@ -664,3 +664,33 @@ fn a_key_past_its_daily_quota_gets_429_with_retry_after() {
         assert_eq!(s.call_as(ADMIN, "GET", "/v1/models", None).0, 200);
     }
 }
+
+/// An error answered to a request with a body says `Connection: close`, so that a client does
+/// not reuse a connection the server drops with the body unread; answers that succeed, and
+/// errors to requests without a body, keep the connection.
+#[test]
+fn an_error_to_a_request_with_a_body_closes_the_connection() {
+    let s = Server::start();
+    let search = json!({"query": "delivery times"});
+    // No key: refused before the body is read.
+    let res = s
+        .req("POST", "/v1/search", None)
+        .json(&search)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["connection"], "close");
+    let res = s
+        .req("POST", "/v1/search", Some(AGENT))
+        .json(&search)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("connection").is_none_or(|v| v != "close"));
+    let res = s
+        .req("GET", "/v1/cards/nothing", Some(ADMIN))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers().get("connection").is_none_or(|v| v != "close"));
+}

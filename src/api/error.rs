@@ -138,6 +138,30 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// An error answered to a request that carried a body says `Connection: close`. Most such
+/// answers come before the body is read (no key, past the rate, a full upload queue, too
+/// large), and the server then drops the connection with the body unread; without the header a
+/// client would put the connection back in its pool and lose its next request on it ("broken
+/// pipe", found by `kefu bench load`). An error is rare enough that its keep-alive costs nothing.
+pub async fn close_after_refused_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|n| n.trim() != "0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut res = next.run(req).await;
+    let status = res.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
 /// A body that could not be read: too large (413), or broken off (400).
 pub fn rejection(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {

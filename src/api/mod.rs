@@ -192,6 +192,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
+        .layer(middleware::from_fn(error::close_after_refused_body))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
 }
