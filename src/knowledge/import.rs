@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::card::CardInput;
 use super::{Actor, Knowledge};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 
 /// One item of an import source, parsed or not.
 pub struct Item {
@@ -29,7 +29,7 @@ pub struct ItemResult {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ItemError {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<crate::error::Finding>,
@@ -49,7 +49,7 @@ impl ImportReport {
         self.items.iter().any(|i| {
             i.error
                 .as_ref()
-                .is_some_and(|e| e.code == crate::error::ErrorCode::StorageFull.as_str())
+                .is_some_and(|e| e.code == ErrorCode::StorageFull)
         })
     }
 }
@@ -133,7 +133,7 @@ pub fn parse_markdown(name: &str, text: &str) -> Item {
 
 fn failure(
     source: String,
-    code: &str,
+    code: ErrorCode,
     message: String,
     details: Vec<crate::error::Finding>,
     id: Option<String>,
@@ -144,7 +144,7 @@ fn failure(
         status: id.as_ref().map(|_| "draft".to_string()),
         id,
         error: Some(ItemError {
-            code: code.into(),
+            code,
             message,
             details,
         }),
@@ -177,18 +177,12 @@ impl Knowledge {
     async fn import_one(&self, item: Item, publish: bool, actor: &Actor) -> ItemResult {
         let input = match item.card {
             Ok(c) => c,
-            Err(m) => return failure(item.source, "invalid_card", m, vec![], None),
+            Err(m) => return failure(item.source, ErrorCode::InvalidCard, m, vec![], None),
         };
         let card = match self.create(input, actor).await {
             Ok(c) => c,
             Err(e) => {
-                return failure(
-                    item.source,
-                    e.code().as_str(),
-                    e.public_message(),
-                    vec![],
-                    None,
-                );
+                return failure(item.source, e.code(), e.public_message(), vec![], None);
             }
         };
         if !publish {
@@ -212,7 +206,7 @@ impl Knowledge {
                 let msg = Error::Compliance(findings.clone()).to_string();
                 failure(
                     item.source,
-                    "compliance_failed",
+                    ErrorCode::ComplianceFailed,
                     msg,
                     findings,
                     Some(card.id),
@@ -220,7 +214,7 @@ impl Knowledge {
             }
             Err(e) => failure(
                 item.source,
-                e.code().as_str(),
+                e.code(),
                 e.public_message(),
                 vec![],
                 Some(card.id),

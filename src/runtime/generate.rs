@@ -330,8 +330,7 @@ pub struct GenStats {
 
 struct Job {
     /// Waiting in the queue past this fails the request with `Overloaded`: its client is told
-    /// to retry, not answered after giving up.
-    /// (None: a bound too far to represent, so none.)
+    /// to retry, not answered after giving up. (None: a bound too far off to represent.)
     deadline: Option<Instant>,
     prompt: String,
     params: SamplingParams,
