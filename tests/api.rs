@@ -3,7 +3,7 @@
 mod common;
 
 use common::{ADMIN, AGENT, CHANNEL, Server, error_code, kefu, multipart_file, parts, raw_request};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[test]
 fn keys_and_roles() {
@@ -398,6 +398,33 @@ fn ops_endpoints() {
     }
 }
 
+/// `/v1/embeddings` with the admin key: status, Retry-After, body.
+fn embed_as_admin(s: &Server, texts: &[String]) -> (u16, Option<String>, Value) {
+    let res = s
+        .req("POST", "/v1/embeddings", Some(ADMIN))
+        .json(&json!({ "model": "e5-small", "input": texts }))
+        .send()
+        .unwrap();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let (st, body) = parts(res);
+    (st, retry, body)
+}
+
+/// `n` passages of about 150 tokens: seconds of embedding work on two cores.
+fn long_passages(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "Passage {i}: {}",
+                "the router restarts when the power light blinks. ".repeat(15)
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn a_full_model_queue_answers_503_with_retry_after() {
     // Room for 2 batches of 8 texts. The queue counts texts, not requests: while one long
@@ -410,27 +437,8 @@ fn a_full_model_queue_answers_503_with_retry_after() {
         // The count alone: the time bound is the next test's.
         ("KEFU__LIMITS__MAX_QUEUE_WAIT_MS", "600000"),
     ]);
-    let embed = |texts: Vec<String>| {
-        let res = s
-            .req("POST", "/v1/embeddings", Some(ADMIN))
-            .json(&json!({ "model": "e5-small", "input": texts }))
-            .send()
-            .unwrap();
-        let retry = res
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string());
-        let (st, body) = parts(res);
-        (st, retry, body)
-    };
-    let long: Vec<String> = (0..32)
-        .map(|i| {
-            format!(
-                "Passage {i}: {}",
-                "the router restarts when the power light blinks. ".repeat(15)
-            )
-        })
-        .collect();
+    let embed = |texts: Vec<String>| embed_as_admin(&s, &texts);
+    let long = long_passages(32);
     let sixteen: Vec<String> = (0..16).map(|i| format!("question {i}")).collect();
     std::thread::scope(|scope| {
         // Seconds of work on two cores (32 passages of 150 tokens); the other two requests are
@@ -459,29 +467,8 @@ fn a_request_that_would_wait_too_long_answers_503_at_once() {
         ("KEFU_API_KEYS", &format!("admin:{ADMIN}")),
         ("KEFU__LIMITS__MAX_QUEUE_WAIT_MS", "200"),
     ]);
-    let embed = |texts: &[String]| {
-        let res = s
-            .req("POST", "/v1/embeddings", Some(ADMIN))
-            .json(&json!({ "model": "e5-small", "input": texts }))
-            .send()
-            .unwrap();
-        let retry = res
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string());
-        let (st, body) = parts(res);
-        (st, retry, body)
-    };
-    let passages = |n: usize| -> Vec<String> {
-        (0..n)
-            .map(|i| {
-                format!(
-                    "Passage {i}: {}",
-                    "the router restarts when the power light blinks. ".repeat(15)
-                )
-            })
-            .collect()
-    };
+    let embed = |texts: &[String]| embed_as_admin(&s, texts);
+    let passages = long_passages;
     // The worker learns its rate on passages like these.
     assert_eq!(embed(&passages(8)).0, 200);
     std::thread::scope(|scope| {

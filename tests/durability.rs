@@ -169,6 +169,15 @@ fn a_full_disk_answers_507_and_keeps_what_was_acknowledged() {
         )
     };
     assert_eq!(turn("Where is my parcel?").0, 200);
+    let send_import = || {
+        parts(
+            s.req("POST", "/v1/cards/import?publish=true", Some(ADMIN))
+                .header("content-type", "application/x-ndjson")
+                .body(batch(0, 20))
+                .send()
+                .unwrap(),
+        )
+    };
 
     // Fill the disk to the last byte.
     let filler = s.data_seen_by_server().join("filler");
@@ -198,13 +207,7 @@ fn a_full_disk_answers_507_and_keeps_what_was_acknowledged() {
         ),
         turn("Still no parcel, it has been a week."),
     ];
-    let import = parts(
-        s.req("POST", "/v1/cards/import?publish=true", Some(ADMIN))
-            .header("content-type", "application/x-ndjson")
-            .body(batch(0, 20))
-            .send()
-            .unwrap(),
-    );
+    let import = send_import();
     for (status, body) in [&refused[0], &refused[1], &import] {
         assert_eq!(*status, 507, "{body}");
         assert_eq!(common::error_code(body), "storage_full", "{body}");
@@ -229,13 +232,7 @@ fn a_full_disk_answers_507_and_keeps_what_was_acknowledged() {
     let (_, conv) = s.call("GET", "/v1/conversations/full-disk", None);
     assert_eq!(conv["turns"].as_array().unwrap().len(), 1, "{conv}");
     assert_eq!(turn("Still no parcel, it has been a week.").0, 200);
-    let import = parts(
-        s.req("POST", "/v1/cards/import?publish=true", Some(ADMIN))
-            .header("content-type", "application/x-ndjson")
-            .body(batch(0, 20))
-            .send()
-            .unwrap(),
-    );
+    let import = send_import();
     assert_eq!(import.0, 200, "{}", import.1);
     let (_, all) = s.call("GET", "/v1/cards?limit=200", None);
     assert_eq!(all["total"], 21, "{all}");
