@@ -116,7 +116,9 @@ fn suggestions_cite_the_right_card_and_coaching_notes_the_mood() {
         .json(&json!({"conversation_id": conv, "n": 2, "seed": 7, "stream": true}))
         .send()
         .unwrap();
-    assert_eq!(res.status(), 200);
+    if res.status() != 200 {
+        panic!("{}: {}", res.status(), res.text().unwrap_or_default());
+    }
     let events = read_sse(&mut res, |e| e.event == "done");
     assert_eq!(events[0].event, "context", "{events:?}");
     let context: Value = serde_json::from_str(&events[0].data).unwrap();

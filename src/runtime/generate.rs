@@ -477,11 +477,18 @@ impl GenPool {
         params: SamplingParams,
         choices: Option<Vec<Vec<u32>>>,
     ) -> Result<tokio::sync::mpsc::UnboundedReceiver<GenEvent>, ModelError> {
-        // Refused at once when the requests ahead, at the recent time per request and `slots`
-        // at a time, would keep this one waiting past `max_wait`.
-        let ahead = self.stats.queue.depth() as f64;
-        let wait = ahead * self.stats.job_seconds.get() / self.slots as f64;
-        if ahead > 0.0 && wait > self.max_wait.as_secs_f64() {
+        // Refused at once when the requests that must leave a slot before this one gets one,
+        // at the recent time per request and `slots` at a time, would keep it waiting past
+        // `max_wait`. A job queued while slots are free waits for no one: the worker takes it
+        // at its next round (a request's own suggestions are queued together, a moment before
+        // the worker wakes, and must not count as a queue).
+        let wait = expected_wait(
+            self.stats.active.load(Ordering::SeqCst),
+            self.stats.queue.depth() as usize,
+            self.slots,
+            self.stats.job_seconds.get(),
+        );
+        if wait > self.max_wait.as_secs_f64() {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(ModelError::Overloaded("generation"));
         }
@@ -502,6 +509,13 @@ impl GenPool {
             Err(TrySendError::Disconnected(_)) => Err(ModelError::WorkerGone("generation")),
         }
     }
+}
+
+/// Seconds a request queued now waits for a slot: the requests that must leave a slot first
+/// (those beyond the free ones), `slots` at a time, each holding one for `job_seconds`.
+fn expected_wait(active: usize, queued: usize, slots: usize, job_seconds: f64) -> f64 {
+    let before_me = (active + queued + 1).saturating_sub(slots);
+    before_me as f64 * job_seconds / slots.max(1) as f64
 }
 
 /// One generation in progress.
@@ -881,6 +895,18 @@ pub async fn judgement(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Jobs queued while slots are free wait for no one, however long a job takes (a request's
+    /// own suggestions are queued a moment before the worker takes them: CI on a slow machine
+    /// refused them as a queue); once every slot is taken, each job ahead counts.
+    #[test]
+    fn only_jobs_beyond_the_free_slots_make_a_wait() {
+        assert_eq!(expected_wait(0, 1, 8, 60.0), 0.0);
+        assert_eq!(expected_wait(6, 1, 8, 60.0), 0.0);
+        assert_eq!(expected_wait(7, 1, 8, 8.0), 1.0);
+        assert_eq!(expected_wait(1, 1, 1, 3.0), 6.0);
+        assert_eq!(expected_wait(0, 0, 1, 3.0), 0.0);
+    }
 
     #[test]
     fn chatml_fallback_renders_a_generation_prompt() {
