@@ -4,14 +4,15 @@
 //!
 //! A request passes down once and its answer comes back up: `api` → `desk` → `knowledge`,
 //! `conversation`, `speech` → `runtime`, `store`. Domain folders do not import each other; what
-//! several of them share sits in a small module below all of them (`vocab`, `text`, `vecmath`).
+//! several of them share sits in a small module below all of them (`vocab`, `text`, `vecmath`,
+//! `pii`).
 //!
 //! - [`api`]: HTTP only. Routing (declared in one place, `api::router`, with one OpenAPI list),
 //!   auth (`api::auth`), the one error-code → status mapping (`api::error`), `/metrics`
 //!   collectors (`api::metrics`), and one file per kind of caller: `cards` for admins, `search`
 //!   for hit testing, `answer` for chatbots, `assist` for agent tools, `voice` (the WebSocket
 //!   protocol, one `ServerMessage` type), `openai` and `transcriptions` for OpenAI-compatible
-//!   clients, `ops` for operators. Handlers parse, check the caller, call one function below
+//!   clients, `privacy` for a customer's erasure and export, `ops` for operators. Handlers parse, check the caller, call one function below
 //!   and shape the reply.
 //! - [`desk`]: one home per request flow, each reading top to bottom: `answer` (score the turn,
 //!   escalation, history, retrieve and decide, generate, check, record), `assist`, `voice` (a
@@ -21,8 +22,9 @@
 //!   what the model wrote, citations; `assist`: coaching and suggestions). Decides and composes;
 //!   the only writes are the cards' own.
 //! - [`conversation`]: customers and their conversations: every turn write (turns, answers,
-//!   feedback), the one carry-over rule across channels (`Conversations::history`), sentiment,
-//!   escalation and the hand-off summary.
+//!   feedback, masked at rest), the one carry-over rule across channels
+//!   (`Conversations::history`), sentiment, escalation, the hand-off summary, and a customer's
+//!   erasure, export and the retention sweep.
 //! - [`speech`]: audio decoding and resampling, voice-activity segmentation, and streaming
 //!   sessions that turn audio into partial and final transcripts (no transport).
 //! - [`runtime`]: models on a device and nothing about HTTP, cards or customers: the model
@@ -30,11 +32,13 @@
 //!   (`gguf_lm`) and its scheduler (`generate`), Whisper (`asr`, with the CTranslate2-to-ggml
 //!   converter in `whisper_ggml`), each on its own threads behind a bounded queue.
 //! - [`store`]: persistence, one file per aggregate (`cards`, `chunks`, `audit`,
-//!   `conversations`, `answers`), the schema with numbered migrations (`schema`), and the vector
-//!   backends behind one trait (`store::vector`). No business rules.
+//!   `conversations`, `answers`, `customers`: a customer's data as a whole), the schema with
+//!   numbered migrations (`schema`), the vector backends behind one trait (`store::vector`), and
+//!   the clock every stored time is read from. No business rules.
 //! - [`vocab`]: the fixed sets of values several layers speak (channel, role, sentiment,
 //!   hand-off and escalation reasons, mood direction), as enums.
-//! - [`text`], [`vecmath`]: text and vector helpers shared below the domains.
+//! - [`text`], [`vecmath`]: text and vector helpers shared below the domains; [`pii`]: personal
+//!   data in free text (what compliance refuses in cards and what is masked in stored turns).
 //! - [`config`]: one typed [`config::Config`]: defaults < `kefu.toml` < environment (every key,
 //!   `KEFU__SECTION__KEY`) < flags.
 //! - [`error`]: the library's error kinds and their stable codes.
@@ -49,6 +53,7 @@ pub mod conversation;
 pub mod desk;
 pub mod error;
 pub mod knowledge;
+pub mod pii;
 pub mod runtime;
 pub mod server;
 pub mod speech;

@@ -13,7 +13,9 @@
 //!   numbers are in the cited cards);
 //! - sentiment: `/v1/sentiment` on labelled turns;
 //! - escalation: scripted conversations turn by turn; is the conversation flagged at the end?
-//! - asr: `/v1/audio/transcriptions` on recorded clips: WER (English), CER (Chinese).
+//! - asr: `/v1/audio/transcriptions` on recorded clips: WER (English), CER (Chinese);
+//! - pii: the personal-data detector that masks stored turns, on labelled strings: recall and
+//!   precision of the spans (no server needed: it is the library's own function).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -63,6 +65,22 @@ struct Attempt {
     form: String,
     split: String,
     attack: bool,
+}
+
+/// One string of `eval/pii_strings.jsonl` and the personal data in it.
+#[derive(Deserialize)]
+struct PiiString {
+    text: String,
+    lang: String,
+    split: String,
+    pii: Vec<PiiLabel>,
+}
+
+#[derive(Deserialize)]
+struct PiiLabel {
+    kind: String,
+    form: String,
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +190,10 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<bool> {
         done(&mut report, "asr", asr(&api, &cfg).await?);
     } else if run("asr") {
         eprintln!("asr: skipped (no speech model)");
+    }
+    if run("pii") {
+        let strings = read_jsonl(&o.dir.join("pii_strings.jsonl"))?;
+        done(&mut report, "pii", pii(&strings, &cfg.compliance.allow)?);
     }
     let seconds = started.elapsed().as_secs_f64();
 
@@ -773,6 +795,71 @@ async fn adversarial(api: &Api, attempts: &[Attempt]) -> anyhow::Result<Value> {
         json!({"false_refusal": false_refusal.mean("all"), "n": false_refusal.n("all")}),
     );
     out.insert("missed".into(), json!(missed));
+    Ok(Value::Object(out))
+}
+
+/// Span recall (each labelled piece of personal data masked, at least partly overlapped by a
+/// found span), precision (found spans that overlap a labelled one: masking an order code is
+/// the error that counts), and kind accuracy of the spans found, by language, split and form.
+fn pii(strings: &[PiiString], allow: &[String]) -> anyhow::Result<Value> {
+    let detector = kefu::pii::Detector::new(allow);
+    let (mut recall, mut precision, mut kind) =
+        (Groups::default(), Groups::default(), Groups::default());
+    let mut missed = Vec::new();
+    for s in strings {
+        let found = detector.find(&s.text);
+        let mut labelled = Vec::new();
+        for l in &s.pii {
+            let start = s
+                .text
+                .find(&l.text)
+                .with_context(|| format!("{:?} is not in {:?}", l.text, s.text))?;
+            labelled.push((start, start + l.text.len(), l));
+        }
+        let groups = [
+            "all".to_string(),
+            format!("lang.{}", s.lang),
+            format!("split.{}", s.split),
+        ];
+        for &(a, b, l) in &labelled {
+            let hit = found.iter().find(|f| f.start < b && a < f.end);
+            let mut k = groups.to_vec();
+            k.push(format!("form.{}", l.form));
+            recall.add(&k, f64::from(hit.is_some()));
+            if let Some(f) = hit {
+                kind.add(&groups, f64::from(f.kind.as_str() == l.kind));
+            } else {
+                missed.push(json!({"text": s.text, "missed": l.text, "form": l.form}));
+            }
+        }
+        for f in &found {
+            let right = labelled.iter().any(|&(a, b, _)| f.start < b && a < f.end);
+            precision.add(&groups, f64::from(right));
+            if !right {
+                missed.push(json!({"text": s.text, "masked_wrongly": &s.text[f.start..f.end], "as": f.kind.as_str()}));
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for k in recall.0.keys().chain(precision.0.keys()) {
+        if out.contains_key(k) {
+            continue;
+        }
+        let mut m = serde_json::Map::new();
+        if recall.n(k) > 0 {
+            m.insert("recall".into(), json!(recall.mean(k)));
+            m.insert("n".into(), json!(recall.n(k)));
+        }
+        if precision.n(k) > 0 {
+            m.insert("precision".into(), json!(precision.mean(k)));
+        }
+        if kind.n(k) > 0 {
+            m.insert("kind_accuracy".into(), json!(kind.mean(k)));
+        }
+        m.entry("n").or_insert(json!(0));
+        out.insert(k.clone(), Value::Object(m));
+    }
+    out.insert("errors".into(), json!(missed));
     Ok(Value::Object(out))
 }
 
