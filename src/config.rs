@@ -53,6 +53,45 @@ pub struct Config {
     pub escalation: EscalationConfig,
     pub vector: VectorConfig,
     pub voice: VoiceConfig,
+    pub privacy: PrivacyConfig,
+}
+
+/// What kefu keeps about customers, and for how long (README "Privacy").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Mask personal data (phone, e-mail, ID, card and account numbers) in turns, answers and
+    /// feedback before they are stored. The models still read the turn as it was said within
+    /// the request; later readers (agents, summaries, analytics) see `[phone]` and the like.
+    #[serde(deserialize_with = "flag")]
+    pub redact: bool,
+    pub retain_days: RetainDays,
+    /// How often the retention sweep runs, in minutes (it also runs at start).
+    pub sweep_minutes: u64,
+}
+
+/// Days each kind of data is kept; unset keeps it for ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetainDays {
+    /// Typed turns (chat, e-mail, social, agent).
+    pub turns: Option<u32>,
+    /// Turns transcribed from a voice stream.
+    pub transcripts: Option<u32>,
+    /// Answers given, with the feedback on them.
+    pub answers: Option<u32>,
+    /// The audit log (card changes, erasures).
+    pub audit: Option<u32>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            redact: true,
+            retain_days: RetainDays::default(),
+            sweep_minutes: 60,
+        }
+    }
 }
 
 /// Speech: file transcription and live voice streams.
@@ -466,6 +505,7 @@ impl Default for Config {
             escalation: EscalationConfig::default(),
             vector: VectorConfig::default(),
             voice: VoiceConfig::default(),
+            privacy: PrivacyConfig::default(),
         }
     }
 }
@@ -705,6 +745,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.privacy.sweep_minutes == 0 {
+            return Err(ConfigError::Invalid(
+                "privacy.sweep_minutes must be at least 1".into(),
+            ));
+        }
         let l = &self.limits;
         if l.max_body_bytes == 0
             || l.max_import_bytes == 0

@@ -183,6 +183,11 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         knowledge.store().clone(),
         sentiment,
         cfg.escalation.clone(),
+        &cfg.privacy,
+        &cfg.compliance.allow,
+    ));
+    conversations.spawn_retention(std::time::Duration::from_secs(
+        cfg.privacy.sweep_minutes * 60,
     ));
     let answerer = Arc::new(Answerer::new(
         knowledge.clone(),

@@ -114,6 +114,8 @@ struct Families {
     panics: CounterVec,
     cards: GaugeVec,
     answers: CounterVec,
+    removed: CounterVec,
+    erasures: CounterVec,
 }
 
 impl Families {
@@ -184,10 +186,20 @@ impl Families {
                 "Answers since start: answered, or handed off by reason (ungrounded: a generated reply withheld for stating a number no card gave)",
                 &["outcome"],
             ),
+            removed: counter(
+                "kefu_privacy_removed_rows_total",
+                "Rows removed since start (by: erasure or retention; kind: conversations, turns, transcripts, answers, feedback, audit)",
+                &["by", "kind"],
+            ),
+            erasures: counter(
+                "kefu_privacy_erasures_total",
+                "Customers erased since start (DELETE /v1/customers/{id})",
+                &[],
+            ),
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 14] {
+    fn all(&self) -> [&dyn Collector; 16] {
         [
             &self.queue_depth,
             &self.batches,
@@ -203,6 +215,8 @@ impl Families {
             &self.panics,
             &self.cards,
             &self.answers,
+            &self.removed,
+            &self.erasures,
         ]
     }
 }
@@ -312,6 +326,22 @@ impl Collector for ServiceCollector {
             let outcome = reason.map_or("answered", |r| r.as_str());
             f.answers.with_label_values(&[outcome]).inc_by(n as f64);
         }
+        let (erased, expired, erasures) = self.desk.conversations.removed();
+        for (by, r) in [("erasure", erased), ("retention", expired)] {
+            for (kind, n) in [
+                ("conversations", r.conversations),
+                ("turns", r.turns),
+                ("transcripts", r.transcripts),
+                ("answers", r.answers),
+                ("feedback", r.feedback),
+                ("audit", r.audit),
+            ] {
+                f.removed.with_label_values(&[by, kind]).inc_by(n as f64);
+            }
+        }
+        f.erasures
+            .with_label_values::<&str>(&[])
+            .inc_by(erasures as f64);
         f.all().iter().flat_map(|c| c.collect()).collect()
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod metrics;
 pub mod openai;
 pub mod ops;
+pub mod privacy;
 pub mod rerank;
 pub mod search;
 pub mod sentiment;
@@ -54,7 +55,7 @@ pub struct AppState {
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
-        search::search, rerank::rerank, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer,
+        search::search, rerank::rerank, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
         openai::chat_completions, openai::embeddings, openai::models, transcriptions::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
@@ -161,7 +162,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{id}/handoff",
             get(conversations::handoff),
         )
-        .route("/v1/customers/{id}", get(conversations::get_customer))
+        .route(
+            "/v1/customers/{id}",
+            get(conversations::get_customer).delete(privacy::erase_customer),
+        )
+        .route("/v1/customers/{id}/export", get(privacy::export_customer))
         .route("/v1/answer", post(answer::answer))
         .route("/v1/assist/suggest", post(assist::suggest))
         .route("/v1/answers/{id}/feedback", post(answer::feedback))

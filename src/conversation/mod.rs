@@ -19,14 +19,17 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::config::PrivacyConfig;
 use crate::error::blocking;
 use crate::error::{Error, Result};
+use crate::pii::Detector;
+use crate::store::Store;
 use crate::store::answers::AnswerRecord;
 pub use crate::store::conversations::Party;
 use crate::store::conversations::{
     Contact, ConversationRecord, ConversationSummary, Turn, TurnMood,
 };
-use crate::store::{Store, hours_ago};
+use crate::store::customers::{CustomerExport, Removed, Retention};
 use crate::text::shorten as truncate;
 use crate::vecmath::dot;
 use crate::vocab::{Channel, EscalationReason, HandoffReason, Role};
@@ -46,6 +49,11 @@ pub struct Conversations {
     policy: EscalationPolicy,
     /// Answers recorded by hand-off reason (None: answered), for `/metrics`.
     outcomes: parking_lot::Mutex<std::collections::BTreeMap<Option<HandoffReason>, u64>>,
+    /// Masks personal data in what is stored (`privacy.redact`); `None` stores text as given.
+    redactor: Option<Detector>,
+    retention: Retention,
+    /// Rows removed by erasures and retention sweeps since start, and erasures, for `/metrics`.
+    removed: parking_lot::Mutex<(Removed, Removed, u64)>,
 }
 
 /// A turn to append.
@@ -143,13 +151,100 @@ impl Conversations {
         store: Arc<Store>,
         sentiment: Option<SentimentModel>,
         policy: EscalationPolicy,
+        privacy: &PrivacyConfig,
+        allow: &[String],
     ) -> Self {
+        let days = privacy.retain_days;
         Conversations {
             store,
             sentiment,
             policy,
             outcomes: Default::default(),
+            redactor: privacy.redact.then(|| Detector::new(allow)),
+            retention: Retention {
+                turns: days.turns,
+                transcripts: days.transcripts,
+                answers: days.answers,
+                audit: days.audit,
+            },
+            removed: Default::default(),
         }
+    }
+
+    /// The text as it is stored: personal data masked unless `privacy.redact` is off.
+    fn at_rest(&self, text: &str) -> String {
+        match &self.redactor {
+            Some(d) => d.mask(text),
+            None => text.to_string(),
+        }
+    }
+
+    /// Erases the customer: every conversation, turn, voice transcript, answer and feedback row
+    /// (no vector holds customer text: only cards are indexed). The audit log records that an
+    /// erasure by `actor` removed so many rows, and not whose.
+    pub async fn erase(&self, customer_id: &str, actor: &str) -> Result<Removed> {
+        validate_id("customer id", customer_id)?;
+        let (store, id, actor) = (
+            self.store.clone(),
+            customer_id.to_string(),
+            actor.to_string(),
+        );
+        let removed = blocking(move || store.erase_customer(&id, &actor)).await?;
+        if removed != Removed::default() {
+            let mut totals = self.removed.lock();
+            totals.0 = add(totals.0, removed);
+            totals.2 += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Everything held about the customer, or `None`.
+    pub async fn export(&self, customer_id: &str) -> Result<Option<CustomerExport>> {
+        validate_id("customer id", customer_id)?;
+        let (store, id) = (self.store.clone(), customer_id.to_string());
+        blocking(move || store.export_customer(&id)).await
+    }
+
+    /// Deletes what is older than `privacy.retain_days` says (nothing when no period is set).
+    pub async fn sweep(&self) -> Result<Removed> {
+        if self.retention == Retention::default() {
+            return Ok(Removed::default());
+        }
+        let (store, keep) = (self.store.clone(), self.retention);
+        let removed = blocking(move || store.sweep(&keep)).await?;
+        let mut totals = self.removed.lock();
+        totals.1 = add(totals.1, removed);
+        Ok(removed)
+    }
+
+    /// Runs the retention sweep now and then every `every`, in the background. A failed sweep
+    /// (a full disk) is logged and tried again at the next tick.
+    pub fn spawn_retention(self: &Arc<Self>, every: std::time::Duration) {
+        if self.retention == Retention::default() {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(me) = me.upgrade() else { return };
+                match me.sweep().await {
+                    Ok(r) if r != Removed::default() => {
+                        tracing::info!(removed = ?r, "retention sweep removed expired data")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "retention sweep failed; retrying at the next tick")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Rows removed since start: by erasures, by retention sweeps; and the erasures.
+    pub fn removed(&self) -> (Removed, Removed, u64) {
+        *self.removed.lock()
     }
 
     pub fn sentiment(&self) -> Option<&SentimentModel> {
@@ -190,6 +285,7 @@ impl Conversations {
             conversation_id.to_string(),
             t.party.clone(),
         );
+        let text = self.at_rest(&text);
         blocking(move || store.append_turn(&id, &party, t.channel, t.role, &text, mood.as_ref()))
             .await?;
         self.get(conversation_id, &t.party)
@@ -247,7 +343,8 @@ impl Conversations {
             if spoke {
                 return Ok(own);
             }
-            let mut turns = store.carried_turns(customer, &conv, &hours_ago(CARRY_HOURS), n)?;
+            let mut turns =
+                store.carried_turns(customer, &conv, &store.hours_ago(CARRY_HOURS), n)?;
             turns.extend(own);
             Ok(turns)
         })
@@ -256,10 +353,15 @@ impl Conversations {
 
     /// Records an answer with the customer's question and the bot's reply as turns, in one
     /// transaction: every turn is written here.
+    /// The caller gets the record as given; the store keeps it with personal data masked.
     pub async fn record_answer(&self, record: AnswerRecord, party: &Party) -> Result<AnswerRecord> {
         let (store, party) = (self.store.clone(), party.clone());
-        let record =
-            blocking(move || store.record_answer(&record, &party).map(|()| record)).await?;
+        let stored = AnswerRecord {
+            question: self.at_rest(&record.question),
+            answer: self.at_rest(&record.answer),
+            ..record.clone()
+        };
+        blocking(move || store.record_answer(&stored, &party)).await?;
         *self
             .outcomes
             .lock()
@@ -283,6 +385,7 @@ impl Conversations {
             party.clone(),
             actor.to_string(),
         );
+        let comment = comment.map(|c| self.at_rest(&c));
         blocking(move || {
             store.add_feedback(&id, &party, rating.as_str(), comment.as_deref(), &actor)
         })
@@ -304,7 +407,7 @@ impl Conversations {
         let others = match &view.record.customer_id {
             Some(c) => {
                 let (store, c, id) = (self.store.clone(), c.clone(), conversation_id.to_string());
-                let since = hours_ago(self.policy.repeat_window_hours.into());
+                let since = self.store.hours_ago(self.policy.repeat_window_hours.into());
                 blocking(move || store.contacts_since(&c, &id, &since, 20)).await?
             }
             None => Vec::new(),
@@ -420,7 +523,7 @@ impl Conversations {
         if p.repeat_contacts < 2 || opening.is_empty() {
             return Ok(None);
         }
-        let since = hours_ago(p.repeat_window_hours.into());
+        let since = self.store.hours_ago(p.repeat_window_hours.into());
         let (store, cust, conv) = (
             self.store.clone(),
             customer_id.to_string(),
@@ -492,4 +595,15 @@ pub fn validate_id(name: &str, v: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+fn add(a: Removed, b: Removed) -> Removed {
+    Removed {
+        conversations: a.conversations + b.conversations,
+        turns: a.turns + b.turns,
+        transcripts: a.transcripts + b.transcripts,
+        answers: a.answers + b.answers,
+        feedback: a.feedback + b.feedback,
+        audit: a.audit + b.audit,
+    }
 }

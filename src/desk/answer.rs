@@ -247,9 +247,10 @@ impl Desk {
                 &asked.req.party,
             )
             .await?;
+        // By the answer's own random id: conversation and customer ids are the frontend's, often
+        // made from who the customer is, and stay out of the log (README "Privacy").
         tracing::info!(
             answer = %record.id,
-            conversation = %record.conversation_id,
             handoff = record.handoff,
             reason = record.handoff_reason.map_or("", |r| r.as_str()),
             citations = record.citations.len(),

@@ -422,7 +422,10 @@ impl Answerer {
             } else {
                 let invented = plan.unsupported(&text);
                 if !invented.is_empty() {
-                    tracing::warn!(numbers = ?invented, "answer states numbers no card gave; withheld");
+                    tracing::warn!(
+                        numbers = invented.len(),
+                        "answer states numbers no card gave; withheld"
+                    );
                     reason = Some(HandoffReason::Ungrounded);
                 }
             }

@@ -1,13 +1,13 @@
 //! The answers the service gave, with what they cited, and feedback on them: kept so that
 //! hand-off summaries, feedback and analytics can read them later.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::conversations::{
     Party, TurnMood, check_owner, check_room, insert_turn, touch_conversation,
 };
-use super::{Store, StoreError, now};
+use super::{Store, StoreError};
 use crate::vocab::{Channel, HandoffReason, Role};
 
 /// A card an answer drew on.
@@ -58,7 +58,7 @@ impl Store {
         let tx = conn.transaction()?;
         check_owner(&tx, &a.conversation_id, party)?;
         check_room(&tx, &a.conversation_id, 2, self.max_turns)?;
-        let at = now();
+        let at = self.now();
         let (conv, channel) = (a.conversation_id.as_str(), a.channel);
         touch_conversation(&tx, conv, party.customer(), channel, &at)?;
         let mood = a.question_mood.as_ref();
@@ -123,34 +123,10 @@ impl Store {
 
     /// The answers the service gave in a conversation, oldest first.
     pub fn conversation_answers(&self, id: &str) -> Result<Vec<GivenAnswer>, StoreError> {
-        let conn = self.conn.lock();
-        let mut st = conn.prepare(
-            "SELECT question, answer, citations, handoff, handoff_reason, at FROM answers
-             WHERE conversation_id = ?1 ORDER BY at, rowid",
-        )?;
-        let rows = st
-            .query_map([id], |r| {
-                Ok((
-                    GivenAnswer {
-                        question: r.get(0)?,
-                        answer: r.get(1)?,
-                        citations: Vec::new(),
-                        handoff: r.get(3)?,
-                        handoff_reason: r.get(4)?,
-                        at: r.get(5)?,
-                    },
-                    r.get::<_, String>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(mut a, cites)| {
-                a.citations = serde_json::from_str(&cites).map_err(|e| {
-                    StoreError::Corrupt(format!("citations of an answer in {id}: {e}"))
-                })?;
-                Ok(a)
-            })
-            .collect()
+        Ok(answers_in(&self.conn.lock(), id)?
+            .into_iter()
+            .map(|(_, _, a)| a)
+            .collect())
     }
 
     /// Stores feedback on an answer; returns how many ratings the answer now has.
@@ -184,7 +160,7 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO feedback (answer_id, rating, comment, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![answer_id, rating, comment, actor, now()],
+            params![answer_id, rating, comment, actor, self.now()],
         )?;
         let n: i64 = tx.query_row(
             "SELECT COUNT(*) FROM feedback WHERE answer_id = ?1",
@@ -194,4 +170,39 @@ impl Store {
         tx.commit()?;
         Ok(n as usize)
     }
+}
+
+/// The answers given in a conversation, oldest first, with their ids and channels.
+pub(super) fn answers_in(
+    conn: &Connection,
+    conversation_id: &str,
+) -> Result<Vec<(String, Channel, GivenAnswer)>, StoreError> {
+    let mut st = conn.prepare(
+        "SELECT id, channel, question, answer, citations, handoff, handoff_reason, at FROM answers
+         WHERE conversation_id = ?1 ORDER BY at, rowid",
+    )?;
+    let rows = st
+        .query_map([conversation_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Channel>(1)?,
+                GivenAnswer {
+                    question: r.get(2)?,
+                    answer: r.get(3)?,
+                    citations: Vec::new(),
+                    handoff: r.get(5)?,
+                    handoff_reason: r.get(6)?,
+                    at: r.get(7)?,
+                },
+                r.get::<_, String>(4)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, channel, mut a, cites)| {
+            a.citations = serde_json::from_str(&cites)
+                .map_err(|e| StoreError::Corrupt(format!("citations of answer {id}: {e}")))?;
+            Ok((id, channel, a))
+        })
+        .collect()
 }

@@ -4,7 +4,7 @@
 use rusqlite::{Transaction, params};
 use serde::Serialize;
 
-use super::{Store, StoreError, now};
+use super::{Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
@@ -45,6 +45,7 @@ impl Store {
 
 pub(super) fn audit(
     tx: &Transaction<'_>,
+    at: &str,
     actor: &str,
     action: &str,
     card_id: Option<&str>,
@@ -53,7 +54,7 @@ pub(super) fn audit(
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit (at, actor, action, card_id, version, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![now(), actor, action, card_id, version, detail.to_string()],
+        params![at, actor, action, card_id, version, detail.to_string()],
     )?;
     Ok(())
 }

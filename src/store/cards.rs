@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::audit;
 use super::chunks::{NewChunk, remove_chunks};
-use super::{Store, StoreError, json_list, now, parse_list, vector_blob};
+use super::{Store, StoreError, json_list, parse_list, vector_blob};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -164,13 +164,13 @@ impl Store {
     ) -> Result<Card, StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        let at = now();
+        let at = self.now();
         tx.execute(
             &format!("INSERT INTO cards ({CARD_COLUMNS}) VALUES (?1, 'draft', 1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)"),
             params![id, content.title, content.body, json_list(&content.tags), content.language, json_list(&content.channels), at],
         )?;
         insert_version(&tx, id, 1, CardStatus::Draft, content, actor, &at)?;
-        audit(&tx, actor, action, Some(id), Some(1), &detail)?;
+        audit(&tx, &at, actor, action, Some(id), Some(1), &detail)?;
         let card = get_card(&tx, id)?.expect("inserted in this transaction");
         tx.commit()?;
         Ok(card)
@@ -214,7 +214,7 @@ impl Store {
         } else {
             current.version
         };
-        let at = now();
+        let at = self.now();
         if changed {
             tx.execute(
                 "UPDATE cards SET status = ?2, version = ?3, title = ?4, body = ?5, tags = ?6, language = ?7, channels = ?8, updated_at = ?9 WHERE id = ?1",
@@ -240,7 +240,7 @@ impl Store {
                 }
             }
         }
-        audit(&tx, actor, action, Some(id), Some(version), &detail)?;
+        audit(&tx, &at, actor, action, Some(id), Some(version), &detail)?;
         let card = get_card(&tx, id)?.expect("updated in this transaction");
         tx.commit()?;
         Ok(card)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::cards::CardContent;
-use super::{Store, StoreError, blob_vector, now, parse_list};
+use super::{Store, StoreError, blob_vector, parse_list};
 
 /// A retrieval unit of a published card: its text, keyword terms and vector.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ impl Store {
     pub fn mark_index_pending(&self, card_id: &str) -> Result<(), StoreError> {
         self.conn.lock().execute(
             "INSERT INTO index_pending (card_id, since) VALUES (?1, ?2) ON CONFLICT(card_id) DO NOTHING",
-            params![card_id, now()],
+            params![card_id, self.now()],
         )?;
         Ok(())
     }

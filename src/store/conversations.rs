@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, now};
+use super::{Store, StoreError};
 use crate::vocab::{Channel, Role, Sentiment};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -123,7 +123,7 @@ impl Store {
         let tx = conn.transaction()?;
         check_owner(&tx, conversation_id, party)?;
         check_room(&tx, conversation_id, 1, self.max_turns)?;
-        let at = now();
+        let at = self.now();
         touch_conversation(&tx, conversation_id, party.customer(), channel, &at)?;
         insert_turn(&tx, conversation_id, role, channel, text, &at, mood)?;
         let seq = turn_count(&tx, conversation_id)?;
@@ -259,7 +259,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let conn = self.conn.lock();
         check_owner(&conn, id, party)?;
-        let at = resolved.then(now);
+        let at = resolved.then(|| self.now());
         Ok(conn.execute(
             "UPDATE conversations SET resolved_at = ?2 WHERE id = ?1",
             params![id, at],

@@ -15,10 +15,13 @@ pub mod audit;
 pub mod cards;
 pub mod chunks;
 pub mod conversations;
+pub mod customers;
 mod schema;
 pub mod vector;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
@@ -53,6 +56,7 @@ impl StoreError {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    clock: Clock,
     /// Most turns one conversation holds (`limits.max_conversation_turns`).
     max_turns: usize,
 }
@@ -60,13 +64,21 @@ pub struct Store {
 /// Turns per conversation when the configuration does not say.
 pub const DEFAULT_MAX_TURNS: usize = 500;
 
-pub fn now() -> String {
-    rfc3339(time::OffsetDateTime::now_utc())
-}
+/// The store's clock: the system's, moved by an offset that only a test moves (retention is
+/// tested by letting days pass, not by waiting for them). Every time the store writes or
+/// compares is read from it.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Arc<AtomicI64>);
 
-/// The time `hours` ago, in the stored format (RFC 3339 UTC, so strings compare as times).
-pub fn hours_ago(hours: i64) -> String {
-    rfc3339(time::OffsetDateTime::now_utc() - time::Duration::hours(hours))
+impl Clock {
+    pub fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(self.0.load(Ordering::SeqCst))
+    }
+
+    /// Moves the clock forward (a test's days passing).
+    pub fn advance(&self, by: time::Duration) {
+        self.0.fetch_add(by.whole_seconds(), Ordering::SeqCst);
+    }
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -94,6 +106,11 @@ fn blob_vector(b: &[u8]) -> Vec<f32> {
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with_clock(data_dir, Clock::default())
+    }
+
+    /// Opens the store with a clock a test moves.
+    pub fn open_with_clock(data_dir: &Path, clock: Clock) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
             path: data_dir.display().to_string(),
             message: e.to_string(),
@@ -108,7 +125,7 @@ impl Store {
         };
         let mut conn = Connection::open(&path)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;",
         )
         .map_err(|e| damaged(e.to_string()))?;
         // A damaged file otherwise opens and then fails request by request, while readiness
@@ -124,8 +141,19 @@ impl Store {
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            clock,
             max_turns: DEFAULT_MAX_TURNS,
         })
+    }
+
+    /// Now, in the stored format (RFC 3339 UTC, so strings compare as times).
+    pub fn now(&self) -> String {
+        rfc3339(self.clock.now())
+    }
+
+    /// The time `hours` ago, in the stored format.
+    pub fn hours_ago(&self, hours: i64) -> String {
+        rfc3339(self.clock.now() - time::Duration::hours(hours))
     }
 
     /// Writes reach the disk before they are acknowledged (`synchronous = FULL`): a test that

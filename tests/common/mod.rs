@@ -2,10 +2,12 @@
 //! real models (fetched into the shared models cache on first use), and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod voice;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -17,6 +19,8 @@ pub const CHANNEL: &str = "channel-key-0123456789";
 
 pub struct Server {
     child: Option<Child>,
+    /// Everything the server (each start of it) wrote to stderr: its log.
+    log: Arc<Mutex<String>>,
     pub base: String,
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -34,7 +38,12 @@ pub fn kefu() -> Command {
 /// exits or takes too long (the first run of a fresh machine fetches models).
 /// With `disk`, the data directory is a tmpfs of that size (`64m`) in the server's own user and
 /// mount namespaces, so that a test can fill it: a real full disk, without root.
-fn spawn(data: &Path, env: &[(String, String)], disk: Option<&str>) -> (Child, String) {
+fn spawn(
+    data: &Path,
+    env: &[(String, String)],
+    disk: Option<&str>,
+    log: &Arc<Mutex<String>>,
+) -> (Child, String) {
     let mut cmd = match disk {
         None => kefu(),
         Some(size) => {
@@ -75,11 +84,13 @@ fn spawn(data: &Path, env: &[(String, String)], disk: Option<&str>) -> (Child, S
         }
     });
     let (etx, erx) = mpsc::channel();
+    let log = log.clone();
     std::thread::spawn(move || {
         let mut all = String::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             all.push_str(&line);
             all.push('\n');
+            log.lock().unwrap().push_str(&format!("{line}\n"));
             let _ = etx.send(all.clone());
         }
     });
@@ -109,9 +120,11 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, base) = spawn(&data, &env, None);
+        let log = Arc::default();
+        let (child, base) = spawn(&data, &env, None, &log);
         Server {
             child: Some(child),
+            log,
             base,
             data,
             _tmp: Some(tmp),
@@ -143,9 +156,11 @@ impl Server {
             "KEFU_API_KEYS".to_string(),
             format!("admin:{ADMIN},agent:{AGENT},channel:{CHANNEL}"),
         )];
-        let (child, base) = spawn(&data, &env, Some(size));
+        let log = Arc::default();
+        let (child, base) = spawn(&data, &env, Some(size), &log);
         Some(Server {
             child: Some(child),
+            log,
             base,
             data,
             _tmp: Some(tmp),
@@ -165,6 +180,11 @@ impl Server {
         }
     }
 
+    /// What the server has logged so far (stderr, every start).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
     /// SIGKILL: no shutdown handler runs, nothing is flushed.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -182,7 +202,7 @@ impl Server {
     /// Starts again on the same data directory (a new port).
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, base) = spawn(&self.data, &self.env, self.disk.as_deref());
+        let (child, base) = spawn(&self.data, &self.env, self.disk.as_deref(), &self.log);
         self.child = Some(child);
         self.base = base;
     }
@@ -192,7 +212,7 @@ impl Server {
         let mut r = self
             .client
             .request(m, format!("{}{}", self.base, path))
-            .timeout(Duration::from_secs(120));
+            .timeout(Duration::from_secs(300));
         if let Some(k) = key {
             r = r.bearer_auth(k);
         }
