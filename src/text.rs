@@ -8,6 +8,121 @@ pub fn is_cjk(c: char) -> bool {
         0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff | 0x20000..=0x2fa1f)
 }
 
+/// The language of a turn as it arrived: the main one (ISO 639-1 where it has one, else
+/// 639-3) with a confidence in [0, 1], and the other of Chinese and English when the text mixes
+/// them ("我的order还没到").
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LanguageGuess {
+    pub language: String,
+    pub confidence: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed_with: Option<String>,
+}
+
+/// Guesses a text's language with whatlang's trigram model, where Chinese and English are told
+/// apart by their scripts first: a customer who types a product name in English inside a Chinese
+/// sentence writes Chinese (and the guess says it is mixed). `None` for a text without letters.
+pub fn guess_language(text: &str) -> Option<LanguageGuess> {
+    let cjk = text.chars().filter(|&c| is_cjk(c)).count();
+    let latin_words = text
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| w.len() > 1)
+        .count();
+    // A Latin word carries about as much as two Chinese characters.
+    let (zh, en) = (cjk as f32, 2.0 * latin_words as f32);
+    let info = DETECTOR.detect(text);
+    if zh + en == 0.0 && info.is_none() {
+        return None;
+    }
+    let share_zh = if zh + en > 0.0 { zh / (zh + en) } else { 0.0 };
+    let mixed = |other: &str, minority: f32| (minority >= 0.15).then(|| other.to_string());
+    let kana_or_hangul = text
+        .chars()
+        .any(|c| matches!(c as u32, 0x3040..=0x30ff | 0xac00..=0xd7af));
+    if cjk > 0 && !kana_or_hangul && share_zh >= 0.5 {
+        return Some(LanguageGuess {
+            language: "zh".into(),
+            confidence: share_zh,
+            mixed_with: mixed("en", 1.0 - share_zh),
+        });
+    }
+    // Trigram statistics need more text than a support question has ("Can you tell me how to
+    // change my Wi-Fi password?" reads as Dutch to whatlang); English function words do not.
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphabetic() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let english = words
+        .iter()
+        .filter(|w| ENGLISH_FUNCTION_WORDS.contains(&w.as_str()))
+        .count() as f32
+        / words.len().max(1) as f32;
+    if cjk == 0 && english >= 0.25 {
+        return Some(LanguageGuess {
+            language: "en".into(),
+            confidence: (english * 2.0).min(1.0),
+            mixed_with: None,
+        });
+    }
+    let info = info?;
+    let language = iso_639_1(info.lang())
+        .unwrap_or(info.lang().code())
+        .to_string();
+    let mixed_with = (language == "en").then(|| mixed("zh", share_zh)).flatten();
+    Some(LanguageGuess {
+        language,
+        confidence: info.confidence() as f32,
+        mixed_with,
+    })
+}
+
+/// The commonest English words that carry grammar, not topic (not "a" or "no", which Spanish,
+/// Italian and Portuguese use as much).
+const ENGLISH_FUNCTION_WORDS: &[&str] = &[
+    "about", "after", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but",
+    "by", "can", "could", "did", "do", "does", "for", "from", "get", "got", "had", "has", "have",
+    "he", "her", "his", "how", "i", "i'm", "if", "in", "is", "it", "it's", "just", "me", "my",
+    "not", "now", "of", "ok", "on", "or", "our", "please", "she", "so", "still", "thank", "thanks",
+    "that", "the", "them", "there", "they", "this", "to", "up", "was", "we", "what", "when",
+    "where", "which", "who", "why", "will", "with", "would", "yes", "you", "your",
+];
+
+/// Only the languages a customer-service deployment meets: whatlang's 69 include neighbours it
+/// picks for short questions (Afrikaans for "Can you tell me how to change my Wi-Fi password?";
+/// Dutch with this list, hence the function words in [`guess_language`]).
+static DETECTOR: std::sync::LazyLock<whatlang::Detector> = std::sync::LazyLock::new(|| {
+    use whatlang::Lang::*;
+    whatlang::Detector::with_allowlist(vec![
+        Eng, Cmn, Jpn, Kor, Spa, Fra, Deu, Rus, Por, Ita, Nld, Vie, Tha, Ind, Tur, Ara, Pol,
+    ])
+});
+
+/// The two-letter code of the languages customers here write in most, for the API.
+fn iso_639_1(lang: whatlang::Lang) -> Option<&'static str> {
+    use whatlang::Lang::*;
+    Some(match lang {
+        Eng => "en",
+        Cmn => "zh",
+        Jpn => "ja",
+        Kor => "ko",
+        Spa => "es",
+        Fra => "fr",
+        Deu => "de",
+        Rus => "ru",
+        Por => "pt",
+        Ita => "it",
+        Nld => "nl",
+        Vie => "vi",
+        Tha => "th",
+        Ind => "id",
+        Tur => "tr",
+        Ara => "ar",
+        Pol => "pl",
+        _ => return None,
+    })
+}
+
 /// `zh` when a fifth or more of the letters are CJK, else `en`: enough to pick the prompt and
 /// filters for the two languages customers write here; anything else should be given explicitly.
 pub fn detect_language(text: &str) -> &'static str {
@@ -258,5 +373,38 @@ mod tests {
         assert!(ps.last().unwrap().ends_with("最后一段。"));
         let zh = "第一句话。".repeat(100);
         assert!(passages(&zh).iter().all(|p| !p.contains(' ')));
+    }
+}
+
+#[cfg(test)]
+mod language_tests {
+    use super::*;
+
+    #[test]
+    fn guesses_the_language_with_a_confidence_and_notices_mixing() {
+        for short in [
+            "Can you tell me how to change my Wi-Fi password?",
+            "OK, I will try that now.",
+            "Open the app, go to Wi-Fi settings and choose a new password.",
+            "thanks",
+            "Where is my parcel?",
+        ] {
+            let g = guess_language(short).unwrap();
+            assert_eq!(g.language, "en", "{short}: {g:?}");
+        }
+        let g = guess_language("My parcel has not arrived and nobody answers the phone.").unwrap();
+        assert_eq!((g.language.as_str(), g.mixed_with), ("en", None));
+        assert!(g.confidence > 0.5, "{}", g.confidence);
+        let g = guess_language("我的快递三天了还没到，客服电话也打不通。").unwrap();
+        assert_eq!((g.language.as_str(), g.mixed_with), ("zh", None));
+        assert!(g.confidence > 0.9);
+        let g = guess_language("我的order还没到，tracking number查不到").unwrap();
+        assert_eq!(g.language, "zh");
+        assert_eq!(g.mixed_with.as_deref(), Some("en"));
+        let g = guess_language("Mi pedido no ha llegado todavía, ¿dónde está?").unwrap();
+        assert_eq!(g.language, "es");
+        let g = guess_language("注文した商品がまだ届きません。").unwrap();
+        assert_eq!(g.language, "ja");
+        assert_eq!(guess_language("12345 !!"), None);
     }
 }

@@ -246,6 +246,25 @@ fn a_calm_conversation_is_not_flagged_and_asking_for_a_person_is() {
         v["escalation"]["reasons"][0]["reason"], "human_requested",
         "{v}"
     );
+    // Every turn carries its language with a confidence, and a mixed one says so.
+    assert_eq!(v["turns"][0]["language"]["language"], "zh", "{v}");
+    let (_, calm) = s.call("GET", "/v1/conversations/calm-1", None);
+    for t in calm["turns"].as_array().unwrap() {
+        assert_eq!(t["language"]["language"], "en", "{t}");
+        assert!(t["language"]["confidence"].as_f64().unwrap() > 0.5, "{t}");
+    }
+    let v = turn(
+        &s,
+        "mixed-1",
+        "customer",
+        "我的order还没到，tracking number查不到",
+    );
+    let lang = &v["turns"][0]["language"];
+    assert_eq!(
+        (&lang["language"], &lang["mixed_with"]),
+        (&json!("zh"), &json!("en")),
+        "{v}"
+    );
 }
 
 #[test]

@@ -338,7 +338,14 @@ fn retention_lets_old_data_go_and_keeps_new_data() {
     let who = |c: &str| Party::Staff(Some(c.to_string()));
     let add = |conv: &str, cust: &str, channel: Channel, text: &str| {
         store
-            .append_turn(conv, &who(cust), channel, Role::Customer, text, None)
+            .append_turn(
+                conv,
+                &who(cust),
+                channel,
+                Role::Customer,
+                text,
+                &Default::default(),
+            )
             .unwrap();
     };
     add("old-chat", "c1", Channel::Chat, "old chat turn");

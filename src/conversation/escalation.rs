@@ -138,6 +138,7 @@ mod tests {
             at: String::new(),
             sentiment: mood.map(|m| m.0.parse().unwrap()),
             valence: mood.map(|m| m.1),
+            language: None,
         }
     }
 

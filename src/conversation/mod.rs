@@ -27,10 +27,10 @@ use crate::store::Store;
 use crate::store::answers::AnswerRecord;
 pub use crate::store::conversations::Party;
 use crate::store::conversations::{
-    Contact, ConversationRecord, ConversationSummary, Turn, TurnMood,
+    Contact, ConversationRecord, ConversationSummary, Turn, TurnMood, TurnSignals,
 };
 use crate::store::customers::{CustomerExport, Removed, Retention};
-use crate::text::shorten as truncate;
+use crate::text::{guess_language, shorten as truncate};
 use crate::vecmath::dot;
 use crate::vocab::{Channel, EscalationReason, HandoffReason, Role};
 use escalation::{Escalation, EscalationPolicy, Flag, MoodTrend};
@@ -285,8 +285,13 @@ impl Conversations {
             conversation_id.to_string(),
             t.party.clone(),
         );
+        // Read from the turn as it was said; stored masked.
+        let signals = TurnSignals {
+            mood,
+            language: guess_language(&text),
+        };
         let text = self.at_rest(&text);
-        blocking(move || store.append_turn(&id, &party, t.channel, t.role, &text, mood.as_ref()))
+        blocking(move || store.append_turn(&id, &party, t.channel, t.role, &text, &signals))
             .await?;
         self.get(conversation_id, &t.party)
             .await?
@@ -356,11 +361,13 @@ impl Conversations {
     /// The caller gets the record as given; the store keeps it with personal data masked.
     pub async fn record_answer(&self, record: AnswerRecord, party: &Party) -> Result<AnswerRecord> {
         let (store, party) = (self.store.clone(), party.clone());
-        let stored = AnswerRecord {
+        let mut stored = AnswerRecord {
             question: self.at_rest(&record.question),
             answer: self.at_rest(&record.answer),
+            answer_language: guess_language(&record.answer),
             ..record.clone()
         };
+        stored.question_signals.language = guess_language(&record.question);
         blocking(move || store.record_answer(&stored, &party)).await?;
         *self
             .outcomes
@@ -449,6 +456,7 @@ impl Conversations {
             at: String::new(),
             sentiment: mood.map(|m| m.label),
             valence: mood.map(|m| m.valence),
+            language: None,
         });
         // The new turn reopens a resolved conversation, so it counts as unresolved.
         self.escalation(conversation_id, customer.as_deref(), &turns, false)

@@ -24,7 +24,7 @@ use crate::knowledge::answer::{Plan, Question, Reply};
 use crate::knowledge::support;
 use crate::runtime::generate::GenEvent;
 use crate::store::answers::{AnswerRecord, Citation};
-use crate::store::conversations::{Party, TurnMood};
+use crate::store::conversations::{Party, TurnMood, TurnSignals};
 use crate::vocab::{Channel, HandoffReason};
 
 const MAX_QUESTION_CHARS: usize = 2000;
@@ -242,7 +242,11 @@ impl Desk {
                     handoff_reason,
                     confidence,
                     model,
-                    question_mood: asked.mood,
+                    question_signals: TurnSignals {
+                        mood: asked.mood,
+                        language: None,
+                    },
+                    answer_language: None,
                 },
                 &asked.req.party,
             )

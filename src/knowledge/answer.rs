@@ -255,6 +255,7 @@ impl Answerer {
             at: String::new(),
             sentiment: None,
             valence: None,
+            language: None,
         });
         let (prompt, fingerprint) = self.grounded_prompt(
             generator,

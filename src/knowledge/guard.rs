@@ -294,6 +294,7 @@ mod tests {
             at: String::new(),
             sentiment: None,
             valence: None,
+            language: None,
         };
         let mut turns = vec![
             turn(Role::Customer, "My router keeps dropping."),

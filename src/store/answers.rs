@@ -5,9 +5,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::conversations::{
-    Party, TurnMood, check_owner, check_room, insert_turn, touch_conversation,
+    Party, TurnSignals, check_owner, check_room, insert_turn, touch_conversation,
 };
 use super::{Store, StoreError};
+use crate::text::LanguageGuess;
 use crate::vocab::{Channel, HandoffReason, Role};
 
 /// A card an answer drew on.
@@ -32,9 +33,12 @@ pub struct AnswerRecord {
     pub handoff_reason: Option<HandoffReason>,
     pub confidence: f32,
     pub model: Option<String>,
-    /// The question's sentiment, when scored.
+    /// What was read in the question (its sentiment, its language).
     #[serde(skip)]
-    pub question_mood: Option<TurnMood>,
+    pub question_signals: TurnSignals,
+    /// The reply's language.
+    #[serde(skip)]
+    pub answer_language: Option<LanguageGuess>,
 }
 
 /// An answer the service gave, as a hand-off summary reads it.
@@ -61,9 +65,20 @@ impl Store {
         let at = self.now();
         let (conv, channel) = (a.conversation_id.as_str(), a.channel);
         touch_conversation(&tx, conv, party.customer(), channel, &at)?;
-        let mood = a.question_mood.as_ref();
-        insert_turn(&tx, conv, Role::Customer, channel, &a.question, &at, mood)?;
-        insert_turn(&tx, conv, Role::Bot, channel, &a.answer, &at, None)?;
+        insert_turn(
+            &tx,
+            conv,
+            Role::Customer,
+            channel,
+            &a.question,
+            &at,
+            &a.question_signals,
+        )?;
+        let reply = TurnSignals {
+            mood: None,
+            language: a.answer_language.clone(),
+        };
+        insert_turn(&tx, conv, Role::Bot, channel, &a.answer, &at, &reply)?;
         tx.execute(
             "INSERT INTO answers (id, conversation_id, channel, question, answer, citations, handoff, handoff_reason, confidence, model, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -106,7 +121,8 @@ impl Store {
                         handoff_reason: r.get(8)?,
                         confidence: r.get(9)?,
                         model: r.get(10)?,
-                        question_mood: None,
+                        question_signals: TurnSignals::default(),
+                        answer_language: None,
                     },
                     r.get::<_, String>(6)?,
                 ))

@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
+use crate::text::LanguageGuess;
 use crate::vocab::{Channel, Role, Sentiment};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -22,6 +23,10 @@ pub struct Turn {
     /// P(positive) - P(negative), in [-1, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valence: Option<f32>,
+    /// The language it was written or spoken in, with a confidence (turns stored before
+    /// kefu read it have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<LanguageGuess>,
 }
 
 /// A turn's sentiment as stored.
@@ -29,6 +34,14 @@ pub struct Turn {
 pub struct TurnMood {
     pub label: Sentiment,
     pub valence: f32,
+}
+
+/// What kefu read in a turn as it arrived, stored with it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnSignals {
+    /// Customer turns, when sentiment is on.
+    pub mood: Option<TurnMood>,
+    pub language: Option<LanguageGuess>,
 }
 
 /// A conversation with every turn, oldest first.
@@ -73,6 +86,8 @@ pub struct Contact {
 
 /// `seq` is set by the caller from the turn's position; the row id only orders.
 fn turn_from_row(r: &rusqlite::Row) -> rusqlite::Result<Turn> {
+    let (language, confidence, mixed_with): (Option<String>, Option<f64>, Option<String>) =
+        (r.get(7)?, r.get(8)?, r.get(9)?);
     Ok(Turn {
         seq: r.get(0)?,
         role: r.get(1)?,
@@ -81,10 +96,15 @@ fn turn_from_row(r: &rusqlite::Row) -> rusqlite::Result<Turn> {
         at: r.get(4)?,
         sentiment: r.get(5)?,
         valence: r.get::<_, Option<f64>>(6)?.map(|v| v as f32),
+        language: language.map(|language| LanguageGuess {
+            language,
+            confidence: confidence.unwrap_or(0.0) as f32,
+            mixed_with,
+        }),
     })
 }
 
-const TURN_COLUMNS: &str = "id, role, channel, text, at, sentiment, valence";
+const TURN_COLUMNS: &str = "id, role, channel, text, at, sentiment, valence, language, language_confidence, language_mixed";
 
 /// Who acts on a conversation, as its ownership check reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +137,7 @@ impl Store {
         channel: Channel,
         role: Role,
         text: &str,
-        mood: Option<&TurnMood>,
+        signals: &TurnSignals,
     ) -> Result<Turn, StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
@@ -125,7 +145,7 @@ impl Store {
         check_room(&tx, conversation_id, 1, self.max_turns)?;
         let at = self.now();
         touch_conversation(&tx, conversation_id, party.customer(), channel, &at)?;
-        insert_turn(&tx, conversation_id, role, channel, text, &at, mood)?;
+        insert_turn(&tx, conversation_id, role, channel, text, &at, signals)?;
         let seq = turn_count(&tx, conversation_id)?;
         tx.commit()?;
         Ok(Turn {
@@ -134,8 +154,9 @@ impl Store {
             channel,
             text: text.into(),
             at,
-            sentiment: mood.map(|m| m.label),
-            valence: mood.map(|m| m.valence),
+            sentiment: signals.mood.as_ref().map(|m| m.label),
+            valence: signals.mood.as_ref().map(|m| m.valence),
+            language: signals.language.clone(),
         })
     }
 
@@ -356,11 +377,24 @@ pub(super) fn insert_turn(
     channel: Channel,
     text: &str,
     at: &str,
-    mood: Option<&TurnMood>,
+    signals: &TurnSignals,
 ) -> Result<(), StoreError> {
+    let (mood, lang) = (signals.mood.as_ref(), signals.language.as_ref());
     conn.execute(
-        "INSERT INTO turns (conversation_id, role, channel, text, at, sentiment, valence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![conversation_id, role, channel, text, at, mood.map(|m| m.label), mood.map(|m| m.valence as f64)],
+        "INSERT INTO turns (conversation_id, role, channel, text, at, sentiment, valence, language, language_confidence, language_mixed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            conversation_id,
+            role,
+            channel,
+            text,
+            at,
+            mood.map(|m| m.label),
+            mood.map(|m| m.valence as f64),
+            lang.map(|l| &l.language),
+            lang.map(|l| l.confidence as f64),
+            lang.and_then(|l| l.mixed_with.as_ref()),
+        ],
     )?;
     Ok(())
 }
@@ -458,7 +492,8 @@ mod tests {
             handoff_reason: None,
             confidence: 0.8,
             model: Some("m".into()),
-            question_mood: None,
+            question_signals: TurnSignals::default(),
+            answer_language: None,
         }
     }
 
@@ -518,7 +553,7 @@ mod tests {
             Channel::Chat,
             Role::Agent,
             "hi",
-            None,
+            &TurnSignals::default(),
         )
         .unwrap();
         assert_eq!(s.recent_turns("mine", &me, 5).unwrap().len(), 2);
@@ -534,8 +569,15 @@ mod tests {
                 "{conv}"
             );
             assert!(denied(
-                s.append_turn(conv, &other, Channel::Chat, Role::Customer, "x", None)
-                    .map(|_| ())
+                s.append_turn(
+                    conv,
+                    &other,
+                    Channel::Chat,
+                    Role::Customer,
+                    "x",
+                    &TurnSignals::default(),
+                )
+                .map(|_| ())
             ));
         }
         assert!(matches!(
@@ -554,7 +596,7 @@ mod tests {
             Channel::Chat,
             Role::Customer,
             "hello",
-            None,
+            &TurnSignals::default(),
         )
         .unwrap();
         assert_eq!(
@@ -591,7 +633,10 @@ mod tests {
             Channel::Voice,
             Role::Customer,
             "still broken",
-            Some(&mood),
+            &TurnSignals {
+                mood: Some(mood),
+                language: None,
+            },
         )
         .unwrap();
         let c = s.conversation("old", &staff(None)).unwrap().unwrap();

@@ -16,11 +16,26 @@ struct Step {
     apply: fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
 }
 
-const STEPS: &[Step] = &[Step {
-    version: 1,
-    what: "cards, versions, chunks, keyword index, audit, conversations, turns, answers, feedback",
-    apply: baseline,
-}];
+const STEPS: &[Step] = &[
+    Step {
+        version: 1,
+        what: "cards, versions, chunks, keyword index, audit, conversations, turns, answers, feedback",
+        apply: baseline,
+    },
+    Step {
+        version: 2,
+        what: "each turn's language, with a confidence and the other language of a mixed text",
+        apply: turn_language,
+    },
+];
+
+fn turn_language(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE turns ADD COLUMN language TEXT;
+         ALTER TABLE turns ADD COLUMN language_confidence REAL;
+         ALTER TABLE turns ADD COLUMN language_mixed TEXT;",
+    )
+}
 
 /// The schema as it stood when versioning began. Databases written before then carry no version
 /// but may hold every table already, some from before the sentiment and resolution columns were
