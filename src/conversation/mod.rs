@@ -192,7 +192,7 @@ impl Conversations {
         let removed = blocking(move || store.erase_customer(&id, &actor)).await?;
         if removed != Removed::default() {
             let mut totals = self.removed.lock();
-            totals.0 = add(totals.0, removed);
+            totals.0 += removed;
             totals.2 += 1;
         }
         Ok(removed)
@@ -213,7 +213,7 @@ impl Conversations {
         let (store, keep) = (self.store.clone(), self.retention);
         let removed = blocking(move || store.sweep(&keep)).await?;
         let mut totals = self.removed.lock();
-        totals.1 = add(totals.1, removed);
+        totals.1 += removed;
         Ok(removed)
     }
 
@@ -603,15 +603,4 @@ pub fn validate_id(name: &str, v: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn add(a: Removed, b: Removed) -> Removed {
-    Removed {
-        conversations: a.conversations + b.conversations,
-        turns: a.turns + b.turns,
-        transcripts: a.transcripts + b.transcripts,
-        answers: a.answers + b.answers,
-        feedback: a.feedback + b.feedback,
-        audit: a.audit + b.audit,
-    }
 }

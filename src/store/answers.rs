@@ -130,8 +130,7 @@ impl Store {
         )
         .optional()?
         .map(|(mut a, cites)| {
-            a.citations = serde_json::from_str(&cites)
-                .map_err(|e| StoreError::Corrupt(format!("citations of answer {id}: {e}")))?;
+            a.citations = citations(id, &cites)?;
             Ok(a)
         })
         .transpose()
@@ -216,9 +215,14 @@ pub(super) fn answers_in(
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
         .map(|(id, channel, mut a, cites)| {
-            a.citations = serde_json::from_str(&cites)
-                .map_err(|e| StoreError::Corrupt(format!("citations of answer {id}: {e}")))?;
+            a.citations = citations(&id, &cites)?;
             Ok((id, channel, a))
         })
         .collect()
+}
+
+/// An answer's citations as stored (a JSON list).
+fn citations(answer_id: &str, stored: &str) -> Result<Vec<Citation>, StoreError> {
+    serde_json::from_str(stored)
+        .map_err(|e| StoreError::Corrupt(format!("citations of answer {answer_id}: {e}")))
 }

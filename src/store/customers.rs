@@ -28,6 +28,17 @@ pub struct Removed {
     pub audit: u64,
 }
 
+impl std::ops::AddAssign for Removed {
+    fn add_assign(&mut self, r: Removed) {
+        self.conversations += r.conversations;
+        self.turns += r.turns;
+        self.transcripts += r.transcripts;
+        self.answers += r.answers;
+        self.feedback += r.feedback;
+        self.audit += r.audit;
+    }
+}
+
 /// How long each kind of data is kept, in days (`None`: for ever).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
