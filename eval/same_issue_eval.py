@@ -7,7 +7,7 @@ case).
     python3 eval/same_issue_eval.py http://127.0.0.1:8080 [API_KEY] [--head PATH]
 
 It computes what the server computes: the embedder's query vectors (`/v1/embeddings`), minus the
-per-language center stored in the sentiment head, at unit length, and their cosine. Prints the
+per-language center stored in the signal heads, at unit length, and their cosine. Prints the
 cosines, the accuracy at the configured threshold (0.45, `[escalation] same_issue_similarity`)
 and the best threshold on this set as JSON; exits 1 under the floor in eval/floors.json.
 Standard library only."""
@@ -27,7 +27,7 @@ if "--head" in args:
 base = args[0].rstrip("/") if args else "http://127.0.0.1:8080"
 key = args[1] if len(args) > 1 else None
 models = os.environ.get("KEFU_MODELS_DIR", os.path.expanduser("~/.cache/kefu/models"))
-head = json.loads(Path(head_path or f"{models}/heads/sentiment-e5-small.json").read_text())
+head = json.loads(Path(head_path or f"{models}/heads/signals-v1-e5-small.json").read_text())
 here = Path(__file__).parent
 rows = [json.loads(l) for l in (here / "same_issue_pairs.jsonl").read_text().splitlines() if l.strip()]
 THRESHOLD = 0.45

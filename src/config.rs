@@ -51,6 +51,7 @@ pub struct Config {
     pub search: SearchConfig,
     pub answer: AnswerConfig,
     pub escalation: EscalationConfig,
+    pub understanding: UnderstandingConfig,
     pub vector: VectorConfig,
     pub voice: VoiceConfig,
     pub privacy: PrivacyConfig,
@@ -262,6 +263,22 @@ pub struct EscalationConfig {
     /// Two contacts are about the same issue when the cosine of their opening turns' centered
     /// embeddings reaches this (calibrated in eval/same_issue_pairs.jsonl).
     pub same_issue_similarity: f32,
+}
+
+/// How customer turns are read (README "Understanding the customer").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnderstandingConfig {
+    /// A turn whose most probable intent scores below this is `other`.
+    pub intent_min_confidence: f32,
+}
+
+impl Default for UnderstandingConfig {
+    fn default() -> Self {
+        UnderstandingConfig {
+            intent_min_confidence: crate::conversation::intents::MIN_CONFIDENCE,
+        }
+    }
 }
 
 impl Default for EscalationConfig {
@@ -503,6 +520,7 @@ impl Default for Config {
             search: SearchConfig::default(),
             answer: AnswerConfig::default(),
             escalation: EscalationConfig::default(),
+            understanding: UnderstandingConfig::default(),
             vector: VectorConfig::default(),
             voice: VoiceConfig::default(),
             privacy: PrivacyConfig::default(),

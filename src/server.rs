@@ -7,13 +7,13 @@ use std::sync::Arc;
 use crate::api::{self, AppState, auth::Keys};
 use crate::config::Config;
 use crate::conversation::Conversations;
-use crate::conversation::sentiment::{self, SentimentModel};
+use crate::conversation::intents::Intents;
+use crate::conversation::signals::{self, Heads, Understanding};
 use crate::desk::Desk;
 use crate::knowledge::Knowledge;
 use crate::knowledge::answer::Answerer;
 use crate::knowledge::prompts::Prompts;
 use crate::runtime::asr::AsrPool;
-use crate::runtime::classify::LinearHead;
 use crate::runtime::embed::{EmbedPool, Embedder};
 use crate::runtime::generate::{GenPool, Generator};
 use crate::runtime::registry::Registry;
@@ -43,12 +43,7 @@ pub enum StartError {
 }
 
 /// The models `build` loads off the reactor.
-type Loaded = (
-    Embedder,
-    Option<Generator>,
-    Option<LinearHead>,
-    Option<AsrPool>,
-);
+type Loaded = (Embedder, Option<Generator>, Option<Heads>, Option<AsrPool>);
 
 /// Everything the API needs, built and ready.
 pub async fn build(cfg: Config) -> Result<AppState, StartError> {
@@ -76,18 +71,18 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
             let e = Embedder::load(&files, &dev)?;
             tracing::info!(model = %embedder_id, dim = e.dim(), max_tokens = e.max_tokens(), secs = started.elapsed().as_secs_f32(), "embedder loaded");
             let head = if want_sentiment {
-                let path = sentiment::head_path(&models_dir, e.id());
+                let path = signals::heads_path(&models_dir, e.id());
                 if path.exists() {
-                    Some(LinearHead::load(&path)?)
+                    Some(Heads::load(&path)?)
                 } else {
-                    // Like fetching a model on first start: the head is made from labelled data
-                    // (about two minutes on 2 cores), once. Without the data (offline) the
+                    // Like fetching a model on first start: the heads are made from labelled
+                    // data (a few minutes on 2 cores), once. Without the data (offline) the
                     // service still starts; sentiment then answers 503 and says why.
-                    tracing::info!(path = %path.display(), "no sentiment head yet: training it (kefu train sentiment)");
-                    match sentiment::train(&registry, &e, sentiment::TrainPlan::default(), &path) {
+                    tracing::info!(path = %path.display(), "no signal heads yet: training them (kefu train signals)");
+                    match signals::train(&registry, &e, signals::TrainPlan::default(), &path) {
                         Ok(h) => Some(h),
                         Err(err) => {
-                            tracing::error!(error = %err, "could not train the sentiment head: starting without sentiment; run `kefu train sentiment` when the data can be fetched");
+                            tracing::error!(error = %err, "could not train the signal heads: starting without sentiment, emotions and intents; run `kefu train signals` when the data can be fetched");
                             None
                         }
                     }
@@ -135,12 +130,23 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         cfg.limits.embed_batch,
         std::time::Duration::from_millis(cfg.limits.max_queue_wait_ms),
     );
-    let sentiment = head
-        .map(|h| SentimentModel::new(pool.clone(), h))
-        .transpose()?;
-    if let Some(m) = &sentiment {
-        tracing::info!(held_out_accuracy = %m.provenance()["held_out_accuracy"], "sentiment head ready");
-    }
+    let understanding = match head {
+        Some(heads) => {
+            let heads = Arc::new(heads);
+            let intents = Intents::start(
+                pool.clone(),
+                heads.clone(),
+                store.clone(),
+                cfg.understanding.intent_min_confidence,
+            )
+            .await
+            .map_err(|e| StartError::Other(format!("training the intent head: {e}")))?;
+            let u = Understanding::new(pool.clone(), heads, intents)?;
+            tracing::info!(dev_sentiment_accuracy = %u.provenance()["dev_sentiment_accuracy"], "signal heads ready");
+            Some(u)
+        }
+        None => None,
+    };
     let gen_pool = generator
         .map(|g| {
             GenPool::start(
@@ -181,7 +187,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     tracing::info!(backend = knowledge.index_backend(), "vector index ready");
     let conversations = Arc::new(Conversations::new(
         knowledge.store().clone(),
-        sentiment,
+        understanding,
         cfg.escalation.clone(),
         &cfg.privacy,
         &cfg.compliance.allow,

@@ -65,6 +65,11 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// What a customer turn shows besides its sentiment; a turn may show several at once.
+    pub enum Emotion { Anger, Frustration, Confusion, Urgency, Gratitude }
+}
+
+vocabulary! {
     /// Why an answer went to a person instead of the model's text.
     pub enum HandoffReason {
         /// The conversation is flagged for escalation.

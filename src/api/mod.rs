@@ -8,13 +8,14 @@ pub mod auth;
 pub mod cards;
 pub mod conversations;
 pub mod error;
+pub mod intents;
 pub mod metrics;
 pub mod openai;
 pub mod ops;
 pub mod privacy;
 pub mod rerank;
 pub mod search;
-pub mod sentiment;
+pub mod signals;
 pub mod transcriptions;
 pub mod voice;
 
@@ -55,7 +56,7 @@ pub struct AppState {
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
-        search::search, rerank::rerank, sentiment::sentiment, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
+        search::search, rerank::rerank, signals::sentiment, signals::signals, intents::list, intents::define, intents::remove, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
         openai::chat_completions, openai::embeddings, openai::models, transcriptions::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
@@ -145,7 +146,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/index/status", get(cards::index_status))
         .route("/v1/search", post(search::search))
         .route("/v1/rerank", post(rerank::rerank))
-        .route("/v1/sentiment", post(sentiment::sentiment))
+        .route("/v1/sentiment", post(signals::sentiment))
+        .route("/v1/signals", post(signals::signals))
+        .route("/v1/intents", get(intents::list).post(intents::define))
+        .route("/v1/intents/{name}", axum::routing::delete(intents::remove))
         .route(
             "/v1/conversations/{id}",
             get(conversations::get_conversation),

@@ -139,6 +139,8 @@ mod tests {
             sentiment: mood.map(|m| m.0.parse().unwrap()),
             valence: mood.map(|m| m.1),
             language: None,
+            emotions: None,
+            intent: None,
         }
     }
 

@@ -13,7 +13,8 @@
 
 pub mod escalation;
 pub mod handoff;
-pub mod sentiment;
+pub mod intents;
+pub mod signals;
 
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ use crate::vecmath::dot;
 use crate::vocab::{Channel, EscalationReason, HandoffReason, Role};
 use escalation::{Escalation, EscalationPolicy, Flag, MoodTrend};
 use handoff::HandoffSummary;
-use sentiment::SentimentModel;
+use signals::Understanding;
 
 /// Longest turn accepted, in characters.
 pub const MAX_TURN_CHARS: usize = 8000;
@@ -45,7 +46,7 @@ pub const CARRY_HOURS: i64 = 24;
 
 pub struct Conversations {
     store: Arc<Store>,
-    sentiment: Option<SentimentModel>,
+    understanding: Option<Understanding>,
     policy: EscalationPolicy,
     /// Answers recorded by hand-off reason (None: answered), for `/metrics`.
     outcomes: parking_lot::Mutex<std::collections::BTreeMap<Option<HandoffReason>, u64>>,
@@ -149,7 +150,7 @@ impl Conversations {
 
     pub fn new(
         store: Arc<Store>,
-        sentiment: Option<SentimentModel>,
+        understanding: Option<Understanding>,
         policy: EscalationPolicy,
         privacy: &PrivacyConfig,
         allow: &[String],
@@ -157,7 +158,7 @@ impl Conversations {
         let days = privacy.retain_days;
         Conversations {
             store,
-            sentiment,
+            understanding,
             policy,
             outcomes: Default::default(),
             redactor: privacy.redact.then(|| Detector::new(allow)),
@@ -247,20 +248,65 @@ impl Conversations {
         *self.removed.lock()
     }
 
-    pub fn sentiment(&self) -> Option<&SentimentModel> {
-        self.sentiment.as_ref()
+    /// The models that read customer turns; `None` when they are disabled.
+    pub fn understanding(&self) -> Option<&Understanding> {
+        self.understanding.as_ref()
     }
 
-    /// The sentiment of a customer's text, or `None` when sentiment is disabled.
-    pub async fn score(&self, text: &str) -> Result<Option<TurnMood>> {
-        let Some(model) = &self.sentiment else {
-            return Ok(None);
+    /// Reads texts that are not turns (`/v1/sentiment`, `/v1/signals`).
+    pub async fn read_texts(&self, texts: Vec<String>) -> Result<Vec<signals::Reading>> {
+        Ok(self.model()?.read(texts).await?)
+    }
+
+    fn model(&self) -> Result<&Understanding> {
+        self.understanding.as_ref().ok_or_else(|| {
+            Error::Unavailable(
+                "sentiment, emotions and intents are not available on this server: models.sentiment is \"none\", or the heads could not be trained at start (see the log; run `kefu train signals`)".into(),
+            )
+        })
+    }
+
+    /// The intent taxonomy: built in, then an admin's.
+    pub async fn intents(&self) -> Result<Vec<intents::IntentInfo>> {
+        self.model()?.intents().list().await
+    }
+
+    pub async fn define_intent(
+        &self,
+        new: intents::NewIntent,
+        actor: &str,
+    ) -> Result<intents::IntentInfo> {
+        self.model()?.intents().define(new, actor).await
+    }
+
+    pub async fn remove_intent(&self, name: &str, actor: &str) -> Result<()> {
+        self.model()?.intents().remove(name, actor).await
+    }
+
+    /// What a customer's turn says: its language, and its sentiment, emotions and intent from
+    /// one embedding (those three only when the signals are enabled).
+    pub async fn read(&self, text: &str) -> Result<TurnSignals> {
+        let language = guess_language(text);
+        let Some(model) = &self.understanding else {
+            return Ok(TurnSignals {
+                language,
+                ..TurnSignals::default()
+            });
         };
-        let s = model.classify(vec![text.to_string()]).await?;
-        Ok(s.first().map(|s| TurnMood {
-            label: s.label,
-            valence: s.valence(),
-        }))
+        let reading = model
+            .read(vec![text.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Unavailable("the embedder returned no vector".into()))?;
+        Ok(TurnSignals {
+            mood: Some(TurnMood {
+                label: reading.sentiment.label,
+                valence: reading.sentiment.valence(),
+            }),
+            language,
+            emotions: Some(reading.emotions),
+            intent: Some(reading.intent),
+        })
     }
 
     /// Appends a turn (scored when it is the customer's) and returns the conversation after it.
@@ -275,21 +321,20 @@ impl Conversations {
                 "text must be 1 to {MAX_TURN_CHARS} characters"
             )));
         }
-        let mood = if t.role == Role::Customer {
-            self.score(&text).await?
+        // Read from the turn as it was said; stored masked.
+        let signals = if t.role == Role::Customer {
+            self.read(&text).await?
         } else {
-            None
+            TurnSignals {
+                language: guess_language(&text),
+                ..TurnSignals::default()
+            }
         };
         let (store, id, party) = (
             self.store.clone(),
             conversation_id.to_string(),
             t.party.clone(),
         );
-        // Read from the turn as it was said; stored masked.
-        let signals = TurnSignals {
-            mood,
-            language: guess_language(&text),
-        };
         let text = self.at_rest(&text);
         blocking(move || store.append_turn(&id, &party, t.channel, t.role, &text, &signals))
             .await?;
@@ -441,7 +486,7 @@ impl Conversations {
         party: &Party,
         channel: Channel,
         question: &str,
-        mood: Option<&TurnMood>,
+        signals: &TurnSignals,
     ) -> Result<Escalation> {
         let stated = party.customer().map(str::to_string);
         let (mut turns, customer) = match self.record(conversation_id, party).await? {
@@ -454,9 +499,11 @@ impl Conversations {
             channel,
             text: question.to_string(),
             at: String::new(),
-            sentiment: mood.map(|m| m.label),
-            valence: mood.map(|m| m.valence),
-            language: None,
+            sentiment: signals.mood.as_ref().map(|m| m.label),
+            valence: signals.mood.as_ref().map(|m| m.valence),
+            language: signals.language.clone(),
+            emotions: signals.emotions.clone(),
+            intent: signals.intent.clone(),
         });
         // The new turn reopens a resolved conversation, so it counts as unresolved.
         self.escalation(conversation_id, customer.as_deref(), &turns, false)
@@ -524,7 +571,7 @@ impl Conversations {
         turns: &[Turn],
     ) -> Result<Option<(Flag, bool)>> {
         let p = &self.policy;
-        let Some(model) = &self.sentiment else {
+        let Some(model) = &self.understanding else {
             return Ok(None);
         };
         let opening = opening(turns);

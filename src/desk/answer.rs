@@ -24,7 +24,7 @@ use crate::knowledge::answer::{Plan, Question, Reply};
 use crate::knowledge::support;
 use crate::runtime::generate::GenEvent;
 use crate::store::answers::{AnswerRecord, Citation};
-use crate::store::conversations::{Party, TurnMood, TurnSignals};
+use crate::store::conversations::{Party, TurnSignals};
 use crate::vocab::{Channel, HandoffReason};
 
 const MAX_QUESTION_CHARS: usize = 2000;
@@ -104,7 +104,7 @@ pub enum AnswerEvent {
 struct Asked {
     req: AnswerRequest,
     conversation_id: String,
-    mood: Option<TurnMood>,
+    signals: TurnSignals,
 }
 
 impl Desk {
@@ -178,7 +178,7 @@ impl Desk {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let party = &req.party;
-        let mood = self.conversations.score(&req.question).await?;
+        let signals = self.conversations.read(&req.question).await?;
         let escalation = self
             .conversations
             .assess_with(
@@ -186,7 +186,7 @@ impl Desk {
                 party,
                 req.channel,
                 &req.question,
-                mood.as_ref(),
+                &signals,
             )
             .await?;
         let history = self
@@ -207,7 +207,7 @@ impl Desk {
         let asked = Asked {
             req,
             conversation_id,
-            mood,
+            signals,
         };
         Ok((asked, plan))
     }
@@ -242,10 +242,7 @@ impl Desk {
                     handoff_reason,
                     confidence,
                     model,
-                    question_signals: TurnSignals {
-                        mood: asked.mood,
-                        language: None,
-                    },
+                    question_signals: asked.signals,
                     answer_language: None,
                 },
                 &asked.req.party,

@@ -95,9 +95,9 @@ impl Desk {
     /// Step 3: a final utterance, scored and, in a conversation, stored as the customer's turn.
     pub async fn voice_final(&self, session: &VoiceSession, text: &str) -> Result<StoredFinal> {
         let Some((id, party)) = &session.conversation else {
-            let mood = self.conversations.score(text).await?;
+            let signals = self.conversations.read(text).await?;
             return Ok(StoredFinal {
-                sentiment: mood,
+                sentiment: signals.mood,
                 ..StoredFinal::default()
             });
         };

@@ -256,6 +256,8 @@ impl Answerer {
             sentiment: None,
             valence: None,
             language: None,
+            emotions: None,
+            intent: None,
         });
         let (prompt, fingerprint) = self.grounded_prompt(
             generator,

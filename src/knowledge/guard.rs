@@ -295,6 +295,8 @@ mod tests {
             sentiment: None,
             valence: None,
             language: None,
+            emotions: None,
+            intent: None,
         };
         let mut turns = vec![
             turn(Role::Customer, "My router keeps dropping."),

@@ -59,15 +59,23 @@ impl LinearHead {
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let head: LinearHead = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let shape_ok = !head.labels.is_empty()
-            && head.weights.len() == head.labels.len()
-            && head.bias.len() == head.labels.len()
-            && head.weights.iter().all(|w| w.len() == head.dim)
-            && head.centers.values().all(|c| c.len() == head.dim);
-        if !shape_ok {
-            return Err(bad("labels, weights and bias do not agree in shape".into()));
-        }
+        head.check().map_err(bad)?;
         Ok(head)
+    }
+
+    /// Whether labels, weights, bias and centers agree in shape (a file edited by hand, or cut
+    /// short, must not be read as a head).
+    pub fn check(&self) -> Result<(), String> {
+        let shape_ok = !self.labels.is_empty()
+            && self.weights.len() == self.labels.len()
+            && self.bias.len() == self.labels.len()
+            && self.weights.iter().all(|w| w.len() == self.dim)
+            && self.centers.values().all(|c| c.len() == self.dim);
+        if shape_ok {
+            Ok(())
+        } else {
+            Err("labels, weights and bias do not agree in shape".into())
+        }
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {

@@ -69,6 +69,8 @@ pub enum ModelFormat {
     ChatterbotYaml,
     /// A CSV file whose `text` column holds lines of text.
     CsvText,
+    /// Rated sentences in a gzipped tarball (VADER's `*_GroundTruth.txt`: id, rating, text).
+    TarGz,
     /// Audio clips (`.wav`) with their transcripts (`.txt`), for the voice tests and eval.
     AudioSamples,
 }

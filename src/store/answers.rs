@@ -75,8 +75,8 @@ impl Store {
             &a.question_signals,
         )?;
         let reply = TurnSignals {
-            mood: None,
             language: a.answer_language.clone(),
+            ..TurnSignals::default()
         };
         insert_turn(&tx, conv, Role::Bot, channel, &a.answer, &at, &reply)?;
         tx.execute(

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 use crate::text::LanguageGuess;
-use crate::vocab::{Channel, Role, Sentiment};
+use std::collections::BTreeMap;
+
+use crate::vocab::{Channel, Emotion, Role, Sentiment};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Turn {
@@ -27,6 +29,32 @@ pub struct Turn {
     /// kefu read it have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<LanguageGuess>,
+    /// For customer turns once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emotions: Option<TurnEmotions>,
+    /// For customer turns once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<TurnIntent>,
+}
+
+/// The emotions a customer turn shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TurnEmotions {
+    /// Those whose score reaches the emotion's threshold, strongest first.
+    pub present: Vec<Emotion>,
+    /// Every emotion's score, in [0, 1].
+    #[schema(value_type = Object)]
+    pub scores: BTreeMap<Emotion, f32>,
+}
+
+/// What the customer wants: an intent of the built-in taxonomy or one an admin defined, or
+/// `other` when no intent is confident enough.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TurnIntent {
+    pub name: String,
+    /// The head's probability for the intent it chose, in [0, 1] (for `other` below the
+    /// confidence floor: the best intent's, which fell short).
+    pub confidence: f32,
 }
 
 /// A turn's sentiment as stored.
@@ -42,6 +70,8 @@ pub struct TurnSignals {
     /// Customer turns, when sentiment is on.
     pub mood: Option<TurnMood>,
     pub language: Option<LanguageGuess>,
+    pub emotions: Option<TurnEmotions>,
+    pub intent: Option<TurnIntent>,
 }
 
 /// A conversation with every turn, oldest first.
@@ -88,6 +118,8 @@ pub struct Contact {
 fn turn_from_row(r: &rusqlite::Row) -> rusqlite::Result<Turn> {
     let (language, confidence, mixed_with): (Option<String>, Option<f64>, Option<String>) =
         (r.get(7)?, r.get(8)?, r.get(9)?);
+    let emotions: Option<String> = r.get(10)?;
+    let (intent, intent_confidence): (Option<String>, Option<f64>) = (r.get(11)?, r.get(12)?);
     Ok(Turn {
         seq: r.get(0)?,
         role: r.get(1)?,
@@ -101,10 +133,16 @@ fn turn_from_row(r: &rusqlite::Row) -> rusqlite::Result<Turn> {
             confidence: confidence.unwrap_or(0.0) as f32,
             mixed_with,
         }),
+        // A value this kefu cannot read (written by another version) reads as not scored.
+        emotions: emotions.and_then(|e| serde_json::from_str(&e).ok()),
+        intent: intent.map(|name| TurnIntent {
+            name,
+            confidence: intent_confidence.unwrap_or(0.0) as f32,
+        }),
     })
 }
 
-const TURN_COLUMNS: &str = "id, role, channel, text, at, sentiment, valence, language, language_confidence, language_mixed";
+const TURN_COLUMNS: &str = "id, role, channel, text, at, sentiment, valence, language, language_confidence, language_mixed, emotions, intent, intent_confidence";
 
 /// Who acts on a conversation, as its ownership check reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +195,8 @@ impl Store {
             sentiment: signals.mood.as_ref().map(|m| m.label),
             valence: signals.mood.as_ref().map(|m| m.valence),
             language: signals.language.clone(),
+            emotions: signals.emotions.clone(),
+            intent: signals.intent.clone(),
         })
     }
 
@@ -381,8 +421,8 @@ pub(super) fn insert_turn(
 ) -> Result<(), StoreError> {
     let (mood, lang) = (signals.mood.as_ref(), signals.language.as_ref());
     conn.execute(
-        "INSERT INTO turns (conversation_id, role, channel, text, at, sentiment, valence, language, language_confidence, language_mixed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO turns (conversation_id, role, channel, text, at, sentiment, valence, language, language_confidence, language_mixed, emotions, intent, intent_confidence)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             conversation_id,
             role,
@@ -394,6 +434,12 @@ pub(super) fn insert_turn(
             lang.map(|l| &l.language),
             lang.map(|l| l.confidence as f64),
             lang.and_then(|l| l.mixed_with.as_ref()),
+            signals
+                .emotions
+                .as_ref()
+                .and_then(|e| serde_json::to_string(e).ok()),
+            signals.intent.as_ref().map(|i| &i.name),
+            signals.intent.as_ref().map(|i| i.confidence as f64),
         ],
     )?;
     Ok(())
@@ -635,7 +681,7 @@ mod tests {
             "still broken",
             &TurnSignals {
                 mood: Some(mood),
-                language: None,
+                ..TurnSignals::default()
             },
         )
         .unwrap();

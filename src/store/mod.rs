@@ -16,6 +16,7 @@ pub mod cards;
 pub mod chunks;
 pub mod conversations;
 pub mod customers;
+pub mod intents;
 mod schema;
 pub mod vector;
 

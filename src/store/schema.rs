@@ -27,7 +27,27 @@ const STEPS: &[Step] = &[
         what: "each turn's language, with a confidence and the other language of a mixed text",
         apply: turn_language,
     },
+    Step {
+        version: 3,
+        what: "each turn's emotions and intent; the intents an admin defines",
+        apply: turn_understanding,
+    },
 ];
+
+fn turn_understanding(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE turns ADD COLUMN emotions TEXT;
+         ALTER TABLE turns ADD COLUMN intent TEXT;
+         ALTER TABLE turns ADD COLUMN intent_confidence REAL;
+         CREATE TABLE intents (
+             name TEXT PRIMARY KEY,
+             description TEXT NOT NULL,
+             examples TEXT NOT NULL,
+             created_at TEXT NOT NULL,
+             updated_at TEXT NOT NULL
+         );",
+    )
+}
 
 fn turn_language(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
