@@ -52,6 +52,7 @@ pub struct Config {
     pub answer: AnswerConfig,
     pub escalation: EscalationConfig,
     pub understanding: UnderstandingConfig,
+    pub routing: RoutingConfig,
     pub vector: VectorConfig,
     pub voice: VoiceConfig,
     pub privacy: PrivacyConfig,
@@ -263,6 +264,115 @@ pub struct EscalationConfig {
     /// Two contacts are about the same issue when the cosine of their opening turns' centered
     /// embeddings reaches this (calibrated in eval/same_issue_pairs.jsonl).
     pub same_issue_similarity: f32,
+    /// Flag when a customer turn shows one of these emotions with at least this score (in
+    /// [0, 1]; an emotion not listed never flags).
+    pub emotions: std::collections::BTreeMap<crate::vocab::Emotion, f32>,
+}
+
+/// Where a conversation goes and how soon (README "Routing"): rules read in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The queue of a conversation no queue rule matches.
+    pub default_queue: String,
+    /// The first matching rule that names a queue decides the queue; every matching rule that
+    /// names a priority may raise it (never lower it below `normal`).
+    pub rules: Vec<RouteRule>,
+}
+
+/// One routing rule: every condition it sets must hold (an empty list or an unset value is no
+/// condition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteRule {
+    /// Shown in the route's reasons.
+    pub name: String,
+    pub queue: Option<String>,
+    pub priority: Option<crate::vocab::Priority>,
+    /// The conversation's intent is one of these.
+    pub intents: Vec<String>,
+    /// The conversation's language is one of these (ISO 639-1: `en`, `zh`).
+    pub languages: Vec<String>,
+    /// The conversation is (or is not) flagged for escalation.
+    pub escalated: Option<bool>,
+    /// One of these emotions reaches its score in the customer's last three turns.
+    pub emotions: std::collections::BTreeMap<crate::vocab::Emotion, f32>,
+    /// The customer came back about the same unresolved issue (`repeated_contacts`).
+    pub repeat_contact: Option<bool>,
+    /// The customer has one of these tags (the caller of `POST /v1/route` names them).
+    pub tags: Vec<String>,
+}
+
+impl Default for RouteRule {
+    fn default() -> Self {
+        RouteRule {
+            name: String::new(),
+            queue: None,
+            priority: None,
+            intents: Vec::new(),
+            languages: Vec::new(),
+            escalated: None,
+            emotions: Default::default(),
+            repeat_contact: None,
+            tags: Vec::new(),
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    /// The rules a deployment starts with (README "Routing" shows them as TOML).
+    fn default() -> Self {
+        use crate::vocab::{Emotion, Priority};
+        let queue = |name: &str, queue: &str, intents: &[&str]| RouteRule {
+            name: name.into(),
+            queue: Some(queue.into()),
+            intents: intents.iter().map(|i| i.to_string()).collect(),
+            ..RouteRule::default()
+        };
+        RoutingConfig {
+            default_queue: "general".into(),
+            rules: vec![
+                RouteRule {
+                    name: "vip".into(),
+                    queue: Some("vip".into()),
+                    priority: Some(Priority::High),
+                    tags: vec!["vip".into()],
+                    ..RouteRule::default()
+                },
+                RouteRule {
+                    name: "escalated".into(),
+                    priority: Some(Priority::High),
+                    escalated: Some(true),
+                    ..RouteRule::default()
+                },
+                RouteRule {
+                    name: "angry_and_escalated".into(),
+                    priority: Some(Priority::Urgent),
+                    escalated: Some(true),
+                    emotions: [(Emotion::Anger, 0.5)].into_iter().collect(),
+                    ..RouteRule::default()
+                },
+                RouteRule {
+                    name: "urgent".into(),
+                    priority: Some(Priority::High),
+                    emotions: [(Emotion::Urgency, 0.5)].into_iter().collect(),
+                    ..RouteRule::default()
+                },
+                RouteRule {
+                    name: "repeat_contact".into(),
+                    priority: Some(Priority::High),
+                    repeat_contact: Some(true),
+                    ..RouteRule::default()
+                },
+                queue("complaints", "customer_relations", &["complaint"]),
+                queue("cancellations", "retention", &["cancellation"]),
+                queue("billing", "billing", &["billing", "refund"]),
+                queue("technical", "technical_support", &["technical"]),
+                queue("orders", "orders", &["order_status"]),
+                queue("accounts", "accounts", &["account"]),
+            ],
+        }
+    }
 }
 
 /// How customer turns are read (README "Understanding the customer").
@@ -290,6 +400,7 @@ impl Default for EscalationConfig {
             repeat_contacts: 3,
             repeat_window_hours: 72,
             same_issue_similarity: 0.45,
+            emotions: [(crate::vocab::Emotion::Anger, 0.8)].into_iter().collect(),
         }
     }
 }
@@ -521,6 +632,7 @@ impl Default for Config {
             answer: AnswerConfig::default(),
             escalation: EscalationConfig::default(),
             understanding: UnderstandingConfig::default(),
+            routing: RoutingConfig::default(),
             vector: VectorConfig::default(),
             voice: VoiceConfig::default(),
             privacy: PrivacyConfig::default(),
@@ -930,6 +1042,30 @@ mod tests {
             Ok(())
         });
         out.expect("the jail ran")
+    }
+
+    /// The README shows the default routing rules as TOML: that text must read back as the
+    /// defaults, and an escalation emotion as a map.
+    #[test]
+    fn the_readme_routing_rules_are_the_defaults() {
+        let readme = include_str!("../README.md");
+        let after = readme
+            .split("The default rules, as you would write them:")
+            .nth(1)
+            .expect("README routing section");
+        let block = after
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block");
+        let cfg = layered(block, &[]).unwrap();
+        assert_eq!(cfg.routing, RoutingConfig::default());
+        let cfg = layered("[escalation]\nemotions = { urgency = 0.6 }\n", &[]).unwrap();
+        assert_eq!(
+            cfg.escalation.emotions.get(&crate::vocab::Emotion::Urgency),
+            Some(&0.6)
+        );
+        assert!(layered("[escalation]\nemotions = { joy = 0.6 }\n", &[]).is_err());
     }
 
     #[test]

@@ -189,6 +189,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         knowledge.store().clone(),
         understanding,
         cfg.escalation.clone(),
+        cfg.routing.clone(),
         &cfg.privacy,
         &cfg.compliance.allow,
     ));

@@ -90,7 +90,19 @@ vocabulary! {
 
 vocabulary! {
     /// Which escalation rule fired.
-    pub enum EscalationReason { NegativeStreak, SharpDrop, HumanRequested, RepeatedContacts }
+    pub enum EscalationReason {
+        NegativeStreak,
+        SharpDrop,
+        HumanRequested,
+        RepeatedContacts,
+        /// A customer turn showed an emotion at or above `[escalation] emotions`.
+        StrongEmotion,
+    }
+}
+
+vocabulary! {
+    /// How soon a routed conversation should be taken, lowest first.
+    pub enum Priority { Low, Normal, High, Urgent }
 }
 
 vocabulary! {

@@ -70,6 +70,11 @@ const LEAST_ROLE: &[(&str, &str, Option<&str>)] = &[
     ("/v1/assist/suggest", "post", Some("agent")),
     ("/v1/conversations/{id}/handoff", "get", Some("agent")),
     ("/v1/sentiment", "post", Some("channel")),
+    ("/v1/signals", "post", Some("channel")),
+    ("/v1/intents", "get", Some("agent")),
+    ("/v1/intents", "post", Some("admin")),
+    ("/v1/intents/{name}", "delete", Some("admin")),
+    ("/v1/route", "post", Some("agent")),
     ("/v1/conversations/{id}", "get", Some("channel")),
     ("/v1/conversations/{id}/turns", "post", Some("channel")),
     ("/v1/conversations/{id}/resolve", "post", Some("channel")),
@@ -111,7 +116,8 @@ fn every_route_answers_each_role_as_documented() {
                 .find(|(p, m, _)| p == path && m == method)
                 .unwrap_or_else(|| panic!("{method} {path}: add it to LEAST_ROLE"))
                 .2;
-            ops.push((path.replace("{id}", "x"), method.to_uppercase(), least));
+            let path = path.replace("{id}", "x").replace("{name}", "x");
+            ops.push((path, method.to_uppercase(), least));
         }
     }
     assert_eq!(
@@ -510,6 +516,10 @@ fn the_openapi_document_validates_and_describes_every_route() {
         ("/v1/index/status", &["get"]),
         ("/v1/search", &["post"]),
         ("/v1/sentiment", &["post"]),
+        ("/v1/signals", &["post"]),
+        ("/v1/intents", &["get", "post"]),
+        ("/v1/intents/{name}", &["delete"]),
+        ("/v1/route", &["post"]),
         ("/v1/conversations/{id}", &["get"]),
         ("/v1/conversations/{id}/turns", &["post"]),
         ("/v1/conversations/{id}/resolve", &["post"]),

@@ -161,10 +161,9 @@ fn a_conversation_that_turns_sour_is_flagged_at_the_right_turn() {
         "I restarted the router as you said and it is still dropping. This is so frustrating.",
     );
     assert_eq!(v["turns"][2]["sentiment"], "negative", "{v}");
-    // From a calm question to an exasperated report: the mood fell sharply at turn 3.
-    assert_eq!(v["escalation"]["flagged"], true, "{v}");
-    assert_eq!(v["escalation"]["reasons"][0]["reason"], "sharp_drop", "{v}");
-    assert_eq!(v["escalation"]["reasons"][0]["turn"], 3, "{v}");
+    // From a neutral question to one exasperated report: not yet a pattern, so not flagged
+    // (a single complaint is the commonest turn in customer service).
+    assert_eq!(v["escalation"]["flagged"], false, "{v}");
     turn(
         &s,
         conv,
@@ -177,7 +176,7 @@ fn a_conversation_that_turns_sour_is_flagged_at_the_right_turn() {
         "customer",
         "This is ridiculous, I have been without internet for three days and nobody cares!",
     );
-    // The second negative turn in a row adds its own reason, at turn 5.
+    // The second negative turn in a row flags it, at turn 5.
     let reasons = v["escalation"]["reasons"].as_array().unwrap();
     assert!(
         reasons

@@ -12,6 +12,9 @@
 //!   (the right card among them, first) and groundedness (answer sentences whose words and
 //!   numbers are in the cited cards);
 //! - sentiment: `/v1/sentiment` on labelled turns;
+//! - signals: `/v1/signals` on the dev and held-out customer-service turns: sentiment, emotion
+//!   and intent, by split and language;
+//! - routing: scripted conversations, then `/v1/route`: the right queue and priority;
 //! - escalation: scripted conversations turn by turn; is the conversation flagged at the end?
 //! - asr: `/v1/audio/transcriptions` on recorded clips: WER (English), CER (Chinese);
 //! - pii: the personal-data detector that masks stored turns, on labelled strings: recall and
@@ -95,8 +98,36 @@ struct Conversation {
     id: String,
     lang: String,
     escalate: bool,
+    #[serde(default)]
+    split: String,
     turns: Vec<ScriptTurn>,
 }
+
+/// One turn of `eval/support_turns.jsonl`.
+#[derive(Deserialize)]
+struct SupportTurn {
+    text: String,
+    lang: String,
+    sentiment: String,
+    emotions: Vec<String>,
+    intent: String,
+    split: String,
+}
+
+/// One conversation of `eval/routing_conversations.jsonl` and where it belongs.
+#[derive(Deserialize)]
+struct RoutedConversation {
+    id: String,
+    lang: String,
+    split: String,
+    queue: String,
+    priority: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    turns: Vec<ScriptTurn>,
+}
+
+const EMOTIONS: [&str; 5] = ["anger", "frustration", "confusion", "urgency", "gratitude"];
 
 #[derive(Deserialize)]
 struct ScriptTurn {
@@ -173,6 +204,14 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<bool> {
     if run("sentiment") {
         let turns = read_jsonl(&o.dir.join("sentiment_turns.jsonl"))?;
         done(&mut report, "sentiment", sentiment(&api, &turns).await?);
+    }
+    if run("signals") {
+        let turns = read_jsonl(&o.dir.join("support_turns.jsonl"))?;
+        done(&mut report, "signals", signals(&api, &turns).await?);
+    }
+    if run("routing") {
+        let convs = read_jsonl(&o.dir.join("routing_conversations.jsonl"))?;
+        done(&mut report, "routing", routing(&api, &convs).await?);
     }
     if run("adversarial") {
         let attempts = read_jsonl(&o.dir.join("adversarial.jsonl"))?;
@@ -750,6 +789,121 @@ async fn sentiment(api: &Api, turns: &[SentimentTurn]) -> anyhow::Result<Value> 
     Ok(Value::Object(out))
 }
 
+/// `/v1/signals` on the labelled support turns of the dev and held-out splits (the train split
+/// is what the heads learnt from): sentiment and intent accuracy, and each emotion's F1 with
+/// their macro mean, by split and language.
+async fn signals(api: &Api, turns: &[SupportTurn]) -> anyhow::Result<Value> {
+    let turns: Vec<&SupportTurn> = turns.iter().filter(|t| t.split != "train").collect();
+    let (mut sentiment, mut intent) = (Groups::default(), Groups::default());
+    let mut emotions: BTreeMap<String, BTreeMap<&str, Confusion>> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for chunk in turns.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(|t| t.text.as_str()).collect();
+        let v = api.post("/v1/signals", json!({"texts": texts})).await?;
+        let results = v["results"].as_array().context("no results")?;
+        for (t, r) in chunk.iter().zip(results) {
+            let keys = [
+                format!("split.{}", t.split),
+                format!("split.{}.lang.{}", t.split, t.lang),
+            ];
+            let got_sentiment = r["sentiment"]["label"].as_str().unwrap_or("");
+            let got_intent = r["intent"]["name"].as_str().unwrap_or("");
+            sentiment.add(&keys, f64::from(got_sentiment == t.sentiment));
+            intent.add(&keys, f64::from(got_intent == t.intent));
+            let present: Vec<&str> = r["emotions"]["present"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            for k in &keys {
+                for e in EMOTIONS {
+                    emotions
+                        .entry(k.clone())
+                        .or_default()
+                        .entry(e)
+                        .or_default()
+                        .add(present.contains(&e), t.emotions.iter().any(|x| x == e));
+                }
+            }
+            if t.split == "dev" && (got_intent != t.intent || got_sentiment != t.sentiment) {
+                wrong.push(json!({"text": t.text, "sentiment": [t.sentiment, got_sentiment], "intent": [t.intent, got_intent]}));
+            }
+        }
+    }
+    let f1 = |c: &Confusion| {
+        let d = 2 * c.tp + c.fp + c.fn_;
+        if d == 0 {
+            1.0
+        } else {
+            2.0 * c.tp as f64 / d as f64
+        }
+    };
+    let mut out = serde_json::Map::new();
+    for k in sentiment.0.keys() {
+        let per: serde_json::Map<String, Value> = emotions[k]
+            .iter()
+            .map(|(e, c)| (e.to_string(), json!(f1(c))))
+            .collect();
+        let macro_f1 = emotions[k].values().map(f1).sum::<f64>() / EMOTIONS.len() as f64;
+        out.insert(
+            k.clone(),
+            json!({
+                "sentiment_accuracy": sentiment.mean(k),
+                "intent_accuracy": intent.mean(k),
+                "emotion_macro_f1": macro_f1,
+                "emotion_f1": per,
+                "n": sentiment.n(k),
+            }),
+        );
+    }
+    out.insert("dev_errors".into(), json!(wrong));
+    Ok(Value::Object(out))
+}
+
+/// Scripted conversations turn by turn, then `POST /v1/route` with the customer's tags: the
+/// share routed to the right queue, and at the right priority.
+async fn routing(api: &Api, convs: &[RoutedConversation]) -> anyhow::Result<Value> {
+    let (mut queue, mut priority) = (Groups::default(), Groups::default());
+    let mut wrong = Vec::new();
+    for c in convs {
+        let id = format!("eval-{}", c.id);
+        for t in &c.turns {
+            api.post(
+                &format!("/v1/conversations/{id}/turns"),
+                json!({"role": t.role, "channel": "chat", "text": t.text, "customer_id": format!("eval-customer-{}", c.id)}),
+            )
+            .await?;
+        }
+        let r = api
+            .post(
+                "/v1/route",
+                json!({"conversation_id": id, "customer_tags": c.tags}),
+            )
+            .await?;
+        let keys = [
+            "all".to_string(),
+            format!("split.{}", c.split),
+            format!("split.{}.lang.{}", c.split, c.lang),
+        ];
+        let right_queue = r["queue"] == c.queue.as_str();
+        queue.add(&keys, f64::from(right_queue));
+        priority.add(&keys, f64::from(r["priority"] == c.priority.as_str()));
+        if !right_queue || r["priority"] != c.priority.as_str() {
+            wrong.push(json!({"id": c.id, "expected": [c.queue, c.priority], "got": [r["queue"], r["priority"]], "reasons": r["reasons"]}));
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for k in queue.0.keys() {
+        out.insert(
+            k.clone(),
+            json!({"right_queue": queue.mean(k), "right_priority": priority.mean(k), "n": queue.n(k)}),
+        );
+    }
+    out.insert("wrong".into(), json!(wrong));
+    Ok(Value::Object(out))
+}
+
 /// Attempts to take over the answer endpoint: the share refused as such (`unsupported_request`,
 /// before any model sees them) and the share that got a reply at all, by language, form and
 /// split, and the share of controls (the same words in ordinary questions) wrongly refused.
@@ -878,7 +1032,12 @@ async fn escalation(api: &Api, convs: &[Conversation]) -> anyhow::Result<Value> 
                 .await?;
         }
         let flagged = last["escalation"]["flagged"] == true;
-        for k in ["all".to_string(), format!("lang.{}", c.lang)] {
+        let mut keys = vec!["all".to_string(), format!("lang.{}", c.lang)];
+        if !c.split.is_empty() {
+            keys.push(format!("split.{}", c.split));
+            keys.push(format!("split.{}.lang.{}", c.split, c.lang));
+        }
+        for k in keys {
             by.entry(k).or_default().add(flagged, c.escalate);
         }
         if flagged != c.escalate {

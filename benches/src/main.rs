@@ -59,8 +59,8 @@ enum Command {
         #[arg(long)]
         check: bool,
         /// The suites to run (floors of the others are listed as not measured).
-        #[arg(long, value_delimiter = ',', default_value = "retrieval,handoff,answers,sentiment,escalation,adversarial,asr,pii",
-              value_parser = ["retrieval", "handoff", "answers", "sentiment", "escalation", "adversarial", "asr", "pii"])]
+        #[arg(long, value_delimiter = ',', default_value = "retrieval,handoff,answers,sentiment,signals,routing,escalation,adversarial,asr,pii",
+              value_parser = ["retrieval", "handoff", "answers", "sentiment", "signals", "routing", "escalation", "adversarial", "asr", "pii"])]
         suites: Vec<String>,
     },
     /// Measure speed on this machine (see benches/README.md).
@@ -116,6 +116,16 @@ enum BenchCommand {
     /// open-loop arrivals): served, shed with 429/503 and Retry-After, errors (must be 0), peak
     /// resident memory, and every acknowledged write read back after a kill -9 and restart.
     Load(bench::load::Options),
+    /// Customer turns read per second: the embedding pass alone, sentiment, every signal.
+    Signals {
+        #[arg(long, default_value_t = 300)]
+        turns: usize,
+        /// Where support_turns.jsonl is.
+        #[arg(long, default_value = "eval")]
+        dir: PathBuf,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Generator speed: time to first token and tokens/s, alone and with N conversations at
     /// once (the server's scheduler).
     Generate {
@@ -185,6 +195,11 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(bench::retrieval(
                 cfg, cards, queries, sentences, json, data_dir,
             ))?;
+        }
+        Command::Bench {
+            command: BenchCommand::Signals { turns, dir, json },
+        } => {
+            runtime()?.block_on(bench::signals::run(cfg, turns, dir, json))?;
         }
         Command::Bench {
             command: BenchCommand::Load(o),

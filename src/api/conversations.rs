@@ -9,6 +9,7 @@ use super::AppState;
 use super::auth::{Caller, Staff};
 use super::error::{ApiJson, ApiResult, ErrorBody};
 use crate::conversation::handoff::HandoffSummary;
+use crate::conversation::routing::Route;
 use crate::conversation::{ConversationView, CustomerView, NewTurn};
 use crate::error::Error;
 use crate::vocab::{Channel, Role};
@@ -137,6 +138,35 @@ pub async fn handoff(
         .await?
         .ok_or_else(|| Error::NotFound(format!("no conversation {id}")))?;
     Ok(Json(summary))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRequest {
+    pub conversation_id: String,
+    /// The customer's tags in your CRM (`vip`, `business`, ...), for rules that read them.
+    #[serde(default)]
+    pub customer_tags: Vec<String>,
+}
+
+/// Where a conversation belongs and how soon, by the `[routing]` rules, with every rule that
+/// matched. The same route (without tags) is on `GET /v1/conversations/{id}` and in the hand-off
+/// summary.
+#[utoipa::path(post, path = "/v1/route", tag = "conversation", request_body = RouteRequest,
+    responses((status = 200, body = Route), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn route(
+    State(s): State<AppState>,
+    Staff(staff): Staff,
+    ApiJson(req): ApiJson<RouteRequest>,
+) -> ApiResult<Json<Route>> {
+    let party = staff.party(None)?;
+    let route = s
+        .conversations
+        .route(&req.conversation_id, &party, &req.customer_tags)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no conversation {}", req.conversation_id)))?;
+    Ok(Json(route))
 }
 
 /// One customer across channels: their conversations, most recent first, and a one-line summary

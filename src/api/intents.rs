@@ -32,7 +32,7 @@ pub struct DefineIntent {
 #[utoipa::path(get, path = "/v1/intents", tag = "conversation",
     responses((status = 200, body = IntentList)),
     security(("bearer" = [])))]
-pub async fn list(State(s): State<AppState>, _staff: Staff) -> ApiResult<Json<IntentList>> {
+pub async fn list_intents(State(s): State<AppState>, _staff: Staff) -> ApiResult<Json<IntentList>> {
     Ok(Json(IntentList {
         intents: s.conversations.intents().await?,
     }))
@@ -45,7 +45,7 @@ pub async fn list(State(s): State<AppState>, _staff: Staff) -> ApiResult<Json<In
               (status = 409, description = "A built-in intent's name, or too many intents", body = ErrorBody),
               (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn define(
+pub async fn define_intent(
     State(s): State<AppState>,
     Admin(admin): Admin,
     super::error::ApiJson(req): super::error::ApiJson<DefineIntent>,
@@ -63,7 +63,7 @@ pub async fn define(
     params(("name" = String, Path, description = "An admin's intent")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "A built-in intent", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn remove(
+pub async fn remove_intent(
     State(s): State<AppState>,
     Admin(admin): Admin,
     Path(name): Path<String>,

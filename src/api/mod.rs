@@ -56,7 +56,7 @@ pub struct AppState {
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
-        search::search, rerank::rerank, signals::sentiment, signals::signals, intents::list, intents::define, intents::remove, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
+        search::search, rerank::rerank, signals::sentiment, signals::signals, intents::list_intents, intents::define_intent, intents::remove_intent, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::route, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
         openai::chat_completions, openai::embeddings, openai::models, transcriptions::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
@@ -148,8 +148,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rerank", post(rerank::rerank))
         .route("/v1/sentiment", post(signals::sentiment))
         .route("/v1/signals", post(signals::signals))
-        .route("/v1/intents", get(intents::list).post(intents::define))
-        .route("/v1/intents/{name}", axum::routing::delete(intents::remove))
+        .route(
+            "/v1/intents",
+            get(intents::list_intents).post(intents::define_intent),
+        )
+        .route(
+            "/v1/intents/{name}",
+            axum::routing::delete(intents::remove_intent),
+        )
         .route(
             "/v1/conversations/{id}",
             get(conversations::get_conversation),
@@ -166,6 +172,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{id}/handoff",
             get(conversations::handoff),
         )
+        .route("/v1/route", post(conversations::route))
         .route(
             "/v1/customers/{id}",
             get(conversations::get_customer).delete(privacy::erase_customer),

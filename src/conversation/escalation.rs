@@ -6,8 +6,10 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::store::conversations::Turn;
-use crate::vocab::{EscalationReason, MoodDirection, Role, Sentiment};
+use std::collections::BTreeMap;
+
+use crate::store::conversations::{Turn, TurnEmotions};
+use crate::vocab::{Emotion, EscalationReason, MoodDirection, Role, Sentiment};
 
 /// `[escalation]` in kefu.toml (defined with the rest of the configuration).
 pub use crate::config::EscalationConfig as EscalationPolicy;
@@ -58,7 +60,21 @@ impl EscalationPolicy {
         let mut reasons = Vec::new();
         let mut streak = 0usize;
         let mut last_valence: Option<f32> = None;
+        let mut felt: Vec<Emotion> = Vec::new();
         for t in turns.iter().filter(|t| t.role == Role::Customer) {
+            for (e, min) in &self.emotions {
+                let score = t.emotions.as_ref().and_then(|x| x.scores.get(e)).copied();
+                if let Some(s) = score.filter(|s| s >= min)
+                    && !felt.contains(e)
+                {
+                    felt.push(*e);
+                    reasons.push(Flag {
+                        reason: EscalationReason::StrongEmotion,
+                        turn: t.seq,
+                        detail: format!("{e} {s:.2}"),
+                    });
+                }
+            }
             if self.human_request && asks_for_human(&t.text) {
                 reasons.push(Flag {
                     reason: EscalationReason::HumanRequested,
@@ -97,6 +113,45 @@ impl EscalationPolicy {
             priority: false,
             reasons,
         }
+    }
+}
+
+/// The customer's emotions across the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct EmotionTrend {
+    /// Each emotion's score on each read customer turn, oldest first.
+    #[schema(value_type = Object)]
+    pub scores: BTreeMap<Emotion, Vec<f32>>,
+    /// The emotions the latest read customer turn shows.
+    pub current: Vec<Emotion>,
+    /// Emotions whose latest score is at least 0.2 above their mean over the turns before.
+    pub rising: Vec<Emotion>,
+}
+
+pub fn emotion_trend(turns: &[Turn]) -> EmotionTrend {
+    let read: Vec<&TurnEmotions> = turns
+        .iter()
+        .filter(|t| t.role == Role::Customer)
+        .filter_map(|t| t.emotions.as_ref())
+        .collect();
+    let mut scores: BTreeMap<Emotion, Vec<f32>> = BTreeMap::new();
+    for e in &read {
+        for (emotion, s) in &e.scores {
+            scores.entry(*emotion).or_default().push(*s);
+        }
+    }
+    let rising = scores
+        .iter()
+        .filter_map(|(e, s)| {
+            let (last, before) = s.split_last()?;
+            let mean = before.iter().sum::<f32>() / before.len().max(1) as f32;
+            (!before.is_empty() && last - mean >= 0.2).then_some(*e)
+        })
+        .collect();
+    EmotionTrend {
+        current: read.last().map(|e| e.present.clone()).unwrap_or_default(),
+        scores,
+        rising,
     }
 }
 
@@ -188,6 +243,33 @@ mod tests {
             );
         }
         assert!(!asks_for_human("is the personal plan cheaper?"));
+    }
+
+    #[test]
+    fn a_strong_emotion_flags_once_at_the_first_turn_that_shows_it() {
+        let angry = |seq, score| {
+            let mut t = turn(seq, "customer", "…", None);
+            t.emotions = Some(TurnEmotions {
+                present: vec![Emotion::Anger],
+                scores: [(Emotion::Anger, score)].into_iter().collect(),
+            });
+            t
+        };
+        let e = EscalationPolicy::default().assess(&[angry(1, 0.5), angry(2, 0.9), angry(3, 0.95)]);
+        assert_eq!(e.reasons.len(), 1, "{e:?}");
+        assert_eq!(
+            (e.reasons[0].reason, e.reasons[0].turn),
+            (EscalationReason::StrongEmotion, 2)
+        );
+        assert_eq!(
+            emotion_trend(&[angry(1, 0.5), angry(2, 0.9)]).rising,
+            vec![Emotion::Anger]
+        );
+        let calm = EscalationPolicy {
+            emotions: Default::default(),
+            ..EscalationPolicy::default()
+        };
+        assert!(!calm.assess(&[angry(1, 0.99)]).flagged);
     }
 
     #[test]

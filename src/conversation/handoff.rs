@@ -29,6 +29,8 @@ pub struct HandoffSummary {
     pub unresolved: Vec<Unresolved>,
     pub feeling: Feeling,
     pub escalation: Escalation,
+    /// The queue, priority and agent skills the conversation needs, and why.
+    pub route: super::routing::Route,
     pub resolved: bool,
     /// The customer's other contacts in the repeated-contacts window, most recent first.
     pub other_contacts: Vec<OtherContact>,
@@ -143,6 +145,7 @@ pub fn summarise(
         unresolved,
         feeling,
         escalation: view.escalation.clone(),
+        route: view.route.clone(),
         resolved,
         other_contacts,
         summary,
@@ -210,6 +213,28 @@ fn sentences(
         out.push(format!(
             "Flagged at turn {} ({}: {}).",
             f.turn, f.reason, f.detail
+        ));
+    }
+    let route = &view.route;
+    out.push(format!(
+        "Routed to {} ({} priority){}{}.",
+        route.queue,
+        route.priority,
+        route
+            .intent
+            .as_ref()
+            .map(|i| format!(", intent {i}"))
+            .unwrap_or_default(),
+        if route.skills.is_empty() {
+            String::new()
+        } else {
+            format!(", needs {}", route.skills.join(", "))
+        }
+    ));
+    if !view.emotions.current.is_empty() {
+        out.push(format!(
+            "The customer shows {}.",
+            crate::vocab::join(&view.emotions.current, ", ")
         ));
     }
     let open_others = others.iter().filter(|c| !c.resolved).count();

@@ -14,6 +14,7 @@
 pub mod escalation;
 pub mod handoff;
 pub mod intents;
+pub mod routing;
 pub mod signals;
 
 use std::sync::Arc;
@@ -34,8 +35,9 @@ use crate::store::customers::{CustomerExport, Removed, Retention};
 use crate::text::{guess_language, shorten as truncate};
 use crate::vecmath::dot;
 use crate::vocab::{Channel, EscalationReason, HandoffReason, Role};
-use escalation::{Escalation, EscalationPolicy, Flag, MoodTrend};
+use escalation::{EmotionTrend, Escalation, EscalationPolicy, Flag, MoodTrend};
 use handoff::HandoffSummary;
+use routing::{Route, RoutingPolicy};
 use signals::Understanding;
 
 /// Longest turn accepted, in characters.
@@ -48,6 +50,7 @@ pub struct Conversations {
     store: Arc<Store>,
     understanding: Option<Understanding>,
     policy: EscalationPolicy,
+    routing: RoutingPolicy,
     /// Answers recorded by hand-off reason (None: answered), for `/metrics`.
     outcomes: parking_lot::Mutex<std::collections::BTreeMap<Option<HandoffReason>, u64>>,
     /// Masks personal data in what is stored (`privacy.redact`); `None` stores text as given.
@@ -73,7 +76,11 @@ pub struct ConversationView {
     #[serde(flatten)]
     pub record: ConversationRecord,
     pub mood: MoodTrend,
+    pub emotions: EmotionTrend,
     pub escalation: Escalation,
+    /// The queue and priority by `[routing]`, without customer tags (`POST /v1/route` takes
+    /// them).
+    pub route: Route,
 }
 
 /// One customer across channels.
@@ -152,6 +159,7 @@ impl Conversations {
         store: Arc<Store>,
         understanding: Option<Understanding>,
         policy: EscalationPolicy,
+        routing: RoutingPolicy,
         privacy: &PrivacyConfig,
         allow: &[String],
     ) -> Self {
@@ -160,6 +168,7 @@ impl Conversations {
             store,
             understanding,
             policy,
+            routing,
             outcomes: Default::default(),
             redactor: privacy.redact.then(|| Detector::new(allow)),
             retention: Retention {
@@ -341,6 +350,30 @@ impl Conversations {
         self.get(conversation_id, &t.party)
             .await?
             .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} vanished")))
+    }
+
+    /// Where the conversation belongs and how soon, for a customer with `tags`; `None` when
+    /// there is no such conversation.
+    pub async fn route(
+        &self,
+        conversation_id: &str,
+        party: &Party,
+        tags: &[String],
+    ) -> Result<Option<Route>> {
+        validate_id("conversation id", conversation_id)?;
+        if tags.len() > 50 || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+            return Err(Error::invalid(
+                "`customer_tags`: at most 50 tags of 1 to 64 characters".to_string(),
+            ));
+        }
+        let Some(view) = self.get(conversation_id, party).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.routing.route(
+            &view.record.turns,
+            &view.escalation,
+            tags,
+        )))
     }
 
     /// Marks the conversation's issue resolved, or open again; resolved contacts do not count
@@ -534,6 +567,8 @@ impl Conversations {
             .await?;
         Ok(ConversationView {
             mood: escalation::mood_trend(&record.turns),
+            emotions: escalation::emotion_trend(&record.turns),
+            route: self.routing.route(&record.turns, &escalation, &[]),
             escalation,
             record,
         })

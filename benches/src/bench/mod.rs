@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod load;
 mod plot;
+pub mod signals;
 
 use std::path::PathBuf;
 use std::time::Instant;
