@@ -282,7 +282,7 @@ pub struct RoutingConfig {
 
 /// One routing rule: every condition it sets must hold (an empty list or an unset value is no
 /// condition).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouteRule {
     /// Shown in the route's reasons.
@@ -301,22 +301,6 @@ pub struct RouteRule {
     pub repeat_contact: Option<bool>,
     /// The customer has one of these tags (the caller of `POST /v1/route` names them).
     pub tags: Vec<String>,
-}
-
-impl Default for RouteRule {
-    fn default() -> Self {
-        RouteRule {
-            name: String::new(),
-            queue: None,
-            priority: None,
-            intents: Vec::new(),
-            languages: Vec::new(),
-            escalated: None,
-            emotions: Default::default(),
-            repeat_contact: None,
-            tags: Vec::new(),
-        }
-    }
 }
 
 impl Default for RoutingConfig {
@@ -399,7 +383,7 @@ impl Default for EscalationConfig {
             human_request: true,
             repeat_contacts: 3,
             repeat_window_hours: 72,
-            same_issue_similarity: 0.45,
+            same_issue_similarity: 0.40,
             emotions: [(crate::vocab::Emotion::Anger, 0.8)].into_iter().collect(),
         }
     }

@@ -23,8 +23,8 @@
 //!   the only writes are the cards' own.
 //! - [`conversation`]: customers and their conversations: every turn write (turns, answers,
 //!   feedback, masked at rest), the one carry-over rule across channels
-//!   (`Conversations::history`), sentiment, escalation, the hand-off summary, and a customer's
-//!   erasure, export and the retention sweep.
+//!   (`Conversations::history`), what each turn says (sentiment, emotions, intent), escalation,
+//!   routing, the hand-off summary, and a customer's erasure, export and the retention sweep.
 //! - [`speech`]: audio decoding and resampling, voice-activity segmentation, and streaming
 //!   sessions that turn audio into partial and final transcripts (no transport).
 //! - [`runtime`]: models on a device and nothing about HTTP, cards or customers: the model

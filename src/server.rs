@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::conversation::Conversations;
 use crate::conversation::intents::Intents;
 use crate::conversation::signals::{self, Heads, Understanding};
+use crate::conversation::training;
 use crate::desk::Desk;
 use crate::knowledge::Knowledge;
 use crate::knowledge::answer::Answerer;
@@ -79,7 +80,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
                     // data (a few minutes on 2 cores), once. Without the data (offline) the
                     // service still starts; sentiment then answers 503 and says why.
                     tracing::info!(path = %path.display(), "no signal heads yet: training them (kefu train signals)");
-                    match signals::train(&registry, &e, signals::TrainPlan::default(), &path) {
+                    match training::train(&registry, &e, training::TrainPlan::default(), &path) {
                         Ok(h) => Some(h),
                         Err(err) => {
                             tracing::error!(error = %err, "could not train the signal heads: starting without sentiment, emotions and intents; run `kefu train signals` when the data can be fetched");

@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::conversation::signals::Sentiment;
 use crate::error::ErrorCode;
 use crate::store::conversations::{TurnEmotions, TurnIntent};
-use crate::text::{LanguageGuess, guess_language};
+use crate::text::LanguageGuess;
 
 /// Texts per request: one embedding batch, not a bulk job.
 const MAX_TEXTS: usize = 64;
@@ -121,15 +121,12 @@ pub async fn signals(
     _caller: Caller,
     ApiJson(req): ApiJson<TextsRequest>,
 ) -> ApiResult<Json<SignalsResponse>> {
-    let texts = req.texts()?;
-    let languages: Vec<Option<LanguageGuess>> = texts.iter().map(|t| guess_language(t)).collect();
-    let readings = s.conversations.read_texts(texts).await?;
+    let readings = s.conversations.read_texts(req.texts()?).await?;
     Ok(Json(SignalsResponse {
         results: readings
             .into_iter()
-            .zip(languages)
-            .map(|(r, language)| SignalsResult {
-                language,
+            .map(|r| SignalsResult {
+                language: r.language,
                 sentiment: r.sentiment.into(),
                 emotions: r.emotions,
                 intent: r.intent,

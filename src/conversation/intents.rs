@@ -15,7 +15,8 @@ use std::sync::{Arc, LazyLock};
 use regex::Regex;
 use serde::Serialize;
 
-use super::signals::{HEAD_PARAMS, Heads, SupportTurn};
+use super::signals::Heads;
+use super::training::{HEAD_PARAMS, SupportTurn};
 use crate::error::{Error, Result, blocking};
 use crate::runtime::classify::LinearHead;
 use crate::runtime::embed::{EmbedPool, TextKind};
@@ -320,7 +321,10 @@ impl Intents {
         self.embed_missing(&texts).await?;
         let mut examples = self.heads.intent_examples();
         {
-            let vectors = self.vectors.lock();
+            let mut vectors = self.vectors.lock();
+            // Only the current examples' vectors are kept: replaced intents do not pile up.
+            let current: std::collections::HashSet<&String> = texts.iter().collect();
+            vectors.retain(|t, _| current.contains(t));
             for i in &custom {
                 for e in &i.examples {
                     if let Some(v) = vectors.get(e) {

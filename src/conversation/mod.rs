@@ -1,21 +1,26 @@
-//! The conversation, not only the last question: how the customer feels turn by turn, and when
-//! a human must step in.
+//! The conversation, not only the last question: what the customer says, feels and wants turn
+//! by turn, when a human must step in, and who that should be.
 //!
-//! - [`sentiment`]: the three-way sentiment head over sentence embeddings and its reproducible
-//!   training (`kefu train sentiment`).
+//! - [`signals`]: every customer turn read from its one embedding: sentiment, five emotions,
+//!   intent (and its language).
+//! - [`training`]: the reproducible training of the sentiment and emotion heads (`kefu train
+//!   signals`).
+//! - [`intents`]: the built-in intent taxonomy and an admin's own, trained again on change.
 //! - [`escalation`]: the policy that flags a conversation whose mood is turning, and the mood
-//!   trend.
+//!   and emotion trends.
+//! - [`routing`]: the queue and priority a conversation belongs in, by configured rules.
 //! - [`handoff`]: what a person taking over needs to know, without reading every turn.
 //!
-//! [`Conversations`] ties them to the store: every customer turn is scored as it arrives, and a
-//! conversation's escalation state is recomputed from its turns when read, so a changed policy
-//! applies to old conversations too.
+//! [`Conversations`] ties them to the store: every customer turn is read as it arrives, and a
+//! conversation's escalation state and route are recomputed from its turns when read, so a
+//! changed policy applies to old conversations too.
 
 pub mod escalation;
 pub mod handoff;
 pub mod intents;
 pub mod routing;
 pub mod signals;
+pub mod training;
 
 use std::sync::Arc;
 
@@ -295,10 +300,9 @@ impl Conversations {
     /// What a customer's turn says: its language, and its sentiment, emotions and intent from
     /// one embedding (those three only when the signals are enabled).
     pub async fn read(&self, text: &str) -> Result<TurnSignals> {
-        let language = guess_language(text);
         let Some(model) = &self.understanding else {
             return Ok(TurnSignals {
-                language,
+                language: guess_language(text),
                 ..TurnSignals::default()
             });
         };
@@ -312,7 +316,7 @@ impl Conversations {
                 label: reading.sentiment.label,
                 valence: reading.sentiment.valence(),
             }),
-            language,
+            language: reading.language,
             emotions: Some(reading.emotions),
             intent: Some(reading.intent),
         })

@@ -22,11 +22,6 @@ pub struct LinearHead {
     pub dim: usize,
     pub weights: Vec<Vec<f32>>,
     pub bias: Vec<f32>,
-    /// Vectors subtracted from an input before the layer, by group (the caller names the group:
-    /// for sentiment, the text's language, so that what separates languages in the embedding
-    /// space is not learnt as what separates labels). No entry for a group: no offset.
-    #[serde(default)]
-    pub centers: std::collections::BTreeMap<String, Vec<f32>>,
     /// Sources, sample sizes, training settings and held-out accuracy, for people to read.
     pub provenance: serde_json::Value,
 }
@@ -63,14 +58,13 @@ impl LinearHead {
         Ok(head)
     }
 
-    /// Whether labels, weights, bias and centers agree in shape (a file edited by hand, or cut
+    /// Whether labels, weights and bias agree in shape (a file edited by hand, or cut
     /// short, must not be read as a head).
     pub fn check(&self) -> Result<(), String> {
         let shape_ok = !self.labels.is_empty()
             && self.weights.len() == self.labels.len()
             && self.bias.len() == self.labels.len()
-            && self.weights.iter().all(|w| w.len() == self.dim)
-            && self.centers.values().all(|c| c.len() == self.dim);
+            && self.weights.iter().all(|w| w.len() == self.dim);
         if shape_ok {
             Ok(())
         } else {
@@ -79,39 +73,7 @@ impl LinearHead {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        // Unique per process: two servers training on first start must not share a temp file.
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(tmp, path)
-    }
-
-    /// Label probabilities for one embedding of `group` (see `centers`).
-    pub fn predict_in(&self, x: &[f32], group: &str) -> Vec<f32> {
-        match self.centers.get(group) {
-            Some(c) => {
-                let centered: Vec<f32> = x.iter().zip(c).map(|(a, b)| a - b).collect();
-                self.predict(&centered)
-            }
-            None => self.predict(x),
-        }
-    }
-
-    /// The embedding with its group's center taken away, at unit length: what is left is what
-    /// distinguishes the text within its language, so cosines between such vectors spread out
-    /// where raw sentence embeddings bunch together (e5's unrelated sentences score ~0.8).
-    pub fn centered(&self, x: &[f32], group: &str) -> Vec<f32> {
-        let mut v: Vec<f32> = match self.centers.get(group) {
-            Some(c) => x.iter().zip(c).map(|(a, b)| a - b).collect(),
-            None => x.to_vec(),
-        };
-        let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            v.iter_mut().for_each(|a| *a /= norm);
-        }
-        v
+        save_json(path, self)
     }
 
     /// Label probabilities for one embedding.
@@ -206,7 +168,6 @@ impl LinearHead {
             dim,
             weights: w,
             bias: b,
-            centers: Default::default(),
             provenance: serde_json::Value::Null,
         }
     }
@@ -219,6 +180,18 @@ impl LinearHead {
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map_or(0, |(i, _)| i)
     }
+}
+
+/// Writes `value` as JSON to `path` through a temporary file, so a reader never sees half a
+/// file. The temporary name is unique per process: two servers training on first start must
+/// not share one.
+pub fn save_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+    std::fs::rename(tmp, path)
 }
 
 fn softmax(logits: &[f32]) -> Vec<f32> {

@@ -25,16 +25,16 @@ pub enum TrainCommand {
 
 pub fn run(cfg: &Config, command: TrainCommand) -> anyhow::Result<()> {
     let TrainCommand::Signals { per_class, out } = command;
-    use kefu::conversation::signals;
+    use kefu::conversation::{signals, training};
     let reg = Registry::open(cfg.manifest.as_deref(), &cfg.models_dir, cfg.offline)?;
     let files = reg.ensure(&cfg.models.embedder)?;
     let embedder = kefu::runtime::embed::Embedder::load(&files, &kefu::runtime::device::select())?;
     let out = out.unwrap_or_else(|| signals::heads_path(&cfg.models_dir, embedder.id()));
-    let plan = signals::TrainPlan {
+    let plan = training::TrainPlan {
         per_class,
         ..Default::default()
     };
-    let head = signals::train(&reg, &embedder, plan, &out)?;
+    let head = training::train(&reg, &embedder, plan, &out)?;
     println!("{}", serde_json::to_string_pretty(&head.provenance)?);
     println!("wrote {}", out.display());
     Ok(())
