@@ -897,6 +897,49 @@ impl Config {
                 vc.vad_threshold
             )));
         }
+        let score = |name: String, v: f32| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{name} is {v}: use a score between 0 and 1"
+                )))
+            }
+        };
+        score(
+            "understanding.intent_min_confidence".into(),
+            self.understanding.intent_min_confidence,
+        )?;
+        for (e, v) in &self.escalation.emotions {
+            score(format!("escalation.emotions.{e}"), *v)?;
+        }
+        if self.routing.default_queue.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "routing.default_queue must name a queue".into(),
+            ));
+        }
+        for (i, r) in self.routing.rules.iter().enumerate() {
+            if r.name.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "routing.rules[{i}] needs a name (it is shown in the route's reasons)"
+                )));
+            }
+            if r.queue.is_none() && r.priority.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "routing rule {:?} sets neither a queue nor a priority: it would do nothing",
+                    r.name
+                )));
+            }
+            if r.queue.as_ref().is_some_and(|q| q.trim().is_empty()) {
+                return Err(ConfigError::Invalid(format!(
+                    "routing rule {:?} names an empty queue",
+                    r.name
+                )));
+            }
+            for (e, v) in &r.emotions {
+                score(format!("routing rule {:?}: {e}", r.name), *v)?;
+            }
+        }
         if !(0.0..1.0).contains(&self.answer.translation_penalty) {
             return Err(ConfigError::Invalid(format!(
                 "answer.translation_penalty is {}: use a score between 0 and 1",
@@ -1026,6 +1069,30 @@ mod tests {
             Ok(())
         });
         out.expect("the jail ran")
+    }
+
+    #[test]
+    fn routing_and_signal_settings_that_cannot_work_are_refused() {
+        for (file, says) in [
+            (
+                "[understanding]\nintent_min_confidence = 1.5\n",
+                "intent_min_confidence",
+            ),
+            (
+                "[escalation]\nemotions = { anger = -1 }\n",
+                "escalation.emotions.anger",
+            ),
+            ("[routing]\ndefault_queue = \"\"\n", "default_queue"),
+            (
+                "[[routing.rules]]\nname = \"x\"\nintents = [\"refund\"]\n",
+                "neither",
+            ),
+            ("[[routing.rules]]\nqueue = \"billing\"\n", "needs a name"),
+        ] {
+            let err = layered(file, &[]).and_then(|c| c.validate()).unwrap_err();
+            assert!(err.to_string().contains(says), "{file}: {err}");
+        }
+        Config::default().validate().unwrap();
     }
 
     /// The README shows the default routing rules as TOML: that text must read back as the

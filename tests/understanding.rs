@@ -27,6 +27,12 @@ fn intent_of(s: &Server, text: &str) -> String {
         .to_string()
 }
 
+fn staff_view(s: &Server, conv: &str) -> Value {
+    let (status, v) = s.call_as(AGENT, "GET", &format!("/v1/conversations/{conv}"), None);
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
 const WARRANTY: &str =
     "My kettle stopped working after three months, is that covered by the guarantee?";
 
@@ -168,15 +174,19 @@ fn turns_carry_emotions_and_intent_and_the_conversation_a_route() {
     let conv = "route-1";
     let v = customer_turn(&s, conv, "I want to cancel my broadband contract.");
     assert_eq!(v["turns"][0]["intent"]["name"], "cancellation", "{v}");
+    // How a customer is queued is for staff: the channel's view has no route.
+    assert!(v.get("route").is_none(), "{v}");
+    let v = staff_view(&s, conv);
     assert_eq!(v["route"]["queue"], "retention", "{v}");
     assert_eq!(v["route"]["priority"], "normal", "{v}");
     assert_eq!(v["route"]["skills"], json!(["en"]), "{v}");
 
-    let v = customer_turn(
+    customer_turn(
         &s,
         conv,
         "I have asked you three times already and you keep charging me, this is outrageous!",
     );
+    let v = staff_view(&s, conv);
     let turns = v["turns"].as_array().unwrap();
     for t in turns {
         let scores = t["emotions"]["scores"].as_object().unwrap();

@@ -59,7 +59,16 @@ pub async fn add_turn(
         channel: b.channel,
         text: b.text,
     };
-    Ok(Json(s.conversations.add_turn(&id, turn).await?))
+    let view = s.conversations.add_turn(&id, turn).await?;
+    Ok(Json(shown_to(&caller, view)))
+}
+
+/// The conversation as the caller may see it: how a customer is queued is for staff.
+fn shown_to(caller: &Caller, mut view: ConversationView) -> ConversationView {
+    if caller.role < crate::config::Role::Agent {
+        view.route = None;
+    }
+    view
 }
 
 /// A conversation: its turns with their sentiment, the mood trend and the escalation state.
@@ -80,7 +89,7 @@ pub async fn get_conversation(
         .get(&id, &party)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no conversation {id}")))?;
-    Ok(Json(view))
+    Ok(Json(shown_to(&caller, view)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -111,9 +120,8 @@ pub async fn resolve(
     ApiJson(b): ApiJson<ResolveBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let party = caller.party(b.customer_id)?;
-    Ok(Json(
-        s.conversations.resolve(&id, &party, b.resolved).await?,
-    ))
+    let view = s.conversations.resolve(&id, &party, b.resolved).await?;
+    Ok(Json(shown_to(&caller, view)))
 }
 
 /// For the person taking a conversation over: what was asked, what was answered (with the
@@ -181,10 +189,11 @@ pub async fn get_customer(
     Path(id): Path<String>,
 ) -> ApiResult<Json<CustomerView>> {
     let party = caller.party(Some(id.clone()))?;
-    let view = s
+    let mut view = s
         .conversations
         .customer(&id, &party)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no conversations for customer {id}")))?;
+    view.latest = view.latest.map(|v| shown_to(&caller, v));
     Ok(Json(view))
 }

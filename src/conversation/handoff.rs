@@ -30,7 +30,7 @@ pub struct HandoffSummary {
     pub feeling: Feeling,
     pub escalation: Escalation,
     /// The queue, priority and agent skills the conversation needs, and why.
-    pub route: super::routing::Route,
+    pub route: Option<super::routing::Route>,
     pub resolved: bool,
     /// The customer's other contacts in the repeated-contacts window, most recent first.
     pub other_contacts: Vec<OtherContact>,
@@ -215,22 +215,23 @@ fn sentences(
             f.turn, f.reason, f.detail
         ));
     }
-    let route = &view.route;
-    out.push(format!(
-        "Routed to {} ({} priority){}{}.",
-        route.queue,
-        route.priority,
-        route
-            .intent
-            .as_ref()
-            .map(|i| format!(", intent {i}"))
-            .unwrap_or_default(),
-        if route.skills.is_empty() {
-            String::new()
-        } else {
-            format!(", needs {}", route.skills.join(", "))
-        }
-    ));
+    if let Some(route) = &view.route {
+        out.push(format!(
+            "Routed to {} ({} priority){}{}.",
+            route.queue,
+            route.priority,
+            route
+                .intent
+                .as_ref()
+                .map(|i| format!(", intent {i}"))
+                .unwrap_or_default(),
+            if route.skills.is_empty() {
+                String::new()
+            } else {
+                format!(", needs {}", route.skills.join(", "))
+            }
+        ));
+    }
     if !view.emotions.current.is_empty() {
         out.push(format!(
             "The customer shows {}.",

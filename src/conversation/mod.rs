@@ -84,8 +84,9 @@ pub struct ConversationView {
     pub emotions: EmotionTrend,
     pub escalation: Escalation,
     /// The queue and priority by `[routing]`, without customer tags (`POST /v1/route` takes
-    /// them).
-    pub route: Route,
+    /// them). For staff: a channel is not shown how its customer is queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
 }
 
 /// One customer across channels.
@@ -572,7 +573,7 @@ impl Conversations {
         Ok(ConversationView {
             mood: escalation::mood_trend(&record.turns),
             emotions: escalation::emotion_trend(&record.turns),
-            route: self.routing.route(&record.turns, &escalation, &[]),
+            route: Some(self.routing.route(&record.turns, &escalation, &[])),
             escalation,
             record,
         })
