@@ -13,8 +13,10 @@ COPY benches/src benches/src
 # Compiled in: the model manifest (models/manifest.toml) and the built-in prompt templates.
 COPY models models
 COPY prompts prompts
-# The labelled customer-service turns the signal heads are trained on at first start.
-COPY eval/support_turns.jsonl eval/support_turns.jsonl
+# Compiled in too: the labelled customer-service turns the signal heads are trained on at first
+# start (eval/support_turns.jsonl), and the README whose routing example a unit test reads.
+COPY eval eval
+COPY README.md README.md
 RUN cargo build --release --locked -p kefu --bin kefu
 
 FROM debian:bookworm-slim
