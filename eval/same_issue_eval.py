@@ -8,7 +8,7 @@ case).
 
 It computes what the server computes: the embedder's query vectors (`/v1/embeddings`), minus the
 per-language center stored in the signal heads, at unit length, and their cosine. Prints the
-cosines, the accuracy at the configured threshold (0.40, `[escalation] same_issue_similarity`)
+cosines, the accuracy at the configured threshold (0.35, `[escalation] same_issue_similarity`)
 and the best threshold on this set as JSON; exits 1 under the floor in eval/floors.json.
 Standard library only."""
 import json
@@ -30,7 +30,7 @@ models = os.environ.get("KEFU_MODELS_DIR", os.path.expanduser("~/.cache/kefu/mod
 head = json.loads(Path(head_path or f"{models}/heads/signals-v1-e5-small.json").read_text())
 here = Path(__file__).parent
 rows = [json.loads(l) for l in (here / "same_issue_pairs.jsonl").read_text().splitlines() if l.strip()]
-THRESHOLD = 0.40
+THRESHOLD = 0.35
 
 
 def embed(texts):

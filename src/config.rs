@@ -383,7 +383,7 @@ impl Default for EscalationConfig {
             human_request: true,
             repeat_contacts: 3,
             repeat_window_hours: 72,
-            same_issue_similarity: 0.40,
+            same_issue_similarity: 0.35,
             emotions: [(crate::vocab::Emotion::Anger, 0.8)].into_iter().collect(),
         }
     }

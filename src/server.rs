@@ -73,18 +73,31 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
             tracing::info!(model = %embedder_id, dim = e.dim(), max_tokens = e.max_tokens(), secs = started.elapsed().as_secs_f32(), "embedder loaded");
             let head = if want_sentiment {
                 let path = signals::heads_path(&models_dir, e.id());
-                if path.exists() {
+                let found = if path.exists() {
                     Some(Heads::load(&path)?)
                 } else {
-                    // Like fetching a model on first start: the heads are made from labelled
-                    // data (a few minutes on 2 cores), once. Without the data (offline) the
-                    // service still starts; sentiment then answers 503 and says why.
-                    tracing::info!(path = %path.display(), "no signal heads yet: training them (kefu train signals)");
-                    match training::train(&registry, &e, training::TrainPlan::default(), &path) {
-                        Ok(h) => Some(h),
-                        Err(err) => {
-                            tracing::error!(error = %err, "could not train the signal heads: starting without sentiment, emotions and intents; run `kefu train signals` when the data can be fetched");
-                            None
+                    None
+                };
+                match found {
+                    Some(h) if h.taught_current_turns() => Some(h),
+                    stale => {
+                        // Like fetching a model on first start: the heads are made from labelled
+                        // data (a few minutes on 2 cores), once; and again after an upgrade that
+                        // brings new labelled turns, or the old heads would keep the old figures
+                        // (the cached vectors make that seconds). Without the data (offline) the
+                        // service still starts, on the old heads if there are any, else without
+                        // sentiment, which then answers 503 and says why.
+                        tracing::info!(path = %path.display(), stale = stale.is_some(), "training the signal heads (kefu train signals)");
+                        match training::train(&registry, &e, training::TrainPlan::default(), &path) {
+                            Ok(h) => Some(h),
+                            Err(err) if stale.is_some() => {
+                                tracing::warn!(error = %err, "could not train the signal heads again: keeping the ones taught other support turns");
+                                stale
+                            }
+                            Err(err) => {
+                                tracing::error!(error = %err, "could not train the signal heads: starting without sentiment, emotions and intents; run `kefu train signals` when the data can be fetched");
+                                None
+                            }
                         }
                     }
                 }
@@ -143,7 +156,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
             .await
             .map_err(|e| StartError::Other(format!("training the intent head: {e}")))?;
             let u = Understanding::new(pool.clone(), heads, intents)?;
-            tracing::info!(dev_sentiment_accuracy = %u.provenance()["dev_sentiment_accuracy"], "signal heads ready");
+            tracing::info!(cv_emotion_f1 = %u.provenance()["cv_emotion_f1"], "signal heads ready");
             Some(u)
         }
         None => None,

