@@ -56,6 +56,33 @@ pub struct Config {
     pub vector: VectorConfig,
     pub voice: VoiceConfig,
     pub privacy: PrivacyConfig,
+    pub mining: MiningConfig,
+}
+
+/// Drafting cards from conversations people resolved (README "Knowledge that improves itself").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MiningConfig {
+    /// Draft a card from every resolved conversation an agent answered in. Drafts wait in
+    /// review; nothing mined reaches a customer before an admin publishes it.
+    #[serde(deserialize_with = "flag")]
+    pub enabled: bool,
+    /// A draft at least this close (cosine of the drafts' e5 vectors, or of the draft and a
+    /// published card's best chunk) to an existing card is merged into it as more evidence
+    /// instead of becoming a card of its own.
+    pub merge_similarity: f32,
+    /// Attempts per job before it stays failed (a model error, a full queue).
+    pub max_attempts: u32,
+}
+
+impl Default for MiningConfig {
+    fn default() -> Self {
+        MiningConfig {
+            enabled: true,
+            merge_similarity: 0.90,
+            max_attempts: 3,
+        }
+    }
 }
 
 /// What kefu keeps about customers, and for how long (README "Privacy").
@@ -620,6 +647,7 @@ impl Default for Config {
             vector: VectorConfig::default(),
             voice: VoiceConfig::default(),
             privacy: PrivacyConfig::default(),
+            mining: MiningConfig::default(),
         }
     }
 }
@@ -859,6 +887,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.mining.merge_similarity) || self.mining.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "mining.merge_similarity must be within [0, 1] and mining.max_attempts at least 1"
+                    .into(),
+            ));
+        }
         if self.privacy.sweep_minutes == 0 {
             return Err(ConfigError::Invalid(
                 "privacy.sweep_minutes must be at least 1".into(),

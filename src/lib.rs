@@ -12,13 +12,14 @@
 //!   collectors (`api::metrics`), and one file per kind of caller: `cards` for admins, `search`
 //!   for hit testing, `answer` for chatbots, `assist` for agent tools, `voice` (the WebSocket
 //!   protocol, one `ServerMessage` type), `openai` and `transcriptions` for OpenAI-compatible
-//!   clients, `privacy` for a customer's erasure and export, `ops` for operators. Handlers parse, check the caller, call one function below
+//!   clients, `privacy` for a customer's erasure and export, `mining` for the jobs and a card's evidence, `ops` for operators. Handlers parse, check the caller, call one function below
 //!   and shape the reply.
 //! - [`desk`]: one home per request flow, each reading top to bottom: `answer` (score the turn,
 //!   escalation, history, retrieve and decide, generate, check, record), `assist`, `voice` (a
-//!   live stream), `transcribe` (one upload).
+//!   live stream), `transcribe` (one upload), `mining` (a resolved conversation drafted
+//!   into a card in review, or merged into the card it repeats; the background job worker).
 //! - [`knowledge`]: knowledge cards, their lifecycle and compliance checks, chunking, hybrid
-//!   retrieval, and grounded replies (`answer`: the hand-off decision, the prompt, the checks on
+//!   retrieval, drafting cards from resolved conversations (`mining`), and grounded replies (`answer`: the hand-off decision, the prompt, the checks on
 //!   what the model wrote, citations; `assist`: coaching and suggestions). Decides and composes;
 //!   the only writes are the cards' own.
 //! - [`conversation`]: customers and their conversations: every turn write (turns, answers,
@@ -32,7 +33,8 @@
 //!   (`gguf_lm`) and its scheduler (`generate`), Whisper (`asr`, with the CTranslate2-to-ggml
 //!   converter in `whisper_ggml`), each on its own threads behind a bounded queue.
 //! - [`store`]: persistence, one file per aggregate (`cards`, `chunks`, `audit`,
-//!   `conversations`, `answers`, `customers`: a customer's data as a whole), the schema with
+//!   `conversations`, `answers`, `customers`: a customer's data as a whole, `jobs`: background
+//!   work, `mined`: the conversations a card was mined from), the schema with
 //!   numbered migrations (`schema`), the vector backends behind one trait (`store::vector`), and
 //!   the clock every stored time is read from. No business rules.
 //! - [`vocab`]: the fixed sets of values several layers speak (channel, role, sentiment,

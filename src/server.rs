@@ -11,6 +11,7 @@ use crate::conversation::intents::Intents;
 use crate::conversation::signals::{self, Heads, Understanding};
 use crate::conversation::training;
 use crate::desk::Desk;
+use crate::desk::mining::Miner;
 use crate::knowledge::Knowledge;
 use crate::knowledge::answer::Answerer;
 use crate::knowledge::prompts::Prompts;
@@ -216,12 +217,20 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         prompts,
         cfg.answer.clone(),
     ));
+    let miner = Arc::new(Miner::new(
+        knowledge.clone(),
+        answerer.clone(),
+        cfg.mining.clone(),
+        &cfg.compliance.allow,
+    ));
+    miner.spawn();
     let config = Arc::new(cfg);
     let desk = Arc::new(Desk {
         knowledge: knowledge.clone(),
         answerer,
         conversations: conversations.clone(),
         asr,
+        miner,
         config: config.clone(),
     });
     let streams: Arc<api::voice::StreamCount> = Default::default();

@@ -162,3 +162,17 @@ mod tests {
         assert_eq!(MoodDirection::Worsening.to_string(), "worsening");
     }
 }
+
+vocabulary! {
+    /// What a background job does.
+    pub enum JobKind {
+        /// Draft a card from a conversation a person resolved (its subject: the conversation).
+        DraftFromConversation,
+    }
+}
+
+vocabulary! {
+    /// Where a background job is. `running` jobs of a node that stopped are queued again when
+    /// the store is next opened by a miner.
+    pub enum JobState { Queued, Running, Done, Failed }
+}

@@ -62,6 +62,8 @@ const LEAST_ROLE: &[(&str, &str, Option<&str>)] = &[
     ("/v1/cards/{id}/submit", "post", Some("admin")),
     ("/v1/cards/{id}/publish", "post", Some("admin")),
     ("/v1/cards/{id}/archive", "post", Some("admin")),
+    ("/v1/cards/{id}/evidence", "get", Some("admin")),
+    ("/v1/jobs", "get", Some("admin")),
     ("/v1/audit", "get", Some("admin")),
     ("/v1/index/status", "get", Some("admin")),
     ("/v1/prompts/reload", "post", Some("admin")),

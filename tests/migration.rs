@@ -102,14 +102,14 @@ fn an_unversioned_database_migrates_without_loss() {
     );
     assert_eq!((st, fb["feedback_count"].as_u64()), (201, Some(2)), "{fb}");
 
-    // Migrated once: the version is the current one (3: turns carry their language, emotions
-    // and intent), and
-    // opening again changes nothing.
+    // Migrated once: the version is the current one (4: turns carry their language, emotions
+    // and intent; background jobs and mined cards' evidence have tables), and opening again
+    // changes nothing.
     s.kill9();
-    assert_eq!(version(&s), 3);
+    assert_eq!(version(&s), 4);
     s.restart();
     let (_, again) = s.call("GET", "/v1/cards?limit=100", None);
     assert_eq!(again["cards"].as_array().unwrap().len(), 4);
     s.kill9();
-    assert_eq!(version(&s), 3);
+    assert_eq!(version(&s), 4);
 }

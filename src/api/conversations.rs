@@ -120,7 +120,7 @@ pub async fn resolve(
     ApiJson(b): ApiJson<ResolveBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let party = caller.party(b.customer_id)?;
-    let view = s.conversations.resolve(&id, &party, b.resolved).await?;
+    let view = s.desk.resolve(&id, &party, b.resolved).await?;
     Ok(Json(shown_to(&caller, view)))
 }
 

@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod error;
 pub mod intents;
 pub mod metrics;
+pub mod mining;
 pub mod openai;
 pub mod ops;
 pub mod privacy;
@@ -55,7 +56,7 @@ pub struct AppState {
     info(title = "kefu", description = "Self-hosted inference and knowledge service for customer service."),
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
-        cards::publish, cards::archive, cards::import, cards::audit, cards::index_status,
+        cards::publish, cards::archive, cards::import, cards::audit, cards::index_status, mining::jobs, mining::evidence,
         search::search, rerank::rerank, signals::sentiment, signals::signals, intents::list_intents, intents::define_intent, intents::remove_intent, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::route, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
         openai::chat_completions, openai::embeddings, openai::models, transcriptions::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
@@ -142,6 +143,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cards/{id}/submit", post(cards::submit))
         .route("/v1/cards/{id}/publish", post(cards::publish))
         .route("/v1/cards/{id}/archive", post(cards::archive))
+        .route("/v1/cards/{id}/evidence", get(mining::evidence))
+        .route("/v1/jobs", get(mining::jobs))
         .route("/v1/audit", get(cards::audit))
         .route("/v1/index/status", get(cards::index_status))
         .route("/v1/search", post(search::search))

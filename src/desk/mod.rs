@@ -9,9 +9,12 @@
 //! - [`voice`]: a live voice stream. Check the start, run the stream, store each final as the
 //!   customer's voice turn with its sentiment and the conversation's escalation.
 //! - [`transcribe`]: one uploaded recording, decoded, checked and transcribed.
+//! - [`mining`]: a resolved conversation drafted into a card in review, or merged into the
+//!   card it repeats as more evidence; background jobs from the store.
 
 pub mod answer;
 pub mod assist;
+pub mod mining;
 pub mod transcribe;
 pub mod voice;
 
@@ -30,10 +33,31 @@ pub struct Desk {
     pub conversations: Arc<Conversations>,
     /// The speech model, when one is configured.
     pub asr: Option<AsrPool>,
+    /// Drafts cards from resolved conversations, in the background.
+    pub miner: Arc<mining::Miner>,
     pub config: Arc<Config>,
 }
 
 impl Desk {
+    /// A conversation's issue marked resolved (or reopened). What a person taught in it is
+    /// queued for mining; a queue that cannot be written does not undo the resolution
+    /// (`kefu mine` finds resolved conversations no job took up).
+    pub async fn resolve(
+        &self,
+        conversation_id: &str,
+        party: &crate::store::conversations::Party,
+        resolved: bool,
+    ) -> crate::error::Result<crate::conversation::ConversationView> {
+        let view = self
+            .conversations
+            .resolve(conversation_id, party, resolved)
+            .await?;
+        if resolved && let Err(e) = self.miner.resolved(conversation_id).await {
+            tracing::warn!(conversation = conversation_id, error = %e, "not queued for mining");
+        }
+        Ok(view)
+    }
+
     /// The speech model, or why there is none: the voice flows' first check.
     pub fn speech(&self) -> crate::error::Result<&AsrPool> {
         self.asr.as_ref().ok_or_else(|| {

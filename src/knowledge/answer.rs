@@ -121,7 +121,7 @@ pub(super) fn reply_language(given: Option<&str>, customer_text: &str) -> String
         .unwrap_or_else(|| crate::text::detect_language(customer_text).to_string())
 }
 
-pub(super) fn language_name(code: &str) -> &str {
+pub(crate) fn language_name(code: &str) -> &str {
     match code {
         "zh" | "zh-cn" | "zh-hans" => "Simplified Chinese",
         "zh-tw" | "zh-hant" => "Traditional Chinese",
@@ -499,7 +499,7 @@ impl Answerer {
 
 /// Sampling for replies drawn from cards: nucleus and top-k cut the tail where small models
 /// invent, and generation stops before the model starts writing another article block.
-pub(super) fn grounded_sampling(temperature: f64, max_tokens: usize, seed: u64) -> SamplingParams {
+pub(crate) fn grounded_sampling(temperature: f64, max_tokens: usize, seed: u64) -> SamplingParams {
     SamplingParams {
         temperature,
         top_p: Some(0.9),

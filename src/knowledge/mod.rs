@@ -13,6 +13,7 @@ pub mod compliance;
 pub mod extract;
 pub mod guard;
 pub mod import;
+pub mod mining;
 pub mod prompts;
 pub mod rerank;
 pub mod retrieval;
@@ -130,6 +131,22 @@ impl Knowledge {
             )
         })
         .await
+    }
+
+    /// What the compliance checks find in a text before it is published (a mined draft is
+    /// stored with them, so the reviewer sees them first).
+    pub fn findings(&self, content: &CardContent) -> Vec<crate::error::Finding> {
+        self.checker.check(content)
+    }
+
+    /// The published card whose best chunk is nearest to `vector` (a unit passage vector),
+    /// with that chunk's cosine.
+    pub async fn nearest_published(&self, vector: Vec<f32>) -> Result<Option<(String, f32)>> {
+        let hits = self
+            .index
+            .search(vector, 1, crate::store::SearchFilter::default())
+            .await?;
+        Ok(hits.into_iter().next().map(|h| (h.card_id, h.score)))
     }
 
     pub async fn get(&self, id: &str) -> Result<Card> {

@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorCode, Result};
 
 /// Templates built into the binary, used when no prompts folder is configured or present, and
 /// the list of names a folder must provide.
-const BUILTIN: [(&str, &str); 8] = [
+const BUILTIN: [(&str, &str); 9] = [
     ("_grounding.j2", include_str!("../../prompts/_grounding.j2")),
     (
         "answer.chat.j2",
@@ -31,6 +31,7 @@ const BUILTIN: [(&str, &str); 8] = [
     ("handoff.j2", include_str!("../../prompts/handoff.j2")),
     ("suggest.j2", include_str!("../../prompts/suggest.j2")),
     ("coaching.j2", include_str!("../../prompts/coaching.j2")),
+    ("draft.j2", include_str!("../../prompts/draft.j2")),
 ];
 
 pub struct Prompts {

@@ -153,6 +153,39 @@ fn finish_card(
     Ok(c)
 }
 
+/// A new card at version 1 in `status`, with its first version and audit entry, inside the
+/// caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn insert_card(
+    tx: &Transaction<'_>,
+    id: &str,
+    status: CardStatus,
+    content: &CardContent,
+    actor: &str,
+    action: &str,
+    at: &str,
+    detail: &serde_json::Value,
+) -> Result<Card, StoreError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO cards ({CARD_COLUMNS}) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
+        ),
+        params![
+            id,
+            status.as_str(),
+            content.title,
+            content.body,
+            json_list(&content.tags),
+            content.language,
+            json_list(&content.channels),
+            at
+        ],
+    )?;
+    insert_version(tx, id, 1, status, content, actor, at)?;
+    audit(tx, at, actor, action, Some(id), Some(1), detail)?;
+    Ok(get_card(tx, id)?.expect("inserted in this transaction"))
+}
+
 impl Store {
     pub fn create_card(
         &self,
@@ -164,14 +197,16 @@ impl Store {
     ) -> Result<Card, StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        let at = self.now();
-        tx.execute(
-            &format!("INSERT INTO cards ({CARD_COLUMNS}) VALUES (?1, 'draft', 1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)"),
-            params![id, content.title, content.body, json_list(&content.tags), content.language, json_list(&content.channels), at],
+        let card = insert_card(
+            &tx,
+            id,
+            CardStatus::Draft,
+            content,
+            actor,
+            action,
+            &self.now(),
+            &detail,
         )?;
-        insert_version(&tx, id, 1, CardStatus::Draft, content, actor, &at)?;
-        audit(&tx, &at, actor, action, Some(id), Some(1), &detail)?;
-        let card = get_card(&tx, id)?.expect("inserted in this transaction");
         tx.commit()?;
         Ok(card)
     }

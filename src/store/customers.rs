@@ -93,6 +93,12 @@ impl Store {
             let mut conn = self.conn.lock();
             let tx = conn.transaction()?;
             let voice = Channel::Voice;
+            // What mining kept of their words (the question as asked, scrubbed): the cards
+            // written from the agents' replies stay, with one piece of evidence fewer.
+            tx.execute(
+                &format!("DELETE FROM card_evidence WHERE conversation_id IN ({THEIRS})"),
+                [customer_id],
+            )?;
             let removed = Removed {
                 feedback: tx.execute(
                     &format!("DELETE FROM feedback WHERE answer_id IN (SELECT id FROM answers WHERE conversation_id IN ({THEIRS}))"),

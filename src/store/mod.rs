@@ -17,6 +17,8 @@ pub mod chunks;
 pub mod conversations;
 pub mod customers;
 pub mod intents;
+pub mod jobs;
+pub mod mined;
 mod schema;
 pub mod vector;
 
@@ -220,8 +222,8 @@ macro_rules! sql_text {
         }
     )+};
 }
-use crate::vocab::{Channel, HandoffReason, Role, Sentiment};
-sql_text!(Channel, Role, Sentiment, HandoffReason);
+use crate::vocab::{Channel, HandoffReason, JobKind, JobState, Role, Sentiment};
+sql_text!(Channel, Role, Sentiment, HandoffReason, JobKind, JobState);
 
 #[cfg(test)]
 mod tests {

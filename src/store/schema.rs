@@ -32,7 +32,42 @@ const STEPS: &[Step] = &[
         what: "each turn's emotions and intent; the intents an admin defines",
         apply: turn_understanding,
     },
+    Step {
+        version: 4,
+        what: "background jobs; the conversations a card was mined from (its evidence)",
+        apply: mining,
+    },
 ];
+
+fn mining(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE jobs (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             kind TEXT NOT NULL,
+             subject TEXT NOT NULL,
+             state TEXT NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0,
+             result TEXT,
+             error TEXT,
+             created_at TEXT NOT NULL,
+             updated_at TEXT NOT NULL,
+             UNIQUE (kind, subject)
+         );
+         CREATE INDEX jobs_state ON jobs(state, id);
+         CREATE TABLE card_evidence (
+             card_id TEXT NOT NULL REFERENCES cards(id),
+             conversation_id TEXT NOT NULL,
+             turns TEXT NOT NULL,
+             question TEXT NOT NULL,
+             wording TEXT NOT NULL,
+             similarity REAL,
+             vector BLOB NOT NULL,
+             at TEXT NOT NULL,
+             PRIMARY KEY (card_id, conversation_id)
+         );
+         CREATE INDEX card_evidence_conversation ON card_evidence(conversation_id);",
+    )
+}
 
 fn turn_understanding(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(

@@ -5,6 +5,7 @@
 mod config;
 mod index;
 mod measure;
+mod mine;
 mod models;
 mod serve;
 mod train;
@@ -58,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         command: index::IndexCommand,
     },
+    /// Draft cards now from resolved conversations a person answered in (the server does it in
+    /// the background as they are resolved); drafts wait in review.
+    Mine(mine::MineArgs),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -74,6 +78,7 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(a) => a.override_config(&mut ov),
         Command::Index { command } => ov.data_dir = command.data_dir(),
+        Command::Mine(a) => ov.data_dir = a.data_dir.clone(),
         _ => {}
     }
     let cfg = kefu::server::start_process(cli.global.config.as_deref(), &ov)?;
@@ -84,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train { command } => train::run(&cfg, command),
         Command::Transcribe(a) => transcribe::run(&cfg, a),
         Command::Index { command } => index::run(&cfg, command),
+        Command::Mine(_) => mine::run(&cfg),
         Command::Eval(_) | Command::Bench(_) => unreachable!("handled above"),
     };
     // `kefu models list | head`: the reader stopped reading, which is not an error of ours.
