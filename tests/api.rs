@@ -542,6 +542,8 @@ fn the_openapi_document_validates_and_describes_every_route() {
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),
+        ("/v1/jobs", &["get"]),
+        ("/v1/cards/{id}/evidence", &["get"]),
     ];
     for (path, methods) in routes {
         for m in methods {

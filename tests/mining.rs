@@ -262,6 +262,10 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     assert_eq!(ev["count"], 2, "{ev}");
     assert!(!ev.to_string().contains("refund-2"), "{ev}");
 
+    // The job table on /metrics.
+    let m = s.metrics();
+    assert_eq!(metric(&m, "kefu_jobs", r#"state="done""#), Some(4.0), "{m}");
+
     // Bad input is refused clearly.
     let (status, v) = s.call_as(ADMIN, "GET", "/v1/jobs?state=sideways", None);
     assert_eq!(status, 422, "{v}");

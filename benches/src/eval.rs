@@ -135,6 +135,22 @@ struct ScriptTurn {
     text: String,
 }
 
+/// A conversation an agent resolves, with what a card drafted from it must hold and must not.
+#[derive(Deserialize)]
+struct MinedConversation {
+    id: String,
+    lang: String,
+    split: String,
+    /// Conversations of one group ask the same thing: the second and later ones should merge
+    /// into the first one's card, and no other conversation should.
+    group: String,
+    turns: Vec<ScriptTurn>,
+    /// Each must appear in the draft (alternatives separated by `|`, case-insensitive).
+    facts: Vec<String>,
+    /// None may appear in the draft or the stored question.
+    personal: Vec<String>,
+}
+
 /// Runs every suite, writes `report.json` and `report.md` under `out`, prints the table.
 /// Returns false when `check` is set and a floor is broken.
 pub async fn run(cfg: Config, o: Options) -> anyhow::Result<bool> {
@@ -229,6 +245,12 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<bool> {
         done(&mut report, "asr", asr(&api, &cfg).await?);
     } else if run("asr") {
         eprintln!("asr: skipped (no speech model)");
+    }
+    if run("mining") && generating {
+        let convs = read_jsonl(&o.dir.join("mined_conversations.jsonl"))?;
+        done(&mut report, "mining", mining(&cfg, &convs).await?);
+    } else if run("mining") {
+        eprintln!("mining: skipped (no generator)");
     }
     if run("pii") {
         let strings = read_jsonl(&o.dir.join("pii_strings.jsonl"))?;
@@ -1045,6 +1067,164 @@ async fn escalation(api: &Api, convs: &[Conversation]) -> anyhow::Result<Value> 
         .collect();
     out.insert("wrong".into(), json!(wrong));
     Ok(Value::Object(out))
+}
+
+/// Mining on a server of its own (no published cards to merge into): each conversation is
+/// written, resolved, and its job awaited, in file order. Per conversation: whether the draft
+/// holds every fact, holds no personal data, and is in the conversation's language; and whether
+/// merging was right (positive: merged; true when an earlier conversation of its group exists;
+/// a merge into another group's card counts as a false merge and a missed one).
+async fn mining(cfg: &Config, convs: &[MinedConversation]) -> anyhow::Result<Value> {
+    let tmp = tempfile::tempdir()?;
+    let (api, _state, _server) = start_server(cfg.clone(), tmp.path()).await?;
+    let mut card_group: HashMap<String, String> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let (mut facts, mut clean, mut language, mut by_model) = (
+        Groups::default(),
+        Groups::default(),
+        Groups::default(),
+        Groups::default(),
+    );
+    let mut merges: BTreeMap<String, Confusion> = BTreeMap::new();
+    let (mut wrong, mut scores) = (Vec::new(), Vec::new());
+    let pb = bar(convs.len(), "mining");
+    for c in convs {
+        let customer = format!("mining-{}", c.id);
+        for t in &c.turns {
+            let channel = if t.role == "agent" { "agent" } else { "chat" };
+            api.post(
+                &format!("/v1/conversations/{}/turns", c.id),
+                json!({"role": t.role, "channel": channel, "text": t.text, "customer_id": customer}),
+            )
+            .await?;
+        }
+        api.post(&format!("/v1/conversations/{}/resolve", c.id), json!({}))
+            .await?;
+        let job = loop {
+            let v = api.get("/v1/jobs?limit=500").await?;
+            let job = v["jobs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|j| j["subject"] == c.id.as_str())
+                .cloned();
+            match job {
+                Some(j) if j["state"] == "done" || j["state"] == "failed" => break j,
+                None => bail!("resolving {} queued no mining job", c.id),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        };
+        pb.inc(1);
+        let result = &job["result"];
+        let (card, merged) = match (result["created"].as_str(), result["merged_into"].as_str()) {
+            (Some(card), _) => (card.to_string(), false),
+            (None, Some(card)) => (card.to_string(), true),
+            _ => bail!("mining {} did not draft: {job}", c.id),
+        };
+        let similarity = result["similarity"]
+            .as_f64()
+            .or(result["nearest"]["similarity"].as_f64());
+        let ev = api.get(&format!("/v1/cards/{card}/evidence")).await?;
+        let mine = ev["evidence"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["conversation_id"] == c.id.as_str())
+            .cloned()
+            .with_context(|| format!("card {card} has no evidence from {}", c.id))?;
+        let wording = mine["wording"].as_str().unwrap_or_default();
+        let lower = wording.to_lowercase();
+        let missing: Vec<&String> = c
+            .facts
+            .iter()
+            .filter(|f| !f.split('|').any(|alt| lower.contains(&alt.to_lowercase())))
+            .collect();
+        let stored = format!(
+            "{wording}\n{}",
+            mine["question"].as_str().unwrap_or_default()
+        );
+        let leaked: Vec<&String> = c
+            .personal
+            .iter()
+            .filter(|p| stored.to_lowercase().contains(&p.to_lowercase()))
+            .collect();
+        let cjk = wording
+            .chars()
+            .filter(|ch| ('\u{4e00}'..='\u{9fff}').contains(ch))
+            .count();
+        let letters = wording.chars().filter(|ch| ch.is_alphabetic()).count();
+        let lang = if letters > 0 && cjk * 5 >= letters {
+            "zh"
+        } else {
+            "en"
+        };
+        let keys = vec![
+            "all".to_string(),
+            format!("lang.{}", c.lang),
+            format!("split.{}", c.split),
+            format!("split.{}.lang.{}", c.split, c.lang),
+        ];
+        facts.add(&keys, f64::from(missing.is_empty()));
+        clean.add(&keys, f64::from(leaked.is_empty()));
+        language.add(&keys, f64::from(lang == c.lang));
+        let written = job_written_by_model(&api, &card, &c.id).await?;
+        by_model.add(&keys, f64::from(written));
+        let truth = seen.contains(&c.group);
+        let right_card = merged && card_group.get(&card) == Some(&c.group);
+        for k in &keys {
+            let m = merges.entry(k.clone()).or_default();
+            if merged && truth && !right_card {
+                m.add(true, false);
+                m.add(false, true);
+            } else {
+                m.add(merged, truth);
+            }
+        }
+        if !merged {
+            card_group.insert(card.clone(), c.group.clone());
+        }
+        seen.insert(c.group.clone());
+        scores.push(json!({"id": c.id, "split": c.split, "repeat": truth, "similarity": similarity, "merged": merged}));
+        if !missing.is_empty()
+            || !leaked.is_empty()
+            || lang != c.lang
+            || merged != truth
+            || (merged && !right_card)
+        {
+            wrong.push(json!({"id": c.id, "missing": missing, "leaked": leaked, "language": lang,
+                "merged": merged, "should_merge": truth, "similarity": similarity, "wording": wording}));
+        }
+    }
+    pb.finish_and_clear();
+    let mut out = serde_json::Map::new();
+    for (k, m) in merges {
+        let mut v = m.metrics();
+        v.insert("holds_every_fact".into(), json!(facts.mean(&k)));
+        v.insert("free_of_personal_data".into(), json!(clean.mean(&k)));
+        v.insert(
+            "with_personal_data".into(),
+            json!(((1.0 - clean.mean(&k)) * clean.n(&k) as f64).round()),
+        );
+        v.insert("language_right".into(), json!(language.mean(&k)));
+        v.insert("written_by_model".into(), json!(by_model.mean(&k)));
+        out.insert(k, Value::Object(v));
+    }
+    out.insert("wrong".into(), json!(wrong));
+    out.insert("scores".into(), json!(scores));
+    Ok(Value::Object(out))
+}
+
+/// Whether the card's mining audit entry says the chat model wrote it (merged drafts: whether
+/// the model wrote the wording kept as evidence is not recorded, so only created cards count).
+async fn job_written_by_model(api: &Api, card: &str, conversation: &str) -> anyhow::Result<bool> {
+    let audit = api
+        .get(&format!("/v1/audit?card_id={card}&limit=50"))
+        .await?;
+    Ok(audit["entries"].as_array().into_iter().flatten().any(|e| {
+        e["action"] == "mined"
+            && e["detail"]["conversation"] == conversation
+            && e["detail"]["written_by"] == "model"
+    }))
 }
 
 async fn asr(api: &Api, cfg: &Config) -> anyhow::Result<Value> {

@@ -113,6 +113,7 @@ struct Families {
     uploads: GaugeVec,
     panics: CounterVec,
     cards: GaugeVec,
+    jobs: GaugeVec,
     answers: CounterVec,
     removed: CounterVec,
     erasures: CounterVec,
@@ -181,6 +182,11 @@ impl Families {
                 model,
             ),
             cards: gauge("kefu_cards", "Knowledge cards by status", &["status"]),
+            jobs: gauge(
+                "kefu_jobs",
+                "Background jobs (mining resolved conversations) by state",
+                &["state"],
+            ),
             answers: counter(
                 "kefu_answers_total",
                 "Answers since start: answered, or handed off by reason (ungrounded: a generated reply withheld for stating a number no card gave)",
@@ -199,7 +205,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 16] {
+    fn all(&self) -> [&dyn Collector; 17] {
         [
             &self.queue_depth,
             &self.batches,
@@ -214,6 +220,7 @@ impl Families {
             &self.uploads,
             &self.panics,
             &self.cards,
+            &self.jobs,
             &self.answers,
             &self.removed,
             &self.erasures,
@@ -321,6 +328,19 @@ impl Collector for ServiceCollector {
                 }
             }
             Err(e) => tracing::error!(error = %e, "counting cards for /metrics"),
+        }
+        match self.desk.miner.counts_blocking() {
+            Ok(c) => {
+                for (state, n) in [
+                    ("queued", c.queued),
+                    ("running", c.running),
+                    ("done", c.done),
+                    ("failed", c.failed),
+                ] {
+                    f.jobs.with_label_values(&[state]).set(n as f64);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "counting jobs for /metrics"),
         }
         for (reason, n) in self.desk.conversations.answer_outcomes() {
             let outcome = reason.map_or("answered", |r| r.as_str());

@@ -18,7 +18,7 @@ use crate::conversation::validate_id;
 use crate::error::{Error, Result, blocking};
 use crate::knowledge::Knowledge;
 use crate::knowledge::answer::Answerer;
-use crate::knowledge::mining::{Draft, Drafter, MinedTurn};
+use crate::knowledge::mining::{Draft, Drafter, MinedTurn, same_answer};
 use crate::runtime::embed::TextKind;
 use crate::store::jobs::{Job, JobCounts};
 use crate::store::mined::NewEvidence;
@@ -31,6 +31,8 @@ const ACTOR: &str = "kefu:mining";
 /// How often an idle worker looks for work a notification did not announce (another process,
 /// `kefu mine`, wrote it).
 const IDLE_POLL: Duration = Duration::from_secs(30);
+/// The pause after a failed attempt, times the attempts so far.
+const RETRY_PAUSE: Duration = Duration::from_secs(2);
 
 pub struct Miner {
     store: Arc<Store>,
@@ -113,6 +115,12 @@ impl Miner {
         blocking(move || store.jobs(state, limit)).await
     }
 
+    /// How many jobs are in each state, read on this thread: call it off the reactor (the
+    /// metrics scrape does).
+    pub fn counts_blocking(&self) -> Result<JobCounts> {
+        Ok(self.store.job_counts()?)
+    }
+
     pub async fn counts(&self) -> Result<JobCounts> {
         let store = self.store.clone();
         blocking(move || store.job_counts()).await
@@ -155,6 +163,8 @@ impl Miner {
             .await?;
             if let Err(e) = &outcome {
                 tracing::warn!(job = job.id, subject = %job.subject, error = %e, "mining job failed");
+                // A busy chat model is the likely cause: give it room before the next attempt.
+                tokio::time::sleep(RETRY_PAUSE * job.attempts.clamp(1, 10) as u32).await;
             }
             each(&job, &outcome);
             ran += 1;
@@ -236,14 +246,25 @@ impl Miner {
             .ok_or_else(|| Error::Unavailable("the embedder returned no vector".into()))?;
         let store = self.store.clone();
         let mined = blocking(move || store.evidence_vectors()).await?;
-        let mut best: Option<(String, f32)> = mined
+        let mut near: Vec<(String, f32)> = mined
             .into_iter()
             .map(|(card, v)| (card, vecmath::dot(&vector, &v)))
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((card, score)) = self.knowledge.nearest_published(vector.clone()).await?
-            && best.as_ref().is_none_or(|b| score > b.1)
-        {
-            best = Some((card, score));
+            .collect();
+        near.extend(self.knowledge.nearest_published(vector.clone()).await?);
+        near.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let best = near.first().cloned();
+        // The nearest card close enough whose answer also states every number this one does:
+        // "3 months" and "14 days" answers read alike to the embedder and are not one card.
+        let mut repeats = None;
+        for (card, similarity) in near.iter().filter(|n| n.1 >= self.cfg.merge_similarity) {
+            if repeats.as_ref().is_some_and(|(c, _)| c == card) {
+                continue;
+            }
+            let existing = self.knowledge.get(card).await?;
+            if same_answer(&draft.body, &existing.content) {
+                repeats = Some((card.clone(), *similarity));
+                break;
+            }
         }
         let evidence = NewEvidence {
             conversation_id: conversation_id.to_string(),
@@ -254,8 +275,7 @@ impl Miner {
             vector,
         };
         // 4. More evidence for that card, or a new card in review.
-        if let Some((card, similarity)) = best.clone().filter(|b| b.1 >= self.cfg.merge_similarity)
-        {
+        if let Some((card, similarity)) = repeats {
             let (store, card_id) = (self.store.clone(), card.clone());
             let evidence = NewEvidence {
                 similarity: Some(similarity),

@@ -156,7 +156,10 @@ impl Drafter {
         loop {
             match rx.recv().await {
                 Some(GenEvent::Delta(d)) => out.push_str(&d),
-                Some(GenEvent::Done { .. }) => return Ok(Some(out)),
+                Some(GenEvent::Done { .. }) => {
+                    tracing::debug!(raw = %out, "the chat model's draft");
+                    return Ok(Some(out));
+                }
                 Some(GenEvent::Failed(e)) => return Err(Error::Model(e)),
                 None => {
                     return Err(Error::Model(crate::runtime::ModelError::WorkerGone(
@@ -189,6 +192,31 @@ impl Drafter {
                 "numbers the agent did not give: {}",
                 invented.join(", ")
             ));
+        }
+        // Where to click is a fact as much as a figure: every quoted label and menu path the
+        // agent gave ("Orders > Refunds", “修改地址”) must be in the draft.
+        let answer = agent_answer(agent);
+        let missing: Vec<&str> = steps(&answer)
+            .into_iter()
+            .filter(|st| !a.contains(st))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "steps the agent gave are missing: {}",
+                missing.join(", ")
+            ));
+        }
+        // A placeholder the agent's answer does not have came from the customer's words (their
+        // order number): no general answer carries one.
+        for p in PLACEHOLDERS {
+            if a.matches(p).count() > answer.matches(p).count() {
+                return Err(format!("it carries {p} from the customer's words"));
+            }
+        }
+        // Much longer than what the agent said: the model added steps of its own.
+        let said_chars = agent_answer(agent).chars().count();
+        if a.chars().count() > said_chars * 3 / 2 + 40 {
+            return Err("it is much longer than the agent's answer".into());
         }
         let kept = support::stated([a.as_str()]);
         let dropped: Vec<String> = agent
@@ -223,12 +251,46 @@ impl Drafter {
     }
 }
 
-/// The customer's question: the first turn that asks one, else their first turn.
+/// What the scrubber and the turn masker put in place of personal data.
+const PLACEHOLDERS: [&str; 9] = [
+    "[name]",
+    "[number]",
+    "[address]",
+    "[地址]",
+    "[email]",
+    "[phone]",
+    "[id]",
+    "[card]",
+    "[account]",
+];
+
+/// The quoted labels and menu paths of a text: what a customer clicks.
+fn steps(text: &str) -> Vec<&str> {
+    static STEP: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"“([^”]{1,40})”|「([^」]{1,40})」|"([^"]{1,40})"|\b([A-Z]\w*(?: [A-Z]\w*)*(?: > [A-Z]\w*(?: [A-Z]\w*)*)+)"#).unwrap()
+    });
+    STEP.captures_iter(text)
+        .filter_map(|c| c.iter().skip(1).flatten().next())
+        .map(|m| m.as_str().trim())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Whether a draft's answer can be the same answer as a card's: every number it states is
+/// one the card states too.
+pub fn same_answer(body: &str, card: &crate::store::CardContent) -> bool {
+    let stated = support::stated([card.title.as_str(), card.body.as_str()]);
+    support::unsupported_numbers(body, &stated).is_empty()
+}
+
+/// The customer's question: the first sentence that asks one, else their first turn.
 fn question_of(customer: &[&str]) -> String {
+    let asks = |s: &&str| s.contains('?') || s.contains('？') || s.ends_with('吗');
     customer
         .iter()
-        .find(|t| t.contains('?') || t.contains('？') || t.contains('吗'))
-        .or(customer.first())
+        .flat_map(|t| text::sentences(t))
+        .find(asks)
+        .or(customer.first().copied())
         .map(|t| t.trim().to_string())
         .unwrap_or_default()
 }
@@ -246,12 +308,8 @@ fn agent_answer(agent: &[&str]) -> String {
     let mut out: Vec<&str> = Vec::new();
     for reply in agent {
         for s in text::sentences(reply) {
-            let s = s.trim();
-            // A short pleasantry goes; a long sentence that opens with one ("Thanks for
-            // waiting, the refund takes 5 days") carries a fact and stays.
-            let pleasantry = PLEASANTRY.is_match(s) && s.chars().count() < 60;
-            if !s.is_empty() && !pleasantry {
-                out.push(s);
+            if let Some(kept) = without_pleasantry(s.trim()) {
+                out.push(kept);
             }
         }
     }
@@ -265,6 +323,24 @@ fn agent_answer(agent: &[&str]) -> String {
         };
         out.join(joiner)
     }
+}
+
+/// A sentence without its opening pleasantry: "您好，退款3到5天到账。" keeps what follows the
+/// greeting; "Thanks for reaching out." is all pleasantry and goes.
+fn without_pleasantry(s: &str) -> Option<&str> {
+    let mut rest = s;
+    while !rest.is_empty() && PLEASANTRY.is_match(rest) {
+        match rest.find([',', '，', '!', '！']) {
+            Some(i) => {
+                let sep = rest[i..].chars().next().map_or(1, char::len_utf8);
+                rest = rest[i + sep..].trim_start();
+            }
+            // A whole sentence that opens with a pleasantry: short ones are only that.
+            None if rest.chars().count() < 60 => return None,
+            None => break,
+        }
+    }
+    (!rest.is_empty()).then_some(rest)
 }
 
 /// `QUESTION: …` and `ANSWER: …` (or 问题/答案), each possibly over several lines.
@@ -311,8 +387,15 @@ static INTRODUCED_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i:\b(my name is|this is|i am|i'm|name:)\s+)[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?")
         .unwrap()
 });
-static ZH_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:我叫|我是|本人|客服|亲爱的)?[\p{Han}]{1,2}(?:先生|女士|小姐)|(?:我叫|本人姓名[:：]?)[\p{Han}]{2,3}").unwrap()
+static SIGNED_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)(?:^|\s)[-–—~]\s*[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?\s*$").unwrap()
+});
+static ZH_HONORIFIC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:我叫|我是|本人是?|亲爱的)?[\p{Han}]{1,2}(?:先生|女士|小姐)").unwrap()
+});
+/// "我叫李娜", "我是张伟，…": a name of two or three characters ending the clause.
+static ZH_INTRODUCED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:我叫|我是|本人|姓名[:：]?)[\p{Han}]{2,3}(?:[，,。.！!？?\s]|$)").unwrap()
 });
 /// Codes with five or more digits (orders, tickets, tracking, invoices), possibly with letters
 /// and dashes: no general answer needs one.
@@ -340,10 +423,14 @@ impl Scrubber {
         let s = self.pii.mask(s);
         let s = EN_ADDRESS.replace_all(&s, "[address]");
         let s = ZH_ADDRESS.replace_all(&s, "[地址]");
-        let s = NAME_AFTER_GREETING.replace_all(&s, "$1");
+        // Titles first: "Hello Ms. Chen" would otherwise lose "Ms" as the greeted name and
+        // keep "Chen".
         let s = TITLED_NAME.replace_all(&s, "[name]");
+        let s = NAME_AFTER_GREETING.replace_all(&s, "$1");
         let s = INTRODUCED_NAME.replace_all(&s, "$1 [name]");
-        let s = ZH_NAME.replace_all(&s, "您");
+        let s = SIGNED_NAME.replace_all(&s, "");
+        let s = ZH_HONORIFIC.replace_all(&s, "");
+        let s = ZH_INTRODUCED.replace_all(&s, "");
         let s = CODE.replace_all(&s, "[number]");
         s.trim().to_string()
     }
@@ -359,6 +446,10 @@ mod tests {
         let out = s.scrub(
             "Hi Jane Doe, your order AB-1234567 ships to 42 Baker Street. Mail jane@example.com or call +44 20 7946 0958. Refunds take 5 to 7 business days and cost $25.",
         );
+        assert_eq!(
+            s.scrub("Hello Ms. Chen, open Orders."),
+            "Hello [name], open Orders."
+        );
         for gone in ["Jane", "1234567", "Baker", "example.com", "7946"] {
             assert!(!out.contains(gone), "{gone} left in {out}");
         }
@@ -366,10 +457,18 @@ mod tests {
             assert!(out.contains(kept), "{kept} lost from {out}");
         }
         let zh = s.scrub("王先生您好，您的订单号2023110512345已退款，退款3到5个工作日到账。地址：北京市朝阳区建国路88号。我叫李小明。");
-        for gone in ["王先生", "2023110512345", "建国路88号", "李小明"] {
+        for gone in ["王先生", "2023110512345", "建国路88号", "李小明", "王"] {
             assert!(!zh.contains(gone), "{gone} left in {zh}");
         }
         assert!(zh.contains("3到5个工作日"), "{zh}");
+        assert_eq!(
+            s.scrub("退款要几天？我是张伟，电话在上面"),
+            "退款要几天？电话在上面"
+        );
+        assert_eq!(
+            s.scrub("How do I reset it? - Raj Patel"),
+            "How do I reset it?"
+        );
     }
 
     #[test]
@@ -388,6 +487,10 @@ mod tests {
             Some(("退款多久到账？".into(), "3到5个工作日。".into()))
         );
         assert_eq!(parse("Refunds take five days."), None);
+        assert_eq!(
+            steps("Track it under Orders > Refunds, or tap “修改地址” or \"Download invoice\"."),
+            ["Orders > Refunds", "修改地址", "Download invoice"]
+        );
     }
 
     #[test]
@@ -397,6 +500,13 @@ mod tests {
             "Refunds reach your card within 5 business days. Is there anything else I can help with?",
         ]);
         assert_eq!(a, "Refunds reach your card within 5 business days.");
+        assert_eq!(
+            agent_answer(&[
+                "您好，电子发票会在2个工作日内发到邮箱。",
+                "Hi Jane, thanks for waiting, it takes 5 days."
+            ]),
+            "电子发票会在2个工作日内发到邮箱。it takes 5 days."
+        );
         assert_eq!(
             question_of(&["hi", "How long does a refund take?"]),
             "How long does a refund take?"

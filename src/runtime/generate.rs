@@ -533,7 +533,11 @@ struct Seq {
     /// Decoded text so far, and how much of it has been sent.
     text: String,
     sent: usize,
+    /// Tokens `decoded_from..decoded_to` were decoded into `text` already; the ones before
+    /// `decoded_from` are not decoded again. The first ones give the decoder context (a
+    /// leading space depends on the token before).
     decoded_from: usize,
+    decoded_to: usize,
     done: bool,
     /// When it took its slot.
     started: Instant,
@@ -684,6 +688,7 @@ fn admit(g: &Generator, job: Job) -> Result<Seq, Rejected> {
         text: String::new(),
         sent: 0,
         decoded_from: 0,
+        decoded_to: 0,
         done: false,
         started: Instant::now(),
     })
@@ -777,22 +782,20 @@ impl Seq {
         Ok(())
     }
 
-    /// Appends the text of new tokens, keeping back a token whose bytes do not yet form whole
-    /// characters (byte-level BPE splits a Chinese character across tokens).
+    /// Appends the text of new tokens, keeping back tokens whose bytes do not yet form whole
+    /// characters (byte-level BPE splits a Chinese character across tokens) until the rest
+    /// arrives: the prefix/read offsets of text-generation-inference's decoder. Held tokens
+    /// stay after `decoded_to`, so the character they start is decoded with its end, not lost.
     fn decode_more(&mut self, g: &Generator) -> Result<(), ModelError> {
         let dec = |ids: &[u32]| {
             g.tokenizer
                 .decode(ids, true)
                 .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))
         };
-        let done_len = self.tokens.len() - 1;
-        let before = dec(&self.tokens[self.decoded_from..done_len])?;
-        let after = dec(&self.tokens[self.decoded_from..])?;
-        if after.len() > before.len() && !after.ends_with('\u{FFFD}') {
-            if let Some(new) = after.get(before.len()..) {
-                self.text.push_str(new);
-            }
-            self.decoded_from = done_len;
+        if let Some(new) = new_text(dec, &self.tokens, self.decoded_from, self.decoded_to)? {
+            self.text.push_str(&new);
+            self.decoded_from = self.decoded_to;
+            self.decoded_to = self.tokens.len();
         }
         Ok(())
     }
@@ -892,6 +895,22 @@ pub async fn judgement(
     Err(ModelError::WorkerGone("generation"))
 }
 
+/// The text tokens `to..` add after `from..to`, or `None` while they end inside a character.
+fn new_text(
+    dec: impl Fn(&[u32]) -> Result<String, ModelError>,
+    tokens: &[u32],
+    from: usize,
+    to: usize,
+) -> Result<Option<String>, ModelError> {
+    let before = dec(&tokens[from..to])?;
+    let after = dec(&tokens[from..])?;
+    if after.len() > before.len() && !after.ends_with('\u{FFFD}') {
+        Ok(after.get(before.len()..).map(str::to_string))
+    } else {
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -965,5 +984,32 @@ mod tests {
         assert!(matches!(p.sampling(), Sampling::TopP { .. }));
         p.top_k = Some(40);
         assert!(matches!(p.sampling(), Sampling::TopKThenTopP { .. }));
+    }
+
+    /// Byte-level BPE splits 公 (three bytes) over two tokens: the first alone decodes to a
+    /// replacement character and is held back, and the character comes out whole once its
+    /// last byte arrives (it was dropped before: "公司" streamed as "司").
+    #[test]
+    fn a_character_split_over_tokens_is_emitted_whole() {
+        let gong = "公".as_bytes();
+        let pieces: [&[u8]; 4] = [b"Q:", &gong[..2], &gong[2..], "司".as_bytes()];
+        let dec = |ids: &[u32]| -> Result<String, ModelError> {
+            let bytes: Vec<u8> = ids
+                .iter()
+                .flat_map(|&i| pieces[i as usize].to_vec())
+                .collect();
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        let (mut text, mut from, mut to) = (String::new(), 0, 0);
+        let mut tokens = Vec::new();
+        for id in 0..4u32 {
+            tokens.push(id);
+            if let Some(new) = new_text(dec, &tokens, from, to).unwrap() {
+                text.push_str(&new);
+                from = to;
+                to = tokens.len();
+            }
+        }
+        assert_eq!(text, "Q:公司");
     }
 }
