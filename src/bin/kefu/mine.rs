@@ -18,7 +18,7 @@ pub struct MineArgs {
 pub fn run(cfg: &Config) -> anyhow::Result<()> {
     let mut cfg = cfg.clone();
     // Only the models mining uses, and no background worker of our own: this command is it.
-    cfg.models.asr = Some("none".into());
+    cfg.models.asr = None;
     cfg.mining.enabled = false;
     super::runtime()?.block_on(async {
         let state = kefu::server::build(cfg).await?;
