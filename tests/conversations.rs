@@ -11,19 +11,6 @@ fn turn(s: &Server, conv: &str, role: &str, text: &str) -> Value {
     turn_on(s, conv, "cust-7", "chat", role, text)
 }
 
-/// A customer's turn comes from the channel, an agent's from the agent's tool.
-fn turn_on(s: &Server, conv: &str, customer: &str, channel: &str, role: &str, text: &str) -> Value {
-    let key = if role == "customer" { CHANNEL } else { AGENT };
-    let (status, v) = s.call_as(
-        key,
-        "POST",
-        &format!("/v1/conversations/{conv}/turns"),
-        Some(json!({"customer_id": customer, "channel": channel, "role": role, "text": text})),
-    );
-    assert_eq!(status, 200, "{v}");
-    v
-}
-
 fn reasons(v: &Value) -> Vec<String> {
     v["escalation"]["reasons"]
         .as_array()

@@ -11,15 +11,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-fn turn(s: &Server, key: &str, conv: &str, customer: &str, role: &str, text: &str) {
+fn turn(s: &Server, conv: &str, customer: &str, role: &str, text: &str) {
     let channel = if role == "agent" { "agent" } else { "chat" };
-    let (status, v) = s.call_as(
-        key,
-        "POST",
-        &format!("/v1/conversations/{conv}/turns"),
-        Some(json!({"customer_id": customer, "channel": channel, "role": role, "text": text})),
-    );
-    assert_eq!(status, 200, "{v}");
+    turn_on(s, conv, customer, channel, role, text);
 }
 
 fn resolve(s: &Server, conv: &str) {
@@ -73,7 +67,6 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     // Two customers ask the same thing in other words; an agent answers both.
     turn(
         &s,
-        CHANNEL,
         "refund-1",
         "cust-m1",
         "customer",
@@ -81,24 +74,15 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     );
     turn(
         &s,
-        AGENT,
         "refund-1",
         "cust-m1",
         "agent",
         "Hi Jane, thanks for waiting. Once the warehouse receives the item, refunds reach your card within 5 to 7 business days. You can follow the refund under Orders > Refunds.",
     );
-    turn(
-        &s,
-        CHANNEL,
-        "refund-1",
-        "cust-m1",
-        "customer",
-        "Thanks, that helps!",
-    );
+    turn(&s, "refund-1", "cust-m1", "customer", "Thanks, that helps!");
     resolve(&s, "refund-1");
     turn(
         &s,
-        CHANNEL,
         "refund-2",
         "cust-m2",
         "customer",
@@ -106,7 +90,6 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     );
     turn(
         &s,
-        AGENT,
         "refund-2",
         "cust-m2",
         "agent",
@@ -116,7 +99,6 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     // A Chinese conversation about another subject, with a name and an order number.
     turn(
         &s,
-        CHANNEL,
         "invoice-zh",
         "cust-m3",
         "customer",
@@ -124,7 +106,6 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     );
     turn(
         &s,
-        AGENT,
         "invoice-zh",
         "cust-m3",
         "agent",
@@ -134,7 +115,6 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     // No person answered in this one: nothing to learn, no job.
     turn(
         &s,
-        CHANNEL,
         "bot-only",
         "cust-m4",
         "customer",
@@ -235,7 +215,6 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     // A third conversation about refunds now merges into the published card.
     turn(
         &s,
-        CHANNEL,
         "refund-3",
         "cust-m5",
         "customer",
@@ -243,7 +222,6 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
     );
     turn(
         &s,
-        AGENT,
         "refund-3",
         "cust-m5",
         "agent",
@@ -280,7 +258,6 @@ fn mining_can_be_switched_off() {
     let s = keys_and("none", &[("KEFU__MINING__ENABLED", "false")]);
     turn(
         &s,
-        CHANNEL,
         "off-1",
         "cust-off",
         "customer",
@@ -288,7 +265,6 @@ fn mining_can_be_switched_off() {
     );
     turn(
         &s,
-        AGENT,
         "off-1",
         "cust-off",
         "agent",

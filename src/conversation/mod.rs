@@ -427,7 +427,7 @@ impl Conversations {
             };
             // Fewer than `n` turns are all the turns: no need to ask whether earlier ones exist.
             let spoke = own.iter().any(|t| t.role == Role::Customer)
-                || (own.len() == n && store.has_customer_turn(&conv)?);
+                || (own.len() == n && store.has_turn_by(&conv, Role::Customer)?);
             if spoke {
                 return Ok(own);
             }

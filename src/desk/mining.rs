@@ -80,9 +80,7 @@ impl Miner {
         }
         let (store, id) = (self.store.clone(), conversation_id.to_string());
         let queued = blocking(move || {
-            let record = store.conversation(&id, &Party::Staff(None))?;
-            let answered = record.is_some_and(|r| r.turns.iter().any(|t| t.role == Role::Agent));
-            if answered {
+            if store.has_turn_by(&id, Role::Agent)? {
                 store.enqueue_job(JobKind::DraftFromConversation, &id)
             } else {
                 Ok(false)

@@ -214,7 +214,7 @@ impl Drafter {
             }
         }
         // Much longer than what the agent said: the model added steps of its own.
-        let said_chars = agent_answer(agent).chars().count();
+        let said_chars = answer.chars().count();
         if a.chars().count() > said_chars * 3 / 2 + 40 {
             return Err("it is much longer than the agent's answer".into());
         }
@@ -235,9 +235,7 @@ impl Drafter {
         // Steps and conditions are facts too, and they carry no number: a draft that keeps
         // too few of the agent's words has left some out ("3到5个工作日内" for a reply that
         // also said where to follow the refund).
-        let said: HashSet<String> = text::query_terms(&agent_answer(agent))
-            .into_iter()
-            .collect();
+        let said: HashSet<String> = text::query_terms(&answer).into_iter().collect();
         let written: HashSet<String> = text::query_terms(&a).into_iter().collect();
         let kept = said.intersection(&written).count() as f32 / said.len().max(1) as f32;
         if kept < MIN_TERMS_KEPT {

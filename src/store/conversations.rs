@@ -301,11 +301,11 @@ impl Store {
         }))
     }
 
-    /// Whether the customer has said anything in the conversation yet.
-    pub fn has_customer_turn(&self, conversation_id: &str) -> Result<bool, StoreError> {
+    /// Whether `role` has said anything in the conversation yet.
+    pub fn has_turn_by(&self, conversation_id: &str, role: Role) -> Result<bool, StoreError> {
         Ok(self.conn.lock().query_row(
             "SELECT EXISTS (SELECT 1 FROM turns WHERE conversation_id = ?1 AND role = ?2)",
-            params![conversation_id, Role::Customer],
+            params![conversation_id, role],
             |r| r.get(0),
         )?)
     }

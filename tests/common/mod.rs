@@ -714,3 +714,24 @@ pub fn python_package(module: &str, spec: &str, dir: &str) -> Option<PathBuf> {
     }
     Some(dir)
 }
+
+/// A turn as its writer sends it: a customer's from the channel, an agent's from the agent's
+/// tool.
+pub fn turn_on(
+    s: &Server,
+    conv: &str,
+    customer: &str,
+    channel: &str,
+    role: &str,
+    text: &str,
+) -> Value {
+    let key = if role == "customer" { CHANNEL } else { AGENT };
+    let (status, v) = s.call_as(
+        key,
+        "POST",
+        &format!("/v1/conversations/{conv}/turns"),
+        Some(serde_json::json!({"customer_id": customer, "channel": channel, "role": role, "text": text})),
+    );
+    assert_eq!(status, 200, "{v}");
+    v
+}
