@@ -143,9 +143,17 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     // within the client's timeout, and the cancellation check below would say what went wrong.)
     let mut busy = chat(&s, 1000, true);
     read_sse(&mut busy, |_| true);
-    // The first chunk (the role) is sent before the worker takes the request: wait until it has.
+    // The first chunk (the role) is sent before the worker takes the request: wait until it has
+    // (the third request the generator admitted). Not `kefu_generation_active` = 1: the worker
+    // may not yet have recorded that the short request above left its slot, and a request sent
+    // while this one still sat in the one queue place would be refused.
     let since = Instant::now();
-    while metric(&s.metrics(), "kefu_generation_active", GEN) != Some(1.0) {
+    while metric(
+        &s.metrics(),
+        "kefu_model_inputs_total",
+        "role=\"generator\"",
+    ) != Some(3.0)
+    {
         assert!(
             since.elapsed() < Duration::from_secs(30),
             "busy request never started"
