@@ -225,12 +225,19 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
     ));
     miner.spawn();
     let config = Arc::new(cfg);
+    let insights = crate::desk::insights::Insights::new(
+        knowledge.clone(),
+        conversations.clone(),
+        miner.clone(),
+        config.insights.clone(),
+    );
     let desk = Arc::new(Desk {
         knowledge: knowledge.clone(),
         answerer,
         conversations: conversations.clone(),
         asr,
         miner,
+        insights,
         config: config.clone(),
     });
     let streams: Arc<api::voice::StreamCount> = Default::default();

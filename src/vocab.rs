@@ -164,6 +164,37 @@ mod tests {
 }
 
 vocabulary! {
+    /// The width of an analytics report's time buckets.
+    pub enum Granularity { Hour, Day, Week }
+}
+
+vocabulary! {
+    /// An analytics report (`GET /v1/analytics/{report}`).
+    pub enum Report {
+        /// Customer turns and conversations by channel and language.
+        Volume,
+        /// Answers given without a person, by channel.
+        Deflection,
+        /// Hand-offs by reason.
+        Handoffs,
+        /// Up- and down-ratings.
+        Satisfaction,
+        /// Customer turns by sentiment, and the mean valence.
+        Sentiment,
+        /// Customer turns showing each emotion.
+        Emotions,
+        /// Intents against the previous window, with spikes.
+        Topics,
+        /// The most cited cards.
+        TopCards,
+        /// The cards most rated down or followed by hand-offs.
+        WeakCards,
+        /// Questions no card answered, grouped.
+        Gaps,
+    }
+}
+
+vocabulary! {
     /// What a background job does.
     pub enum JobKind {
         /// Draft a card from a conversation a person resolved (its subject: the conversation).

@@ -136,6 +136,15 @@ struct ScriptTurn {
 }
 
 /// A conversation an agent resolves, with what a card drafted from it must hold and must not.
+/// A question no card covers, with the topic it asks about (eval/gap_questions.jsonl).
+#[derive(Deserialize)]
+struct GapQuestion {
+    split: String,
+    topic: String,
+    language: String,
+    question: String,
+}
+
 #[derive(Deserialize)]
 struct MinedConversation {
     id: String,
@@ -251,6 +260,10 @@ pub async fn run(cfg: Config, o: Options) -> anyhow::Result<bool> {
         done(&mut report, "mining", mining(&cfg, &convs).await?);
     } else if run("mining") {
         eprintln!("mining: skipped (no generator)");
+    }
+    if run("gaps") {
+        let questions = read_jsonl(&o.dir.join("gap_questions.jsonl"))?;
+        done(&mut report, "gaps", gaps(&cfg, &questions).await?);
     }
     if run("pii") {
         let strings = read_jsonl(&o.dir.join("pii_strings.jsonl"))?;
@@ -1211,6 +1224,108 @@ async fn mining(cfg: &Config, convs: &[MinedConversation]) -> anyhow::Result<Val
     }
     out.insert("wrong".into(), json!(wrong));
     out.insert("scores".into(), json!(scores));
+    Ok(Value::Object(out))
+}
+
+/// Knowledge gaps: each split's questions asked of a server of its own with no cards (every one
+/// handed off as `no_relevant_card`), then `GET /v1/analytics/gaps`. Purity: the share of
+/// questions whose gap's largest topic is their own; inverse purity: the share whose topic's
+/// largest gap holds them (all singletons would score purity 1 and inverse purity low).
+async fn gaps(cfg: &Config, questions: &[GapQuestion]) -> anyhow::Result<Value> {
+    let mut out = serde_json::Map::new();
+    let mut splits: Vec<&str> = questions.iter().map(|q| q.split.as_str()).collect();
+    splits.sort_unstable();
+    splits.dedup();
+    // Each split alone (the threshold was chosen on dev), then all of them together.
+    splits.push("all");
+    for split in splits {
+        let tmp = tempfile::tempdir()?;
+        let (api, _state, _server) = start_server(cfg.clone(), tmp.path()).await?;
+        let mine: Vec<&GapQuestion> = questions
+            .iter()
+            .filter(|q| split == "all" || q.split == split)
+            .collect();
+        let mut topic_of: HashMap<String, (&str, &str)> = HashMap::new();
+        let pb = bar(mine.len(), &format!("gaps {split}"));
+        for (i, q) in mine.iter().enumerate() {
+            let a = api
+                .post(
+                    "/v1/answer",
+                    json!({"question": q.question, "channel": "chat",
+                           "conversation_id": format!("gap-{split}-{i}"), "customer_id": format!("gap-{split}-{i}")}),
+                )
+                .await?;
+            if a["handoff_reason"] != "no_relevant_card" {
+                bail!(
+                    "with no cards, {:?} was not handed off as no_relevant_card: {a}",
+                    q.question
+                );
+            }
+            let id = a["answer_id"].as_str().context("answer_id")?.to_string();
+            topic_of.insert(id, (q.topic.as_str(), q.language.as_str()));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let report = api.get("/v1/analytics/gaps").await?;
+        let gaps: Vec<Vec<(&str, &str)>> = report["rows"]
+            .as_array()
+            .context("gaps rows")?
+            .iter()
+            .map(|g| {
+                g["answer_ids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| topic_of.get(id.as_str()?).copied())
+                    .collect()
+            })
+            .collect();
+        let placed: usize = gaps.iter().map(Vec::len).sum();
+        if placed != mine.len() {
+            bail!("the gaps hold {placed} of {} questions", mine.len());
+        }
+        let largest = |xs: Vec<&str>| -> usize {
+            let mut n: HashMap<&str, usize> = HashMap::new();
+            for x in xs {
+                *n.entry(x).or_default() += 1;
+            }
+            n.into_values().max().unwrap_or(0)
+        };
+        let purity: usize = gaps
+            .iter()
+            .map(|g| largest(g.iter().map(|(t, _)| *t).collect()))
+            .sum();
+        let mut by_topic: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut mixed = 0;
+        for (k, g) in gaps.iter().enumerate() {
+            for (t, _) in g {
+                by_topic.entry(t).or_default().push(k.to_string());
+            }
+            let langs: HashSet<&str> = g.iter().map(|(_, l)| *l).collect();
+            mixed += usize::from(langs.len() > 1);
+        }
+        let inverse: usize = by_topic
+            .into_values()
+            .map(|gs| largest(gs.iter().map(String::as_str).collect()))
+            .sum();
+        let topics: HashSet<&str> = mine.iter().map(|q| q.topic.as_str()).collect();
+        let n = mine.len() as f64;
+        out.insert(
+            if split == "all" {
+                split.to_string()
+            } else {
+                format!("split.{split}")
+            },
+            json!({
+                "purity": purity as f64 / n,
+                "inverse_purity": inverse as f64 / n,
+                "gaps": gaps.len(),
+                "topics": topics.len(),
+                "n": mine.len(),
+                "gaps_with_both_languages": mixed,
+            }),
+        );
+    }
     Ok(Value::Object(out))
 }
 

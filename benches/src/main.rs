@@ -59,8 +59,8 @@ enum Command {
         #[arg(long)]
         check: bool,
         /// The suites to run (floors of the others are listed as not measured).
-        #[arg(long, value_delimiter = ',', default_value = "retrieval,handoff,answers,sentiment,signals,routing,escalation,adversarial,asr,mining,pii",
-              value_parser = ["retrieval", "handoff", "answers", "sentiment", "signals", "routing", "escalation", "adversarial", "asr", "mining", "pii"])]
+        #[arg(long, value_delimiter = ',', default_value = "retrieval,handoff,answers,sentiment,signals,routing,escalation,adversarial,asr,mining,gaps,pii",
+              value_parser = ["retrieval", "handoff", "answers", "sentiment", "signals", "routing", "escalation", "adversarial", "asr", "mining", "gaps", "pii"])]
         suites: Vec<String>,
     },
     /// Measure speed on this machine (see benches/README.md).

@@ -115,6 +115,7 @@ struct Families {
     cards: GaugeVec,
     jobs: GaugeVec,
     answers: CounterVec,
+    ratings: CounterVec,
     removed: CounterVec,
     erasures: CounterVec,
 }
@@ -192,6 +193,11 @@ impl Families {
                 "Answers since start: answered, or handed off by reason (ungrounded: a generated reply withheld for stating a number no card gave)",
                 &["outcome"],
             ),
+            ratings: counter(
+                "kefu_feedback_total",
+                "Ratings of answers since start (a down-rating flags the cards the answer cited)",
+                &["rating"],
+            ),
             removed: counter(
                 "kefu_privacy_removed_rows_total",
                 "Rows removed since start (by: erasure or retention; kind: conversations, turns, transcripts, answers, feedback, audit)",
@@ -205,7 +211,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 17] {
+    fn all(&self) -> [&dyn Collector; 18] {
         [
             &self.queue_depth,
             &self.batches,
@@ -222,6 +228,7 @@ impl Families {
             &self.cards,
             &self.jobs,
             &self.answers,
+            &self.ratings,
             &self.removed,
             &self.erasures,
         ]
@@ -345,6 +352,11 @@ impl Collector for ServiceCollector {
         for (reason, n) in self.desk.conversations.answer_outcomes() {
             let outcome = reason.map_or("answered", |r| r.as_str());
             f.answers.with_label_values(&[outcome]).inc_by(n as f64);
+        }
+        for (rating, n) in self.desk.conversations.ratings() {
+            f.ratings
+                .with_label_values(&[rating.as_str()])
+                .inc_by(n as f64);
         }
         let (erased, expired, erasures) = self.desk.conversations.removed();
         for (by, r) in [("erasure", erased), ("retention", expired)] {

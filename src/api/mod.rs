@@ -2,6 +2,7 @@
 //! call one function of the layer below, and wrap its answer; the routes are declared in one
 //! place, [`router`], so another axum application can mount the whole API.
 
+pub mod analytics;
 pub mod answer;
 pub mod assist;
 pub mod auth;
@@ -56,7 +57,7 @@ pub struct AppState {
     info(title = "kefu", description = "Self-hosted inference and knowledge service for customer service."),
     paths(
         cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
-        cards::publish, cards::archive, cards::import, cards::audit, cards::index_status, mining::jobs, mining::evidence,
+        cards::publish, cards::archive, cards::import, cards::audit, cards::index_status, mining::jobs, mining::evidence, analytics::report, analytics::card_record, analytics::review, analytics::draft_for_gap,
         search::search, rerank::rerank, signals::sentiment, signals::signals, intents::list_intents, intents::define_intent, intents::remove_intent, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::route, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
         openai::chat_completions, openai::embeddings, openai::models, transcriptions::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
@@ -144,7 +145,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cards/{id}/publish", post(cards::publish))
         .route("/v1/cards/{id}/archive", post(cards::archive))
         .route("/v1/cards/{id}/evidence", get(mining::evidence))
+        .route("/v1/cards/{id}/record", get(analytics::card_record))
         .route("/v1/jobs", get(mining::jobs))
+        .route("/v1/review", get(analytics::review))
+        .route("/v1/analytics/{report}", get(analytics::report))
+        .route("/v1/gaps/draft", post(analytics::draft_for_gap))
         .route("/v1/audit", get(cards::audit))
         .route("/v1/index/status", get(cards::index_status))
         .route("/v1/search", post(search::search))

@@ -58,6 +58,8 @@ pub struct Conversations {
     routing: RoutingPolicy,
     /// Answers recorded by hand-off reason (None: answered), for `/metrics`.
     outcomes: parking_lot::Mutex<std::collections::BTreeMap<Option<HandoffReason>, u64>>,
+    /// Ratings recorded since the process started (the `/metrics` counter).
+    ratings: parking_lot::Mutex<std::collections::BTreeMap<crate::vocab::Rating, u64>>,
     /// Masks personal data in what is stored (`privacy.redact`); `None` stores text as given.
     redactor: Option<Detector>,
     retention: Retention,
@@ -108,6 +110,11 @@ impl Conversations {
     /// `/metrics` counter.
     pub fn answer_outcomes(&self) -> Vec<(Option<HandoffReason>, u64)> {
         self.outcomes.lock().iter().map(|(r, n)| (*r, *n)).collect()
+    }
+
+    /// Ratings recorded since the process started, by rating.
+    pub fn ratings(&self) -> Vec<(crate::vocab::Rating, u64)> {
+        self.ratings.lock().iter().map(|(r, n)| (*r, *n)).collect()
     }
 
     /// The customer's conversations across channels; `None` when none is known, or when a
@@ -176,6 +183,7 @@ impl Conversations {
             policy,
             routing,
             outcomes: Default::default(),
+            ratings: Default::default(),
             redactor: privacy.redact.then(|| Detector::new(allow)),
             retention: Retention {
                 turns: days.turns,
@@ -271,6 +279,14 @@ impl Conversations {
     /// Reads texts that are not turns (`/v1/sentiment`, `/v1/signals`).
     pub async fn read_texts(&self, texts: Vec<String>) -> Result<Vec<signals::Reading>> {
         Ok(self.model()?.read(texts).await?)
+    }
+
+    /// Vectors for comparing what texts are about (language center removed, unit length).
+    pub async fn topic_vectors(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.model()?.topic_vectors(texts).await?)
     }
 
     fn model(&self) -> Result<&Understanding> {
@@ -476,10 +492,12 @@ impl Conversations {
             actor.to_string(),
         );
         let comment = comment.map(|c| self.at_rest(&c));
-        blocking(move || {
+        let n = blocking(move || {
             store.add_feedback(&id, &party, rating.as_str(), comment.as_deref(), &actor)
         })
-        .await
+        .await?;
+        *self.ratings.lock().entry(rating).or_default() += 1;
+        Ok(n)
     }
 
     /// What a person taking the conversation over needs: what was asked and answered, what is

@@ -72,9 +72,9 @@ impl Miner {
         }
     }
 
-    /// A conversation was marked resolved: queue its draft (when mining is on and a person
-    /// answered in it) and wake the worker.
-    pub async fn resolved(&self, conversation_id: &str) -> Result<bool> {
+    /// Queues a draft from the conversation (when mining is on and a person answered in it) and
+    /// wakes the worker: it was resolved, or an admin asked for a card for its gap.
+    pub async fn learn_from(&self, conversation_id: &str) -> Result<bool> {
         if !self.cfg.enabled {
             return Ok(false);
         }

@@ -9,11 +9,14 @@
 //! - [`voice`]: a live voice stream. Check the start, run the stream, store each final as the
 //!   customer's voice turn with its sentiment and the conversation's escalation.
 //! - [`transcribe`]: one uploaded recording, decoded, checked and transcribed.
+//! - [`insights`]: analytics reports, card records and the review queue, knowledge gaps (the
+//!   handed-off questions clustered).
 //! - [`mining`]: a resolved conversation drafted into a card in review, or merged into the
 //!   card it repeats as more evidence; background jobs from the store.
 
 pub mod answer;
 pub mod assist;
+pub mod insights;
 pub mod mining;
 pub mod transcribe;
 pub mod voice;
@@ -35,6 +38,8 @@ pub struct Desk {
     pub asr: Option<AsrPool>,
     /// Drafts cards from resolved conversations, in the background.
     pub miner: Arc<mining::Miner>,
+    /// Analytics, card records and the review queue, knowledge gaps.
+    pub insights: insights::Insights,
     pub config: Arc<Config>,
 }
 
@@ -52,7 +57,7 @@ impl Desk {
             .conversations
             .resolve(conversation_id, party, resolved)
             .await?;
-        if resolved && let Err(e) = self.miner.resolved(conversation_id).await {
+        if resolved && let Err(e) = self.miner.learn_from(conversation_id).await {
             tracing::warn!(conversation = conversation_id, error = %e, "not queued for mining");
         }
         Ok(view)

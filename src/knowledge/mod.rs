@@ -11,6 +11,7 @@ pub mod assist;
 pub mod card;
 pub mod compliance;
 pub mod extract;
+pub mod gaps;
 pub mod guard;
 pub mod import;
 pub mod mining;

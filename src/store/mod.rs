@@ -16,6 +16,7 @@ pub mod cards;
 pub mod chunks;
 pub mod conversations;
 pub mod customers;
+pub mod insights;
 pub mod intents;
 pub mod jobs;
 pub mod mined;
@@ -84,7 +85,8 @@ impl Clock {
     }
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
+/// A time in the stored format (RFC 3339, UTC), which sorts as text.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .expect("RFC 3339 formats every UTC time")
 }
@@ -152,6 +154,11 @@ impl Store {
     /// Now, in the stored format (RFC 3339 UTC, so strings compare as times).
     pub fn now(&self) -> String {
         rfc3339(self.clock.now())
+    }
+
+    /// The store's clock now.
+    pub fn clock_now(&self) -> time::OffsetDateTime {
+        self.clock.now()
     }
 
     /// The time `hours` ago, in the stored format.
