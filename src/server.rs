@@ -230,6 +230,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         conversations.clone(),
         miner.clone(),
         config.insights.clone(),
+        &config.compliance.allow,
     );
     let desk = Arc::new(Desk {
         knowledge: knowledge.clone(),

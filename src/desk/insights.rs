@@ -17,6 +17,7 @@ use crate::conversation::Conversations;
 use crate::error::{Error, Result, blocking};
 use crate::knowledge::card::CardInput;
 use crate::knowledge::gaps;
+use crate::knowledge::mining::Scrubber;
 use crate::knowledge::{Actor, Knowledge};
 use crate::store::insights::{CardRecord, Flag, HandedOff, Range, Table};
 use crate::store::{Card, Store, rfc3339};
@@ -96,6 +97,9 @@ pub struct Insights {
     conversations: Arc<Conversations>,
     knowledge: Arc<Knowledge>,
     miner: Arc<Miner>,
+    /// What mining removes from a conversation (names, codes, addresses) is removed from the
+    /// questions a gap shows and a gap's draft card holds, beyond the masking at rest.
+    scrubber: Scrubber,
     cfg: InsightsConfig,
 }
 
@@ -105,12 +109,14 @@ impl Insights {
         conversations: Arc<Conversations>,
         miner: Arc<Miner>,
         cfg: InsightsConfig,
+        allow: &[String],
     ) -> Self {
         Insights {
             store: knowledge.store().clone(),
             conversations,
             knowledge,
             miner,
+            scrubber: Scrubber::new(allow),
             cfg,
         }
     }
@@ -206,6 +212,7 @@ impl Insights {
         let mut out = Vec::with_capacity(clusters.len());
         for (c, before) in clusters.iter().zip(previous) {
             let label = &now[c.representative];
+            let shown = |q: &HandedOff| self.scrubber.scrub(&q.question);
             let members: Vec<&HandedOff> = c.members.iter().map(|&i| &now[i]).collect();
             let mut conversation_ids: Vec<String> =
                 members.iter().map(|q| q.conversation_id.clone()).collect();
@@ -223,7 +230,7 @@ impl Insights {
             let questions = members.len() as u64;
             out.push(Gap {
                 id: label.answer_id.clone(),
-                label: label.question.clone(),
+                label: shown(label),
                 questions,
                 previous: before,
                 change: (before > 0).then(|| round(questions as f64 / before as f64 - 1.0)),
@@ -232,8 +239,8 @@ impl Insights {
                 examples: members
                     .iter()
                     .filter(|q| q.answer_id != label.answer_id)
-                    .map(|q| q.question.clone())
                     .take(3)
+                    .map(|q| shown(q))
                     .collect(),
                 answer_ids: members.iter().map(|q| q.answer_id.clone()).collect(),
                 conversation_ids,
@@ -281,7 +288,10 @@ impl Insights {
         if !answered.is_empty() {
             return Ok(GapDraft { queued, card: None });
         }
-        let mut asked: Vec<&str> = questions.iter().map(|(_, q)| q.as_str()).collect();
+        let mut asked: Vec<String> = questions
+            .iter()
+            .map(|(_, q)| self.scrubber.scrub(q))
+            .collect();
         asked.dedup();
         let title = asked[0].chars().take(120).collect::<String>();
         let body = format!(
@@ -300,7 +310,7 @@ impl Insights {
                     title,
                     body,
                     tags: vec!["gap".into()],
-                    language: Some(detect_language(asked[0]).into()),
+                    language: Some(detect_language(&asked[0]).into()),
                     channels: Vec::new(),
                 },
                 actor,
