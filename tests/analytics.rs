@@ -37,15 +37,6 @@ fn rows(v: &Value) -> &Vec<Value> {
     v["rows"].as_array().unwrap()
 }
 
-fn cited(a: &Value) -> Vec<String> {
-    a["citations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["card_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn analytics_match_what_was_asked_and_down_ratings_flag_cards() {
     let s = Server::start();
@@ -174,6 +165,24 @@ fn analytics_match_what_was_asked_and_down_ratings_flag_cards() {
         .map(|r| r["turns"].as_i64().unwrap())
         .sum();
     assert_eq!(turns, asked.len() as i64, "{senti}");
+
+    // Every customer turn was read for its intent; emotions name only the five.
+    let topics = report(&s, "topics", "");
+    let turns: i64 = rows(&topics)
+        .iter()
+        .map(|r| r["turns"].as_i64().unwrap())
+        .sum();
+    assert_eq!(turns, asked.len() as i64, "{topics}");
+    assert!(rows(&topics).iter().all(|r| r["previous"] == 0), "{topics}");
+    let emotions = report(&s, "emotions", "granularity=hour");
+    for r in rows(&emotions) {
+        let e = r["emotion"].as_str().unwrap();
+        assert!(
+            ["anger", "frustration", "confusion", "urgency", "gratitude"].contains(&e),
+            "{emotions}"
+        );
+        assert!(r["turns"].as_i64().unwrap() <= asked.len() as i64);
+    }
 
     // Top cards: the citations the answers carried.
     let top = report(&s, "top_cards", "");

@@ -46,15 +46,6 @@ fn streamed(s: &Server, body: &Value) -> Vec<Sse> {
     read_sse(&mut res, |e| e.event == "done")
 }
 
-fn cited(a: &Value) -> Vec<String> {
-    a["citations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["card_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Written by the default chat model (Qwen2.5 0.5B, qwen2 architecture) when the configuration
 /// asks for generated replies: English and Chinese answers carry the card's key fact and cite it;
 /// feedback is recorded against the answer.

@@ -28,15 +28,6 @@ pub struct Table {
     pub rows: Vec<Vec<Value>>,
 }
 
-impl Table {
-    fn new(columns: &[&'static str]) -> Table {
-        Table {
-            columns: columns.to_vec(),
-            rows: Vec::new(),
-        }
-    }
-}
-
 /// The SQL expression for the bucket a timestamp column falls in (its start, in the stored
 /// format's prefix: `2026-12-01T03:00`, `2026-12-01`, or the week's Monday).
 fn bucket(g: Granularity, column: &str) -> String {
@@ -144,168 +135,145 @@ fn ever() -> Range {
 impl Store {
     /// Customer turns by bucket, channel and language: conversations and turns.
     pub fn volume(&self, r: &Range, g: Granularity) -> Result<Table, StoreError> {
-        let conn = self.conn.lock();
-        let mut t = Table::new(&["bucket", "channel", "language", "conversations", "turns"]);
-        let mut st = conn.prepare(&format!(
+        let sql = format!(
             "SELECT {b}, channel, COALESCE(language, 'unknown'), COUNT(DISTINCT conversation_id), COUNT(*)
              FROM turns WHERE role = 'customer' AND at >= ?1 AND at < ?2
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
             b = bucket(g, "at")
-        ))?;
-        let mut rows = st.query(params![r.from, r.to])?;
-        while let Some(row) = rows.next()? {
-            t.rows.push(vec![
-                json!(row.get::<_, String>(0)?),
-                json!(row.get::<_, String>(1)?),
-                json!(row.get::<_, String>(2)?),
-                json!(row.get::<_, i64>(3)?),
-                json!(row.get::<_, i64>(4)?),
-            ]);
-        }
-        Ok(t)
+        );
+        let columns = ["bucket", "channel", "language", "conversations", "turns"];
+        table(&self.conn.lock(), &columns, &sql, r, |row| {
+            Ok(vec![
+                text(row, 0)?,
+                text(row, 1)?,
+                text(row, 2)?,
+                count(row, 3)?,
+                count(row, 4)?,
+            ])
+        })
     }
 
     /// Answers by bucket and channel: how many, how many without a person, and that share.
     pub fn deflection(&self, r: &Range, g: Granularity) -> Result<Table, StoreError> {
-        let conn = self.conn.lock();
-        let mut t = Table::new(&["bucket", "channel", "answers", "answered", "deflection"]);
-        let mut st = conn.prepare(&format!(
+        let sql = format!(
             "SELECT {b}, channel, COUNT(*), SUM(handoff = 0) FROM answers
              WHERE at >= ?1 AND at < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
             b = bucket(g, "at")
-        ))?;
-        let mut rows = st.query(params![r.from, r.to])?;
-        while let Some(row) = rows.next()? {
+        );
+        let columns = ["bucket", "channel", "answers", "answered", "deflection"];
+        table(&self.conn.lock(), &columns, &sql, r, |row| {
             let (all, answered): (i64, i64) = (row.get(2)?, row.get(3)?);
-            t.rows.push(vec![
-                json!(row.get::<_, String>(0)?),
-                json!(row.get::<_, String>(1)?),
+            Ok(vec![
+                text(row, 0)?,
+                text(row, 1)?,
                 json!(all),
                 json!(answered),
                 share(answered, all),
-            ]);
-        }
-        Ok(t)
+            ])
+        })
     }
 
     /// Hand-offs by bucket and reason.
     pub fn handoffs(&self, r: &Range, g: Granularity) -> Result<Table, StoreError> {
-        let conn = self.conn.lock();
-        let mut t = Table::new(&["bucket", "reason", "handoffs"]);
-        let mut st = conn.prepare(&format!(
+        let sql = format!(
             "SELECT {b}, COALESCE(handoff_reason, 'unknown'), COUNT(*) FROM answers
              WHERE handoff = 1 AND at >= ?1 AND at < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
             b = bucket(g, "at")
-        ))?;
-        let mut rows = st.query(params![r.from, r.to])?;
-        while let Some(row) = rows.next()? {
-            t.rows.push(vec![
-                json!(row.get::<_, String>(0)?),
-                json!(row.get::<_, String>(1)?),
-                json!(row.get::<_, i64>(2)?),
-            ]);
-        }
-        Ok(t)
+        );
+        let columns = ["bucket", "reason", "handoffs"];
+        table(&self.conn.lock(), &columns, &sql, r, |row| {
+            Ok(vec![text(row, 0)?, text(row, 1)?, count(row, 2)?])
+        })
     }
 
     /// Ratings by bucket (of the rating's time): up, down, and the share up.
     pub fn satisfaction(&self, r: &Range, g: Granularity) -> Result<Table, StoreError> {
-        let conn = self.conn.lock();
-        let mut t = Table::new(&["bucket", "up", "down", "satisfaction"]);
-        let mut st = conn.prepare(&format!(
+        let sql = format!(
             "SELECT {b}, SUM(rating = 'up'), SUM(rating = 'down') FROM feedback
              WHERE at >= ?1 AND at < ?2 GROUP BY 1 ORDER BY 1",
             b = bucket(g, "at")
-        ))?;
-        let mut rows = st.query(params![r.from, r.to])?;
-        while let Some(row) = rows.next()? {
+        );
+        let columns = ["bucket", "up", "down", "satisfaction"];
+        table(&self.conn.lock(), &columns, &sql, r, |row| {
             let (up, down): (i64, i64) = (row.get(1)?, row.get(2)?);
-            t.rows.push(vec![
-                json!(row.get::<_, String>(0)?),
+            Ok(vec![
+                text(row, 0)?,
                 json!(up),
                 json!(down),
                 share(up, up + down),
-            ]);
-        }
-        Ok(t)
+            ])
+        })
     }
 
     /// Customer turns read for sentiment, by bucket: each label's count and the mean valence.
     pub fn sentiment(&self, r: &Range, g: Granularity) -> Result<Table, StoreError> {
-        let conn = self.conn.lock();
-        let mut t = Table::new(&[
+        let sql = format!(
+            "SELECT {b}, COUNT(*), SUM(sentiment = 'negative'), SUM(sentiment = 'neutral'),
+                    SUM(sentiment = 'positive'), AVG(valence)
+             FROM turns WHERE role = 'customer' AND sentiment IS NOT NULL AND at >= ?1 AND at < ?2
+             GROUP BY 1 ORDER BY 1",
+            b = bucket(g, "at")
+        );
+        let columns = [
             "bucket",
             "turns",
             "negative",
             "neutral",
             "positive",
             "mean_valence",
-        ]);
-        let mut st = conn.prepare(&format!(
-            "SELECT {b}, COUNT(*), SUM(sentiment = 'negative'), SUM(sentiment = 'neutral'),
-                    SUM(sentiment = 'positive'), AVG(valence)
-             FROM turns WHERE role = 'customer' AND sentiment IS NOT NULL AND at >= ?1 AND at < ?2
-             GROUP BY 1 ORDER BY 1",
-            b = bucket(g, "at")
-        ))?;
-        let mut rows = st.query(params![r.from, r.to])?;
-        while let Some(row) = rows.next()? {
+        ];
+        table(&self.conn.lock(), &columns, &sql, r, |row| {
             let mean: Option<f64> = row.get(5)?;
-            t.rows.push(vec![
-                json!(row.get::<_, String>(0)?),
-                json!(row.get::<_, i64>(1)?),
-                json!(row.get::<_, i64>(2)?),
-                json!(row.get::<_, i64>(3)?),
-                json!(row.get::<_, i64>(4)?),
+            Ok(vec![
+                text(row, 0)?,
+                count(row, 1)?,
+                count(row, 2)?,
+                count(row, 3)?,
+                count(row, 4)?,
                 json!(mean.map(|m| (m * 10_000.0).round() / 10_000.0)),
-            ]);
-        }
-        Ok(t)
+            ])
+        })
     }
 
     /// Customer turns showing each emotion, by bucket.
     pub fn emotions(&self, r: &Range, g: Granularity) -> Result<Table, StoreError> {
-        let conn = self.conn.lock();
-        let mut t = Table::new(&["bucket", "emotion", "turns"]);
-        let mut st = conn.prepare(&format!(
+        let sql = format!(
             "SELECT {b}, e.value, COUNT(*) FROM turns t, json_each(t.emotions, '$.present') e
              WHERE t.role = 'customer' AND t.emotions IS NOT NULL AND t.at >= ?1 AND t.at < ?2
              GROUP BY 1, 2 ORDER BY 1, 2",
             b = bucket(g, "t.at")
-        ))?;
-        let mut rows = st.query(params![r.from, r.to])?;
-        while let Some(row) = rows.next()? {
-            t.rows.push(vec![
-                json!(row.get::<_, String>(0)?),
-                json!(row.get::<_, String>(1)?),
-                json!(row.get::<_, i64>(2)?),
-            ]);
-        }
-        Ok(t)
+        );
+        let columns = ["bucket", "emotion", "turns"];
+        table(&self.conn.lock(), &columns, &sql, r, |row| {
+            Ok(vec![text(row, 0)?, text(row, 1)?, count(row, 2)?])
+        })
     }
 
     /// Customer turns by intent in the range and in the window of the same length before it,
     /// most frequent first. A topic spikes when it at least doubled and has `min_spike` turns.
     pub fn topics(&self, r: &Range, previous: &Range, min_spike: u64) -> Result<Table, StoreError> {
         let conn = self.conn.lock();
-        let mut t = Table::new(&["intent", "turns", "previous", "change", "spike"]);
         let mut st = conn.prepare(
             "SELECT intent, SUM(at >= ?1 AND at < ?2) AS now, SUM(at >= ?3 AND at < ?4) AS before
              FROM turns WHERE role = 'customer' AND intent IS NOT NULL AND at >= ?3 AND at < ?2
              GROUP BY intent HAVING now > 0 ORDER BY now DESC, intent",
         )?;
-        let mut rows = st.query(params![r.from, r.to, previous.from, previous.to])?;
-        while let Some(row) = rows.next()? {
-            let (now, before): (i64, i64) = (row.get(1)?, row.get(2)?);
-            t.rows.push(vec![
-                json!(row.get::<_, String>(0)?),
-                json!(now),
-                json!(before),
-                share(now - before, before),
-                json!(now as u64 >= min_spike && now >= 2 * before),
-            ]);
-        }
-        Ok(t)
+        let rows = st
+            .query_map(params![r.from, r.to, previous.from, previous.to], |row| {
+                let (now, before): (i64, i64) = (row.get(1)?, row.get(2)?);
+                Ok(vec![
+                    text(row, 0)?,
+                    json!(now),
+                    json!(before),
+                    share(now - before, before),
+                    json!(now as u64 >= min_spike && now >= 2 * before),
+                ])
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Table {
+            columns: vec!["intent", "turns", "previous", "change", "spike"],
+            rows,
+        })
     }
 
     /// The record of every card cited in the range, most cited first (then best rated); or,
@@ -433,6 +401,32 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Runs a report's query over the range (`?1`, `?2`) and makes each row with `f`.
+fn table(
+    conn: &Connection,
+    columns: &[&'static str],
+    sql: &str,
+    r: &Range,
+    f: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Vec<Value>>,
+) -> Result<Table, StoreError> {
+    let mut st = conn.prepare(sql)?;
+    let rows = st
+        .query_map(params![r.from, r.to], |row| f(row))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Table {
+        columns: columns.to_vec(),
+        rows,
+    })
+}
+
+fn text(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Value> {
+    Ok(json!(row.get::<_, String>(i)?))
+}
+
+fn count(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Value> {
+    Ok(json!(row.get::<_, i64>(i)?))
 }
 
 /// The records of the cards matching `filter` (an SQL condition on `c`), over the range.

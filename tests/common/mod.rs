@@ -735,3 +735,13 @@ pub fn turn_on(
     assert_eq!(status, 200, "{v}");
     v
 }
+
+/// The card ids an answer cites, in order.
+pub fn cited(a: &Value) -> Vec<String> {
+    a["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["card_id"].as_str().unwrap().to_string())
+        .collect()
+}
