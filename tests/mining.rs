@@ -254,8 +254,8 @@ fn resolved_conversations_become_a_reviewed_card_that_then_answers() {
 
 /// With mining switched off, resolving queues nothing.
 #[test]
-fn mining_can_be_switched_off() {
-    let s = keys_and("none", &[("KEFU__MINING__ENABLED", "false")]);
+fn mining_can_be_switched_off_and_kefu_mine_catches_up() {
+    let mut s = keys_and("none", &[("KEFU__MINING__ENABLED", "false")]);
     turn(
         &s,
         "off-1",
@@ -274,4 +274,48 @@ fn mining_can_be_switched_off() {
     let (status, v) = s.call_as(ADMIN, "GET", "/v1/jobs", None);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["jobs"], json!([]), "{v}");
+    assert!(mined_cards(&s).is_empty());
+
+    // `kefu mine` finds the resolved conversation no job took up and drafts it now (no chat
+    // model: the agent's own sentences); run twice, it queues nothing the second time.
+    s.kill9();
+    let mine = || {
+        let out = kefu()
+            .args(["mine", "--data-dir"])
+            .arg(&s.data)
+            .env("KEFU_GENERATOR", "none")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let first = mine();
+    assert!(
+        first.contains("1 resolved conversations queued")
+            && first.contains("1 cards drafted into review"),
+        "{first}"
+    );
+    let again = mine();
+    assert!(
+        again.contains("0 resolved conversations queued")
+            && again.contains("0 cards drafted into review"),
+        "{again}"
+    );
+    s.restart();
+    let cards = mined_cards(&s);
+    assert_eq!(cards.len(), 1, "{cards:?}");
+    assert_eq!(cards[0]["status"], "in_review");
+    assert!(
+        cards[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("choose Change address"),
+        "{}",
+        cards[0]
+    );
 }

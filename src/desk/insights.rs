@@ -79,8 +79,8 @@ pub struct Gap {
 pub struct GapDraft {
     /// Conversations an agent answered in, queued for mining (their replies draft the card).
     pub queued: Vec<String>,
-    /// When no agent answered any of them: a draft card holding the questions, for an admin to
-    /// write the answer.
+    /// When no agent answered any of them (or mining is off): a draft card holding the
+    /// questions, for an admin to write the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub card: Option<Card>,
 }
@@ -199,28 +199,50 @@ impl Insights {
         let texts = |qs: &[HandedOff]| qs.iter().map(|q| q.question.clone()).collect();
         let vectors = self.conversations.topic_vectors(texts(&now)).await?;
         let earlier = self.conversations.topic_vectors(texts(&before)).await?;
+        // 3. The previous window counted against each group. Clustering is quadratic in the
+        // questions (2,000 by default: about a second): off the reactor.
         let similarity = self.cfg.gap_similarity;
-        let clusters = gaps::cluster(&vectors, similarity);
-        // 3. The previous window counted against each group.
-        let mut previous = vec![0u64; clusters.len()];
-        for v in &earlier {
-            if let Some(k) = gaps::assign(&vectors, &clusters, v, similarity) {
-                previous[k] += 1;
+        let (clusters, previous) = tokio::task::spawn_blocking(move || {
+            let clusters = gaps::cluster(&vectors, similarity);
+            let mut previous = vec![0u64; clusters.len()];
+            for v in &earlier {
+                if let Some(k) = gaps::assign(&vectors, &clusters, v, similarity) {
+                    previous[k] += 1;
+                }
             }
-        }
+            (clusters, previous)
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("clustering failed: {e}")))?;
         // 4. Each group as a gap, with the drafts mined from its conversations.
+        let groups: Vec<Vec<String>> = clusters
+            .iter()
+            .map(|c| {
+                let mut ids: Vec<String> = c
+                    .members
+                    .iter()
+                    .map(|&i| now[i].conversation_id.clone())
+                    .collect();
+                ids.sort();
+                ids.dedup();
+                ids
+            })
+            .collect();
+        let (store, asked) = (self.store.clone(), groups.clone());
+        let drafts = blocking(move || {
+            asked
+                .iter()
+                .map(|convs| store.cards_mined_from(convs))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
         let mut out = Vec::with_capacity(clusters.len());
-        for (c, before) in clusters.iter().zip(previous) {
+        for (((c, before), conversation_ids), drafts) in
+            clusters.iter().zip(previous).zip(groups).zip(drafts)
+        {
             let label = &now[c.representative];
             let shown = |q: &HandedOff| self.scrubber.scrub(&q.question);
             let members: Vec<&HandedOff> = c.members.iter().map(|&i| &now[i]).collect();
-            let mut conversation_ids: Vec<String> =
-                members.iter().map(|q| q.conversation_id.clone()).collect();
-            conversation_ids.sort();
-            conversation_ids.dedup();
-            let store = self.store.clone();
-            let convs = conversation_ids.clone();
-            let drafts = blocking(move || store.cards_mined_from(&convs)).await?;
             let mut languages = BTreeMap::new();
             for q in &members {
                 *languages
@@ -251,8 +273,9 @@ impl Insights {
     }
 
     /// Starts a card for a gap: from the agents' replies in its conversations when an agent
-    /// answered any of them (mining jobs, drafts land in review), else a draft card listing the
-    /// questions for an admin to answer.
+    /// answered any of them and mining is on (mining jobs, drafts land in review; a conversation
+    /// mined already is not queued again), else a draft card listing the questions for an admin
+    /// to answer.
     pub async fn draft_for_gap(&self, req: GapDraftRequest, actor: &Actor) -> Result<GapDraft> {
         if req.answer_ids.is_empty() || req.answer_ids.len() > self.cfg.gap_questions {
             return Err(Error::invalid(format!(
@@ -279,13 +302,13 @@ impl Insights {
             Ok((questions, answered))
         })
         .await?;
-        let mut queued = Vec::new();
-        for c in &answered {
-            if self.miner.learn_from(c).await? {
-                queued.push(c.clone());
+        if self.miner.enabled() && !answered.is_empty() {
+            let mut queued = Vec::new();
+            for c in &answered {
+                if self.miner.learn_from(c).await? {
+                    queued.push(c.clone());
+                }
             }
-        }
-        if !answered.is_empty() {
             return Ok(GapDraft { queued, card: None });
         }
         let mut asked: Vec<String> = questions
@@ -317,7 +340,7 @@ impl Insights {
             )
             .await?;
         Ok(GapDraft {
-            queued,
+            queued: Vec::new(),
             card: Some(card),
         })
     }

@@ -72,6 +72,11 @@ impl Miner {
         }
     }
 
+    /// Whether resolved conversations are mined (`mining.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
     /// Queues a draft from the conversation (when mining is on and a person answered in it) and
     /// wakes the worker: it was resolved, or an admin asked for a card for its gap.
     pub async fn learn_from(&self, conversation_id: &str) -> Result<bool> {

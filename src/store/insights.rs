@@ -85,26 +85,41 @@ pub struct HandedOff {
     pub at: String,
 }
 
-/// Every answer's citations, one row each (`answers.citations` is a JSON list).
-const CITES: &str = "cites AS (
-    SELECT a.id AS answer_id, a.rowid AS arow, a.conversation_id, a.at, a.handoff,
-           json_extract(j.value, '$.card_id') AS card_id
-    FROM answers a, json_each(a.citations) j
-    WHERE a.at >= ?1 AND a.at < ?2)";
-
-/// The record columns for a card `c`, over the answers in `cites`.
-const RECORD: &str = "
-    (SELECT COUNT(*) FROM cites x WHERE x.card_id = c.id),
-    (SELECT COUNT(*) FROM cites x JOIN feedback f ON f.answer_id = x.answer_id
-       WHERE x.card_id = c.id AND f.rating = 'up'),
-    (SELECT COUNT(*) FROM cites x JOIN feedback f ON f.answer_id = x.answer_id
-       WHERE x.card_id = c.id AND f.rating = 'down'),
-    (SELECT COUNT(*) FROM cites x WHERE x.card_id = c.id AND (x.handoff = 1 OR EXISTS (
-       SELECT 1 FROM answers h WHERE h.conversation_id = x.conversation_id AND h.handoff = 1
-         AND (h.at > x.at OR (h.at = x.at AND h.rowid > x.arow))))),
-    (SELECT COUNT(*) FROM answers a, json_each(a.citations) j JOIN feedback f ON f.answer_id = a.id
-       WHERE json_extract(j.value, '$.card_id') = c.id AND f.rating = 'down' AND f.at >= c.updated_at),
-    (SELECT COUNT(*) FROM card_evidence e WHERE e.card_id = c.id)";
+/// Each card's record over the answers in `[?1, ?2)`, aggregated once per card (not a scan of
+/// every answer per card; `MATERIALIZED`, or SQLite runs each per card). `answers.citations` is a
+/// JSON list; `cites` has one row per citation. Open flags count the down-ratings, whenever the
+/// answer was given, since the card last changed.
+const RECORDS: &str = "WITH cites AS (
+        SELECT a.id AS answer_id, a.rowid AS arow, a.conversation_id, a.at, a.handoff,
+               json_extract(j.value, '$.card_id') AS card_id
+        FROM answers a, json_each(a.citations) j
+        WHERE a.at >= ?1 AND a.at < ?2),
+    cited AS MATERIALIZED (
+        SELECT card_id, COUNT(*) AS n,
+               SUM(handoff = 1 OR EXISTS (
+                   SELECT 1 FROM answers h
+                   WHERE h.conversation_id = cites.conversation_id AND h.handoff = 1
+                     AND (h.at > cites.at OR (h.at = cites.at AND h.rowid > cites.arow)))) AS after
+        FROM cites GROUP BY card_id),
+    rated AS MATERIALIZED (
+        SELECT x.card_id, SUM(f.rating = 'up') AS up, SUM(f.rating = 'down') AS down
+        FROM cites x JOIN feedback f ON f.answer_id = x.answer_id GROUP BY x.card_id),
+    flags AS MATERIALIZED (
+        SELECT d.card_id, COUNT(*) AS n
+        FROM (SELECT json_extract(j.value, '$.card_id') AS card_id, f.at
+              FROM feedback f JOIN answers a ON a.id = f.answer_id, json_each(a.citations) j
+              WHERE f.rating = 'down') d
+        JOIN cards k ON k.id = d.card_id
+        WHERE d.at >= k.updated_at GROUP BY d.card_id),
+    ev AS MATERIALIZED (SELECT card_id, COUNT(*) AS n FROM card_evidence GROUP BY card_id)
+    SELECT c.id, c.title, c.status, c.language, COALESCE(cited.n, 0), COALESCE(rated.up, 0),
+           COALESCE(rated.down, 0), COALESCE(cited.after, 0),
+           COALESCE(flags.n, 0), COALESCE(ev.n, 0)
+    FROM cards c
+    LEFT JOIN cited ON cited.card_id = c.id
+    LEFT JOIN rated ON rated.card_id = c.id
+    LEFT JOIN flags ON flags.card_id = c.id
+    LEFT JOIN ev ON ev.card_id = c.id";
 
 fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CardRecord> {
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
@@ -304,9 +319,7 @@ impl Store {
     /// is no such card.
     pub fn card_record(&self, id: &str) -> Result<Option<(CardRecord, Vec<Flag>)>, StoreError> {
         let conn = self.conn.lock();
-        let mut st = conn.prepare(&format!(
-            "WITH {CITES} SELECT c.id, c.title, c.status, c.language, {RECORD} FROM cards c WHERE c.id = ?3"
-        ))?;
+        let mut st = conn.prepare(&format!("{RECORDS} WHERE c.id = ?3"))?;
         let all = ever();
         let Some(record) = st
             .query_map(params![all.from, all.to, id], record_from_row)?
@@ -431,9 +444,7 @@ fn count(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Value> {
 
 /// The records of the cards matching `filter` (an SQL condition on `c`), over the range.
 fn records(conn: &Connection, r: &Range, filter: &str) -> Result<Vec<CardRecord>, StoreError> {
-    let mut st = conn.prepare(&format!(
-        "WITH {CITES} SELECT c.id, c.title, c.status, c.language, {RECORD} FROM cards c WHERE {filter}"
-    ))?;
+    let mut st = conn.prepare(&format!("{RECORDS} WHERE {filter}"))?;
     let records = st
         .query_map(params![r.from, r.to], record_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
@@ -444,8 +455,8 @@ fn records(conn: &Connection, r: &Range, filter: &str) -> Result<Vec<CardRecord>
 fn open_flags(conn: &Connection, card_id: &str) -> Result<Vec<Flag>, StoreError> {
     let mut st = conn.prepare(
         "SELECT a.id, a.question, f.comment, f.at
-         FROM cards c, answers a, json_each(a.citations) j JOIN feedback f ON f.answer_id = a.id
-         WHERE c.id = ?1 AND json_extract(j.value, '$.card_id') = c.id AND f.rating = 'down'
+         FROM feedback f JOIN answers a ON a.id = f.answer_id, json_each(a.citations) j, cards c
+         WHERE f.rating = 'down' AND c.id = ?1 AND json_extract(j.value, '$.card_id') = c.id
            AND f.at >= c.updated_at
          ORDER BY f.at DESC, f.id DESC",
     )?;
