@@ -93,29 +93,27 @@ pub async fn report(
     };
     let insights = &s.desk.insights;
     let window = insights.window(p.from, p.to)?;
-    let (table, gaps) = if report == Report::Gaps && !csv {
-        (None, Some(insights.gaps(window).await?))
-    } else {
-        (
-            Some(insights.report(report, window, granularity).await?),
-            None,
-        )
-    };
-    if let Some(t) = table.as_ref().filter(|_| csv) {
+    if csv {
+        let t = insights.report(report, window, granularity).await?;
         let name = format!("attachment; filename=\"kefu-{report}.csv\"");
         return Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
                 (header::CONTENT_DISPOSITION, name),
             ],
-            to_csv(t),
+            to_csv(&t),
         )
             .into_response());
     }
-    let (columns, rows) = match (table, gaps) {
-        (Some(t), _) => (t.columns.clone(), objects(&t)),
-        (None, Some(g)) => (GAP_FIELDS.to_vec(), gap_objects(&g)),
-        (None, None) => unreachable!("one of the two is computed"),
+    // Gaps in JSON in full (with their answer and conversation ids, which CSV leaves out).
+    let (columns, rows) = if report == Report::Gaps {
+        (
+            GAP_FIELDS.to_vec(),
+            gap_objects(&insights.gaps(window).await?),
+        )
+    } else {
+        let t = insights.report(report, window, granularity).await?;
+        (t.columns.clone(), objects(&t))
     };
     let stamp = crate::store::rfc3339;
     Ok(Json(ReportBody {
