@@ -22,7 +22,7 @@ use crate::knowledge::{Actor, Knowledge};
 use crate::store::insights::{CardRecord, Flag, HandedOff, Range, Table};
 use crate::store::{Card, Store, rfc3339};
 use crate::text::detect_language;
-use crate::vocab::{Granularity, Report};
+use crate::vocab::{Granularity, Report, Role};
 
 /// A time range as asked for: `[from, to)`.
 #[derive(Debug, Clone, Copy)]
@@ -298,7 +298,12 @@ impl Insights {
             let mut convs: Vec<String> = questions.iter().map(|(c, _)| c.clone()).collect();
             convs.sort();
             convs.dedup();
-            let answered = store.answered_by_agent(&convs)?;
+            let mut answered = Vec::new();
+            for c in convs {
+                if store.has_turn_by(&c, Role::Agent)? {
+                    answered.push(c);
+                }
+            }
             Ok((questions, answered))
         })
         .await?;

@@ -383,20 +383,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Which of these conversations an agent answered in (their replies can draft a card).
-    pub fn answered_by_agent(&self, conversations: &[String]) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn.lock();
-        let mut st = conn
-            .prepare("SELECT 1 FROM turns WHERE conversation_id = ?1 AND role = 'agent' LIMIT 1")?;
-        let mut out = Vec::new();
-        for c in conversations {
-            if st.exists([c])? {
-                out.push(c.clone());
-            }
-        }
-        Ok(out)
-    }
-
     /// The cards mined from any of these conversations (a draft exists for their gap).
     pub fn cards_mined_from(&self, conversations: &[String]) -> Result<Vec<String>, StoreError> {
         let conn = self.conn.lock();
