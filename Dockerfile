@@ -13,6 +13,8 @@ COPY benches/src benches/src
 # Compiled in: the model manifest (models/manifest.toml) and the built-in prompt templates.
 COPY models models
 COPY prompts prompts
+# The console's files are built into the binary (include_str!).
+COPY console console
 # Compiled in too: the labelled customer-service turns the signal heads are trained on at first
 # start (eval/support_turns.jsonl), and the README whose routing example a unit test reads.
 COPY eval eval

@@ -58,6 +58,27 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub mining: MiningConfig,
     pub insights: InsightsConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The browser console at `/console` (README "The console").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console. Off: `/console` is not found, and no session can be opened.
+    #[serde(deserialize_with = "flag")]
+    pub enabled: bool,
+    /// How long a sign-in lasts, in hours.
+    pub session_hours: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            session_hours: 12,
+        }
+    }
 }
 
 /// Drafting cards from conversations people resolved (README "Knowledge that improves itself").
@@ -679,6 +700,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             mining: MiningConfig::default(),
             insights: InsightsConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }

@@ -12,7 +12,7 @@
 //!   collectors (`api::metrics`), and one file per kind of caller: `cards` for admins, `search`
 //!   for hit testing, `answer` for chatbots, `assist` for agent tools, `voice` (the WebSocket
 //!   protocol, one `ServerMessage` type), `openai` and `transcriptions` for OpenAI-compatible
-//!   clients, `privacy` for a customer's erasure and export, `mining` for the jobs and a card's evidence, `ops` for operators. Handlers parse, check the caller, call one function below
+//!   clients, `privacy` for a customer's erasure and export, `mining` for the jobs and a card's evidence, `analytics` for reports and the review queue, `console` for the browser console (its files, built in from `console/`, and sign-in to a session cookie with a CSRF token), `ops` for operators. Handlers parse, check the caller, call one function below
 //!   and shape the reply.
 //! - [`desk`]: one home per request flow, each reading top to bottom: `answer` (score the turn,
 //!   escalation, history, retrieve and decide, generate, check, record), `assist`, `voice` (a

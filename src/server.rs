@@ -247,6 +247,10 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
         knowledge,
         conversations,
         keys: Arc::new(Keys::new(&config.auth.keys, config.limits.rate_per_minute)),
+        sessions: Arc::new(api::auth::Sessions::new(
+            std::time::Duration::from_secs(config.console.session_hours.max(1) * 3600),
+            10_000,
+        )),
         config,
         metrics: Arc::new(api::metrics::Metrics::new(
             desk.clone(),

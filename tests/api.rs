@@ -59,6 +59,9 @@ const LEAST_ROLE: &[(&str, &str, Option<&str>)] = &[
     ("/v1/cards/{id}", "get", Some("admin")),
     ("/v1/cards/{id}", "patch", Some("admin")),
     ("/v1/cards/{id}/versions", "get", Some("admin")),
+    ("/v1/cards/{id}/diff", "get", Some("admin")),
+    ("/v1/cards/check", "post", Some("admin")),
+    ("/v1/conversations", "get", Some("agent")),
     ("/v1/cards/{id}/submit", "post", Some("admin")),
     ("/v1/cards/{id}/publish", "post", Some("admin")),
     ("/v1/cards/{id}/archive", "post", Some("admin")),
@@ -555,6 +558,9 @@ fn the_openapi_document_validates_and_describes_every_route() {
         ("/v1/review", &["get"]),
         ("/v1/analytics/{report}", &["get"]),
         ("/v1/gaps/draft", &["post"]),
+        ("/v1/cards/{id}/diff", &["get"]),
+        ("/v1/cards/check", &["post"]),
+        ("/v1/conversations", &["get"]),
     ];
     for (path, methods) in routes {
         for m in methods {

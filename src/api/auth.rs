@@ -10,14 +10,21 @@
 //! `customer_id`. A channel key used from a browser widget carries an identity secret, and then
 //! the customer id must come signed (`X-Kefu-Customer-Signature`, HMAC-SHA256 of the id, as
 //! support widgets verify identity), so a key copied out of the page reaches no one else's data.
+//!
+//! The console signs in with a staff key once and then carries a session cookie instead
+//! ([`Sessions`]): the key never sits in the page, where a script could read it. A cookie is sent
+//! by the browser on its own, so every request that changes something must also carry the
+//! session's CSRF token in a header, which another site's page cannot read or set.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -193,8 +200,43 @@ impl Keys {
         !self.by_digest.is_empty()
     }
 
+    /// The staff key's role and name, for a console sign-in.
+    pub fn staff(&self, key: &str) -> Result<(Role, String, [u8; 32]), ApiError> {
+        let d = digest(key.trim());
+        let entry = self
+            .by_digest
+            .get(&d)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown API key"))?;
+        if entry.role < Role::Agent {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the console is for admin and agent keys; a channel key cannot sign in",
+            ));
+        }
+        Ok((entry.role, entry.name.clone(), d))
+    }
+
+    /// A session's caller, with the key it signed in with (its limits apply).
+    fn by_session(
+        &self,
+        session: Session,
+        customer: Option<String>,
+    ) -> Result<(Caller, Option<&KeyEntry>), ApiError> {
+        let caller = Caller {
+            role: session.role,
+            name: session.name,
+            customer,
+            signed_only: false,
+        };
+        Ok((caller, self.by_digest.get(&session.key)))
+    }
+
     /// The caller, and its key's entry (none in keyless mode).
-    fn resolve(&self, headers: &HeaderMap) -> Result<(Caller, Option<&KeyEntry>), ApiError> {
+    fn resolve(
+        &self,
+        headers: &HeaderMap,
+        sessions: &Sessions,
+    ) -> Result<(Caller, Option<&KeyEntry>), ApiError> {
         let text = |name| header_text(headers, name);
         let customer = text(CUSTOMER_HEADER).map(str::to_string);
         if let Some(c) = &customer {
@@ -211,8 +253,14 @@ impl Keys {
             return Ok((caller, None));
         }
         let unauthorized = |m: &str| ApiError::new(ErrorCode::Unauthorized, m);
-        let h = text(header::AUTHORIZATION.as_str())
-            .ok_or_else(|| unauthorized("missing API key: send `Authorization: Bearer <key>`"))?;
+        let Some(h) = text(header::AUTHORIZATION.as_str()) else {
+            return match session_cookie(headers) {
+                Some(id) => self.by_session(sessions.get(id)?, customer),
+                None => Err(unauthorized(
+                    "missing API key: send `Authorization: Bearer <key>`",
+                )),
+            };
+        };
         let key = h
             .strip_prefix("Bearer ")
             .or_else(|| h.strip_prefix("bearer "))
@@ -252,7 +300,7 @@ fn header_text(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&
 /// sending a form across origins (CSRF) or by pointing its own name at 127.0.0.1 (DNS
 /// rebinding). Both show in the headers: a Host that is not a loopback name, an Origin of
 /// another site.
-fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
     fn loopback(host: &str) -> bool {
         // host[:port], [v6][:port]
         let name = match host.strip_prefix('[') {
@@ -294,7 +342,20 @@ fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Resolves the caller of every `/v1` request, or answers 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let (caller, entry) = match state.keys.resolve(req.headers()) {
+    let resolved = state
+        .keys
+        .resolve(req.headers(), &state.sessions)
+        .and_then(|resolved| {
+            // A cookie rides along on its own; a change needs the token only the page has.
+            if !req.headers().contains_key(header::AUTHORIZATION)
+                && session_cookie(req.headers()).is_some()
+                && !req.method().is_safe()
+            {
+                state.sessions.check_csrf(req.headers())?;
+            }
+            Ok(resolved)
+        });
+    let (caller, entry) = match resolved {
         Ok(resolved) => resolved,
         Err(e) => return e.into_response(),
     };
@@ -370,5 +431,174 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         caller(parts)
+    }
+}
+
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "kefu_session";
+/// The header that carries a session's CSRF token on every change.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The session id in the request's cookies, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// A signed-in console user.
+#[derive(Clone)]
+pub struct Session {
+    pub role: Role,
+    pub name: String,
+    /// sha256 of the key it signed in with.
+    key: [u8; 32],
+    pub csrf_token: String,
+    expires: Instant,
+}
+
+/// Console sessions, in memory: a restart signs everyone out, which for a few admins is a
+/// small cost next to keeping session secrets out of the data directory. Ids and tokens are
+/// 256 random bits; the table holds ids by digest, like keys.
+pub struct Sessions {
+    by_digest: Mutex<HashMap<[u8; 32], Session>>,
+    lifetime: Duration,
+    /// Beyond this many live sessions the oldest go first, so sign-ins cannot grow memory.
+    max: usize,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is readable");
+    hex::encode(bytes)
+}
+
+impl Sessions {
+    pub fn new(lifetime: Duration, max: usize) -> Self {
+        Sessions {
+            by_digest: Mutex::new(HashMap::new()),
+            lifetime,
+            max: max.max(1),
+        }
+    }
+
+    /// A new session for a staff key: its id (the cookie's value) and the session.
+    pub fn open(&self, role: Role, name: String, key: [u8; 32]) -> (String, Session) {
+        let id = random_token();
+        let session = Session {
+            role,
+            name,
+            key,
+            csrf_token: random_token(),
+            expires: Instant::now() + self.lifetime,
+        };
+        let mut map = self.by_digest.lock();
+        let now = Instant::now();
+        map.retain(|_, s| s.expires > now);
+        while map.len() >= self.max {
+            let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires).map(|(d, _)| *d) else {
+                break;
+            };
+            map.remove(&oldest);
+        }
+        map.insert(digest(&id), session.clone());
+        (id, session)
+    }
+
+    /// The live session with this id, or 401.
+    pub fn get(&self, id: &str) -> Result<Session, ApiError> {
+        let mut map = self.by_digest.lock();
+        let d = digest(id);
+        match map.get(&d) {
+            Some(s) if s.expires > Instant::now() => Ok(s.clone()),
+            Some(_) => {
+                map.remove(&d);
+                Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "the console session has expired: sign in again",
+                ))
+            }
+            None => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "no such console session (signed out, or the server restarted): sign in again",
+            )),
+        }
+    }
+
+    /// Refuses a cookie-borne change without the session's CSRF token.
+    pub fn check_csrf(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let session = session_cookie(headers)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no console session"))
+            .and_then(|id| self.get(id))?;
+        let sent = header_text(headers, CSRF_HEADER).unwrap_or("");
+        // Compared as digests: equal digests only for equal tokens, and no early exit on the
+        // token's own bytes.
+        if digest(sent) != digest(&session.csrf_token) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "a change made with the console's session needs its CSRF token in {CSRF_HEADER}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the session with this id.
+    pub fn close(&self, id: &str) {
+        self.by_digest.lock().remove(&digest(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let h = headers(&[("cookie", "a=1; kefu_session=abc; b=2")]);
+        assert_eq!(session_cookie(&h), Some("abc"));
+        let h = headers(&[("cookie", "a=1"), ("cookie", "kefu_session=def")]);
+        assert_eq!(session_cookie(&h), Some("def"));
+        assert_eq!(
+            session_cookie(&headers(&[("cookie", "xkefu_session=1")])),
+            None
+        );
+    }
+
+    #[test]
+    fn sessions_check_the_token_expire_and_stay_bounded() {
+        let s = Sessions::new(Duration::from_secs(60), 2);
+        let (id, session) = s.open(Role::Admin, "a".into(), [0; 32]);
+        let with = |token: &str| {
+            headers(&[
+                ("cookie", &format!("{SESSION_COOKIE}={id}")),
+                (CSRF_HEADER, token),
+            ])
+        };
+        assert!(s.check_csrf(&with(&session.csrf_token)).is_ok());
+        assert!(s.check_csrf(&with("wrong")).is_err());
+        assert!(s.check_csrf(&with("")).is_err());
+        // The third session pushes out the oldest.
+        s.open(Role::Agent, "b".into(), [1; 32]);
+        s.open(Role::Agent, "c".into(), [2; 32]);
+        assert!(s.get(&id).is_err());
+        let gone = Sessions::new(Duration::ZERO, 10);
+        let (id, _) = gone.open(Role::Admin, "a".into(), [0; 32]);
+        assert!(gone.get(&id).is_err(), "an expired session is refused");
+        s.close("no-such-id");
     }
 }

@@ -10,10 +10,10 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, read_body};
 use crate::error::ErrorCode;
-use crate::knowledge::IndexStatus;
 use crate::knowledge::card::{CardInput, CardPatch};
 use crate::knowledge::import::{self, ImportReport, Item};
-use crate::store::{AuditEntry, Card, CardStatus, CardVersion, ListFilter};
+use crate::knowledge::{CardDiff, IndexStatus};
+use crate::store::{AuditEntry, Card, CardContent, CardStatus, CardVersion, ListFilter};
 
 #[utoipa::path(post, path = "/v1/cards", tag = "cards", request_body = CardInput,
     responses((status = 201, description = "Created as a draft", body = Card),
@@ -136,6 +136,74 @@ pub async fn versions(
     }))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DiffParams {
+    /// The older version.
+    from: i64,
+    /// The newer version.
+    to: i64,
+}
+
+/// What changed between two versions of a card: both versions, and line diffs of the title and
+/// body.
+#[utoipa::path(get, path = "/v1/cards/{id}/diff", tag = "cards", params(DiffParams),
+    responses((status = 200, body = CardDiff), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn diff_versions(
+    State(s): State<AppState>,
+    Admin(_admin): Admin,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<DiffParams>,
+) -> ApiResult<Json<CardDiff>> {
+    Ok(Json(s.knowledge.diff(&id, p.from, p.to).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    #[serde(default)]
+    title: String,
+    body: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CheckResult {
+    /// What would stop the text being published, with character offsets into `title` or `body`.
+    findings: Vec<crate::error::Finding>,
+    /// The body's Markdown as HTML (raw HTML shown as text).
+    html: String,
+}
+
+/// Checks a card's text as it is being written, before it is saved: the compliance findings
+/// publishing would refuse, and the body rendered for preview.
+#[utoipa::path(post, path = "/v1/cards/check", tag = "cards", request_body = CheckBody,
+    responses((status = 200, body = CheckResult), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn check_card(
+    State(s): State<AppState>,
+    Admin(_admin): Admin,
+    ApiJson(b): ApiJson<CheckBody>,
+) -> ApiResult<Json<CheckResult>> {
+    if b.body.len() > s.config.limits.max_card_bytes {
+        return Err(ApiError::new(
+            ErrorCode::InvalidCard,
+            format!(
+                "body is longer than limits.max_card_bytes ({} bytes)",
+                s.config.limits.max_card_bytes
+            ),
+        ));
+    }
+    let content = CardContent {
+        title: b.title,
+        body: b.body,
+        ..Default::default()
+    };
+    Ok(Json(CheckResult {
+        findings: s.knowledge.findings(&content),
+        html: crate::knowledge::card::preview_html(&content.body),
+    }))
+}
+
 #[utoipa::path(post, path = "/v1/cards/{id}/submit", tag = "cards",
     responses((status = 200, description = "Now in review", body = Card), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn submit(
@@ -158,14 +226,34 @@ pub async fn publish(
     Ok(Json(s.knowledge.publish(&id, &c.actor()).await?))
 }
 
-#[utoipa::path(post, path = "/v1/cards/{id}/archive", tag = "cards",
-    responses((status = 200, description = "Archived and removed from search", body = Card)), security(("bearer" = [])))]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveParams {
+    /// Why (a rejected draft's reason), kept in the audit log. At most 1,000 characters.
+    reason: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/cards/{id}/archive", tag = "cards", params(ArchiveParams),
+    responses((status = 200, description = "Archived and removed from search", body = Card),
+              (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn archive(
     State(s): State<AppState>,
     Admin(c): Admin,
     Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<ArchiveParams>,
 ) -> ApiResult<Json<Card>> {
-    Ok(Json(s.knowledge.archive(&id, &c.actor()).await?))
+    let reason = p
+        .reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 1000) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "reason is longer than 1,000 characters",
+        ));
+    }
+    Ok(Json(s.knowledge.archive(&id, &c.actor(), reason).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -3,16 +3,19 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::{Caller, Staff};
-use super::error::{ApiJson, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::conversation::handoff::HandoffSummary;
 use crate::conversation::routing::Route;
-use crate::conversation::{ConversationView, CustomerView, NewTurn};
+use crate::conversation::{
+    ConversationFilter, ConversationListItem, ConversationView, CustomerView, ListWants, NewTurn,
+};
 use crate::error::Error;
-use crate::vocab::{Channel, Role};
+use crate::error::ErrorCode;
+use crate::vocab::{Channel, Priority, Role};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +39,68 @@ pub struct ConversationQuery {
     /// conversations (another's is not found); for staff, another customer's conversation is
     /// refused (409).
     pub customer_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// The channel it started on.
+    pub channel: Option<Channel>,
+    pub resolved: Option<bool>,
+    pub escalated: Option<bool>,
+    /// The routed priority: low, normal, high, urgent.
+    pub priority: Option<Priority>,
+    /// The routed queue.
+    pub queue: Option<String>,
+    /// A customer turn was read as this intent.
+    pub intent: Option<String>,
+    /// At most 200; 50 by default.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationListItem>,
+    /// How many of the most recent conversations were read for the escalation, priority and
+    /// queue filters (older ones are not listed by those filters).
+    pub scanned_at_most: usize,
+}
+
+/// Conversations for staff, most recently updated first, with their escalation and route.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversation", params(ListQuery),
+    responses((status = 200, body = ConversationList), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_conversations(
+    State(s): State<AppState>,
+    Staff(_staff): Staff,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ConversationList>> {
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > 200 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "limit must be between 1 and 200",
+        ));
+    }
+    // The state filters read each conversation; a bound keeps one request's cost known.
+    const SCAN: usize = 500;
+    let filter = ConversationFilter {
+        channel: q.channel,
+        resolved: q.resolved,
+        intent: q.intent.filter(|i| !i.is_empty()),
+    };
+    let wants = ListWants {
+        escalated: q.escalated,
+        priority: q.priority,
+        queue: q.queue.filter(|i| !i.is_empty()),
+        scan: SCAN,
+    };
+    let conversations = s.conversations.list(filter, wants, limit).await?;
+    Ok(Json(ConversationList {
+        conversations,
+        scanned_at_most: SCAN,
+    }))
 }
 
 /// Appends a turn and returns the conversation after it.

@@ -7,6 +7,7 @@ pub mod answer;
 pub mod assist;
 pub mod auth;
 pub mod cards;
+pub mod console;
 pub mod conversations;
 pub mod error;
 pub mod intents;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub conversations: Arc<Conversations>,
     pub config: Arc<Config>,
     pub keys: Arc<auth::Keys>,
+    /// Console sign-ins.
+    pub sessions: Arc<auth::Sessions>,
     pub metrics: Arc<metrics::Metrics>,
     /// Live voice streams open now.
     pub streams: Arc<voice::StreamCount>,
@@ -56,9 +59,9 @@ pub struct AppState {
 #[openapi(
     info(title = "kefu", description = "Self-hosted inference and knowledge service for customer service."),
     paths(
-        cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::submit,
+        cards::create, cards::list, cards::get_card, cards::update, cards::versions, cards::diff_versions, cards::check_card, cards::submit,
         cards::publish, cards::archive, cards::import, cards::audit, cards::index_status, mining::jobs, mining::evidence, analytics::report, analytics::card_record, analytics::review, analytics::draft_for_gap,
-        search::search, rerank::rerank, signals::sentiment, signals::signals, intents::list_intents, intents::define_intent, intents::remove_intent, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::route, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
+        search::search, rerank::rerank, signals::sentiment, signals::signals, intents::list_intents, intents::define_intent, intents::remove_intent, conversations::list_conversations, conversations::get_conversation, conversations::add_turn, conversations::resolve, conversations::handoff, conversations::route, conversations::get_customer, privacy::erase_customer, privacy::export_customer,
         answer::answer, answer::feedback, answer::reload_prompts, assist::suggest,
         openai::chat_completions, openai::embeddings, openai::models, transcriptions::transcriptions, voice::voice_stream, ops::healthz, ops::readyz, ops::metrics, ops::openapi
     ),
@@ -140,7 +143,9 @@ pub fn router(state: AppState) -> Router {
             post(cards::import).layer(DefaultBodyLimit::max(limits.max_import_bytes)),
         )
         .route("/v1/cards/{id}", get(cards::get_card).patch(cards::update))
+        .route("/v1/cards/check", post(cards::check_card))
         .route("/v1/cards/{id}/versions", get(cards::versions))
+        .route("/v1/cards/{id}/diff", get(cards::diff_versions))
         .route("/v1/cards/{id}/submit", post(cards::submit))
         .route("/v1/cards/{id}/publish", post(cards::publish))
         .route("/v1/cards/{id}/archive", post(cards::archive))
@@ -164,6 +169,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/intents/{name}",
             axum::routing::delete(intents::remove_intent),
         )
+        .route("/v1/conversations", get(conversations::list_conversations))
         .route(
             "/v1/conversations/{id}",
             get(conversations::get_conversation),
@@ -208,6 +214,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route("/console", get(console::root))
+        .route("/console/", get(console::page))
+        .route("/console/{file}", get(console::asset))
+        .route(
+            "/console/session",
+            get(console::current)
+                .post(console::sign_in)
+                .delete(console::sign_out),
+        )
         .merge(v1)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

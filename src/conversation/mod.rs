@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::pii::Detector;
 use crate::store::Store;
 use crate::store::answers::AnswerRecord;
+pub use crate::store::conversations::ConversationFilter;
 pub use crate::store::conversations::Party;
 use crate::store::conversations::{
     Contact, ConversationRecord, ConversationSummary, Turn, TurnMood, TurnSignals,
@@ -89,6 +90,62 @@ pub struct ConversationView {
     /// them). For staff: a channel is not shown how its customer is queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<Route>,
+}
+
+/// The list's filters read from each conversation's state.
+#[derive(Debug, Clone)]
+pub struct ListWants {
+    pub escalated: Option<bool>,
+    pub priority: Option<crate::vocab::Priority>,
+    pub queue: Option<String>,
+    /// How many of the most recent store matches are read.
+    pub scan: usize,
+}
+
+/// A conversation in the staff's list.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConversationListItem {
+    pub id: String,
+    pub customer_id: Option<String>,
+    pub channel: Channel,
+    pub updated_at: String,
+    pub resolved_at: Option<String>,
+    pub turns: usize,
+    /// The customer's latest turn.
+    pub last_customer_text: Option<String>,
+    /// The latest customer turn's intent.
+    pub intent: Option<String>,
+    pub escalated: bool,
+    /// What flagged it (the first reason), when escalated.
+    pub escalation_reason: Option<EscalationReason>,
+    pub mood: crate::vocab::MoodDirection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+}
+
+impl From<ConversationView> for ConversationListItem {
+    fn from(v: ConversationView) -> Self {
+        let last_customer = v
+            .record
+            .turns
+            .iter()
+            .rev()
+            .find(|t| t.role == Role::Customer);
+        ConversationListItem {
+            last_customer_text: last_customer.map(|t| t.text.clone()),
+            intent: last_customer.and_then(|t| t.intent.as_ref().map(|i| i.name.clone())),
+            turns: v.record.turns.len(),
+            escalated: v.escalation.flagged,
+            escalation_reason: v.escalation.reasons.first().map(|f| f.reason),
+            mood: v.mood.direction,
+            route: v.route,
+            id: v.record.id,
+            customer_id: v.record.customer_id,
+            channel: v.record.channel,
+            updated_at: v.record.updated_at,
+            resolved_at: v.record.resolved_at,
+        }
+    }
 }
 
 /// One customer across channels.
@@ -532,6 +589,43 @@ impl Conversations {
             Some(r) => Ok(Some(self.view(r).await?)),
             None => Ok(None),
         }
+    }
+
+    /// The staff's list: the most recent conversations that match, newest first, at most
+    /// `limit`. The store filters by channel, resolution and intent; escalation, priority and
+    /// queue are read as [`Conversations::get`] reads them, over the `scan` most recent matches
+    /// (each costs a read of its turns), so an older match beyond those is not listed.
+    pub async fn list(
+        &self,
+        filter: ConversationFilter,
+        want: ListWants,
+        limit: usize,
+    ) -> Result<Vec<ConversationListItem>> {
+        let store = self.store.clone();
+        let ids = blocking(move || store.recent_conversations(&filter, want.scan)).await?;
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(view) = self.get(&id, &Party::Staff(None)).await? else {
+                continue; // erased between the two reads
+            };
+            let route = view.route.as_ref();
+            if want.escalated.is_some_and(|e| e != view.escalation.flagged)
+                || want
+                    .priority
+                    .is_some_and(|p| route.is_none_or(|r| r.priority != p))
+                || want
+                    .queue
+                    .as_ref()
+                    .is_some_and(|q| route.is_none_or(|r| &r.queue != q))
+            {
+                continue;
+            }
+            out.push(ConversationListItem::from(view));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The escalation state the conversation would have with one more customer turn (the

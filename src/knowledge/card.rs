@@ -235,3 +235,111 @@ mod tests {
         assert_eq!(lang.validate(100).unwrap().language, "zh-Hant");
     }
 }
+
+/// A card body's Markdown as HTML, for the editor's preview. Raw HTML in the body is shown as
+/// text, never passed through: a body may come from a mined conversation, that is, from a
+/// customer.
+pub fn preview_html(body: &str) -> String {
+    use pulldown_cmark::{Event, Parser, Tag};
+    // Links only to the web and mail: `javascript:` and `data:` would run or carry code.
+    let safe = |url: &str| {
+        let lower = url.trim().to_ascii_lowercase();
+        !lower.contains(':')
+            || ["http:", "https:", "mailto:"]
+                .iter()
+                .any(|s| lower.starts_with(s))
+    };
+    let events = Parser::new(body).map(|e| match e {
+        Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(&dest_url) => Event::Start(Tag::Link {
+            link_type,
+            dest_url: "#".into(),
+            title,
+            id,
+        }),
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(&dest_url) => Event::Start(Tag::Image {
+            link_type,
+            dest_url: "#".into(),
+            title,
+            id,
+        }),
+        e => e,
+    });
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(&mut html, events);
+    html
+}
+
+/// One line of a diff between two versions of a card's text.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct DiffLine {
+    pub op: DiffOp,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffOp {
+    Equal,
+    Insert,
+    Delete,
+}
+
+/// Line diff of two texts (Patience, as `git diff --patience` reads edits of prose best).
+pub fn diff_lines(old: &str, new: &str) -> Vec<DiffLine> {
+    use similar::{Algorithm, ChangeTag, TextDiff};
+    TextDiff::configure()
+        .algorithm(Algorithm::Patience)
+        .diff_lines(old, new)
+        .iter_all_changes()
+        .map(|c| DiffLine {
+            op: match c.tag() {
+                ChangeTag::Equal => DiffOp::Equal,
+                ChangeTag::Insert => DiffOp::Insert,
+                ChangeTag::Delete => DiffOp::Delete,
+            },
+            text: c.value().trim_end_matches('\n').to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod preview_tests {
+    use super::*;
+
+    #[test]
+    fn markdown_is_rendered_and_raw_html_is_text() {
+        let html = preview_html("**Refunds** take 7 days.\n\n<script>alert(1)</script>");
+        assert!(html.contains("<strong>Refunds</strong>"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        let html = preview_html("[x](javascript:alert(1)) [y](https://example.com/a)");
+        assert!(!html.contains("javascript"), "{html}");
+        assert!(html.contains("href=\"https://example.com/a\""), "{html}");
+    }
+
+    #[test]
+    fn a_changed_line_is_a_delete_and_an_insert() {
+        let d = diff_lines("a\nb\nc\n", "a\nB\nc\n");
+        let ops: Vec<_> = d.iter().map(|l| (l.op, l.text.as_str())).collect();
+        assert_eq!(
+            ops,
+            [
+                (DiffOp::Equal, "a"),
+                (DiffOp::Delete, "b"),
+                (DiffOp::Insert, "B"),
+                (DiffOp::Equal, "c")
+            ]
+        );
+    }
+}

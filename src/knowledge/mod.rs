@@ -41,6 +41,15 @@ use card::{CardInput, CardPatch};
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
 
+/// Two versions of a card and the line diff of their title and body.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CardDiff {
+    pub from: CardVersion,
+    pub to: CardVersion,
+    pub title: Vec<card::DiffLine>,
+    pub body: Vec<card::DiffLine>,
+}
+
 pub struct Knowledge {
     store: Arc<Store>,
     embed: EmbedPool,
@@ -166,6 +175,24 @@ impl Knowledge {
         self.get(id).await?;
         let (store, id) = (self.store.clone(), id.to_string());
         blocking(move || store.versions(&id)).await
+    }
+
+    /// What changed from version `from` to version `to` of a card.
+    pub async fn diff(&self, id: &str, from: i64, to: i64) -> Result<CardDiff> {
+        let versions = self.versions(id).await?;
+        let find = |v: i64| {
+            versions
+                .iter()
+                .find(|c| c.version == v)
+                .ok_or_else(|| Error::NotFound(format!("card {id} has no version {v}")))
+        };
+        let (a, b) = (find(from)?, find(to)?);
+        Ok(CardDiff {
+            from: a.clone(),
+            to: b.clone(),
+            title: card::diff_lines(&a.content.title, &b.content.title),
+            body: card::diff_lines(&a.content.body, &b.content.body),
+        })
     }
 
     pub async fn audit(&self, card_id: Option<String>, limit: usize) -> Result<Vec<AuditEntry>> {
@@ -471,7 +498,8 @@ impl Knowledge {
         self.commit(&card, change).await
     }
 
-    pub async fn archive(&self, id: &str, actor: &Actor) -> Result<Card> {
+    /// Archives a card (a rejected draft with the reviewer's `reason`, kept in the audit log).
+    pub async fn archive(&self, id: &str, actor: &Actor, reason: Option<String>) -> Result<Card> {
         let _guard = self.lock_for(id).lock().await;
         let card = self.get(id).await?;
         if card.status == CardStatus::Archived {
@@ -482,7 +510,10 @@ impl Knowledge {
             "archive",
             CardStatus::Archived,
             ChunkChange::Remove,
-            serde_json::json!({}),
+            match reason {
+                Some(reason) => serde_json::json!({ "reason": reason }),
+                None => serde_json::json!({}),
+            },
         );
         self.commit(&card, change).await
     }

@@ -38,7 +38,7 @@ impl CardStatus {
 }
 
 /// What an author writes on a card.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CardContent {
     pub title: String,
     pub body: String,

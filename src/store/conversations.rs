@@ -104,6 +104,16 @@ pub struct ConversationSummary {
     pub resolved_at: Option<String>,
 }
 
+/// What the staff's conversation list filters on in the store.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    /// The channel it started on.
+    pub channel: Option<Channel>,
+    pub resolved: Option<bool>,
+    /// A customer turn was read as this intent.
+    pub intent: Option<String>,
+}
+
 /// One of a customer's other contacts, as the repeated-contacts rule reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contact {
@@ -299,6 +309,31 @@ impl Store {
             resolved_at,
             turns,
         }))
+    }
+
+    /// The ids of the most recently updated conversations that match, newest first, at most
+    /// `limit` (the staff list; the filters that need a conversation's escalation apply above).
+    pub fn recent_conversations(
+        &self,
+        filter: &ConversationFilter,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(
+            "SELECT c.id FROM conversations c
+             WHERE (?1 IS NULL OR c.channel = ?1)
+               AND (?2 IS NULL OR (c.resolved_at IS NOT NULL) = ?2)
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM turns t
+                                          WHERE t.conversation_id = c.id AND t.intent = ?3))
+             ORDER BY c.updated_at DESC, c.id DESC LIMIT ?4",
+        )?;
+        let ids = st
+            .query_map(
+                params![filter.channel, filter.resolved, filter.intent, limit as i64],
+                |r| r.get(0),
+            )?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
     }
 
     /// Whether `role` has said anything in the conversation yet.
