@@ -90,7 +90,7 @@ fn listing_filters_by_status_tag_and_text() {
     let b = s.create(
         "Gift wrapping",
         "Gift wrap costs 5 dollars.",
-        json!({ "tags": ["extras"] }),
+        json!({ "tags": ["extras"], "channels": ["chat"] }),
     )["id"]
         .as_str()
         .unwrap()
@@ -135,7 +135,22 @@ fn listing_filters_by_status_tag_and_text() {
         ),
         (200, Some(3), 1)
     );
+    // Language, and channel: the cards usable there, those for every channel among them.
+    assert_eq!(ids("language=zh"), vec![c.clone()]);
+    let mut chat = ids("channel=chat");
+    chat.sort();
+    let mut want = vec![a.clone(), b.clone(), c.clone()];
+    want.sort();
+    assert_eq!(chat, want);
+    let mut email = ids("channel=email");
+    email.sort();
+    let mut want = vec![a.clone(), c.clone()];
+    want.sort();
+    assert_eq!(email, want, "a chat-only card is not an email card");
+    assert_eq!(ids("language=en&channel=email"), vec![a.clone()]);
     let (st, r) = s.call("GET", "/v1/cards?status=live", None);
+    assert_eq!((st, error_code(&r).as_str()), (400, "invalid_query"));
+    let (st, r) = s.call("GET", "/v1/cards?channel=fax", None);
     assert_eq!((st, error_code(&r).as_str()), (400, "invalid_query"));
 }
 

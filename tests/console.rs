@@ -78,14 +78,6 @@ impl Drop for Browser {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const WAIT: Duration = Duration::from_secs(30);
 
 impl Browser {
@@ -376,6 +368,29 @@ fn an_admin_curates_tries_reviews_and_reads_the_console() {
     b.accessible("cards", &axe);
     b.keyboard_reaches_everything("cards");
 
+    // Import: a JSON Lines file chosen in the drop zone, a result per line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cards.jsonl");
+    std::fs::write(
+        &file,
+        "{\"title\": \"Opening hours\", \"body\": \"We answer every day from 9:00 to 18:00.\"}\n{\"title\": \"No body\"}\n",
+    )
+    .unwrap();
+    let input = b.find("#import-files");
+    b.rt.block_on(input.send_keys(file.to_str().unwrap()))
+        .unwrap();
+    b.wait_text("#import-results", "1 imported, 1 failed");
+    let lines = b.text("#import-results table");
+    assert!(
+        lines.contains("cards.jsonl:1") && lines.contains("cards.jsonl:2"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("body"),
+        "the failed line says what is wrong: {lines}"
+    );
+    b.wait_text("#card-results", "Opening hours");
+
     // A card with a phone number: the finding is highlighted where it is, publishing is
     // refused, the fix clears it, and then it publishes.
     b.click("a[href='#/cards/new']");
@@ -504,6 +519,43 @@ fn an_admin_curates_tries_reviews_and_reads_the_console() {
             .1["status"]
             == "published"
     });
+
+    // A card in review rejected with a reason: archived, the reason in the audit log.
+    let (_, weak) = s.call_as(
+        ADMIN,
+        "POST",
+        "/v1/cards",
+        Some(json!({"title": "Returns are free", "body": "Returns are always free."})),
+    );
+    let weak = weak["id"].as_str().unwrap().to_string();
+    let (st, v) = s.call_as(ADMIN, "POST", &format!("/v1/cards/{weak}/submit"), None);
+    assert_eq!(st, 200, "{v}");
+    b.click("nav a[href='#/cards']");
+    b.find("#card-results table");
+    b.click("nav a[href='#/review']");
+    let item = format!("article[data-card='{weak}']");
+    b.type_in(
+        &format!("{item} input[name=reason]"),
+        "Returns cost 5 dollars outside the EU.",
+    );
+    b.click(&format!("{item} button.reject"));
+    b.until("the card archived", |_| {
+        s.call_as(ADMIN, "GET", &format!("/v1/cards/{weak}"), None)
+            .1["status"]
+            == "archived"
+    });
+    let (_, audit) = s.call_as(ADMIN, "GET", &format!("/v1/audit?card_id={weak}"), None);
+    let archived = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "archive")
+        .cloned()
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(
+        archived["detail"]["reason"],
+        "Returns cost 5 dollars outside the EU."
+    );
 
     // An escalated conversation, found by the filter, with its reasons.
     turn_on(

@@ -686,3 +686,84 @@ fn customers_are_kept_apart() {
     let (st, h) = s.call_as(AGENT, "GET", "/v1/conversations/alice-1/handoff", None);
     assert_eq!(st, 200, "{h}");
 }
+
+#[test]
+fn staff_list_conversations_by_state_and_bad_filters_are_refused() {
+    let s = keys_and("none", &[]);
+    turn_on(
+        &s,
+        "c-calm",
+        "cust-1",
+        "chat",
+        "customer",
+        "Hello, where can I see my invoices?",
+    );
+    turn_on(
+        &s,
+        "c-mail",
+        "cust-2",
+        "email",
+        "customer",
+        "Please send me a copy of my receipt.",
+    );
+    turn_on(
+        &s,
+        "c-angry",
+        "cust-3",
+        "chat",
+        "customer",
+        "I want to talk to a human agent right now!",
+    );
+    let (st, v) = s.call_as(
+        AGENT,
+        "POST",
+        "/v1/conversations/c-mail/resolve",
+        Some(json!({})),
+    );
+    assert_eq!(st, 200, "{v}");
+    let ids = |query: &str| -> Vec<String> {
+        let (st, v) = s.call_as(AGENT, "GET", &format!("/v1/conversations?{query}"), None);
+        assert_eq!(st, 200, "{query}: {v}");
+        v["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Newest first.
+    assert_eq!(ids(""), ["c-angry", "c-mail", "c-calm"]);
+    assert_eq!(ids("escalated=true"), ["c-angry"]);
+    assert_eq!(ids("escalated=false"), ["c-mail", "c-calm"]);
+    assert_eq!(ids("channel=email"), ["c-mail"]);
+    assert_eq!(ids("resolved=true"), ["c-mail"]);
+    assert_eq!(ids("resolved=false&channel=chat"), ["c-angry", "c-calm"]);
+    assert_eq!(ids("limit=1"), ["c-angry"]);
+    let (_, v) = s.call_as(AGENT, "GET", "/v1/conversations?escalated=true", None);
+    let c = &v["conversations"][0];
+    assert_eq!(c["escalation_reason"], "human_requested", "{c}");
+    assert_eq!(c["customer_id"], "cust-3");
+    assert_eq!(c["turns"], 1);
+    assert!(c["route"]["queue"].is_string(), "{c}");
+    let queue = c["route"]["queue"].as_str().unwrap().to_string();
+    let priority = c["route"]["priority"].as_str().unwrap().to_string();
+    assert!(ids(&format!("queue={queue}")).contains(&"c-angry".to_string()));
+    assert!(ids(&format!("priority={priority}")).contains(&"c-angry".to_string()));
+    assert_eq!(ids("queue=no-such-queue"), Vec::<String>::new());
+    let intent = c["intent"]
+        .as_str()
+        .expect("every customer turn has an intent");
+    assert!(ids(&format!("intent={intent}")).contains(&"c-angry".to_string()));
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "priority=asap",
+        "channel=fax",
+        "escalated=maybe",
+        "colour=red",
+    ] {
+        let (st, v) = s.call_as(AGENT, "GET", &format!("/v1/conversations?{bad}"), None);
+        assert_eq!(st, 400, "{bad}: {v}");
+        assert!(v["error"]["message"].is_string(), "{bad}: {v}");
+    }
+}

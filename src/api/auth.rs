@@ -255,7 +255,10 @@ impl Keys {
         let unauthorized = |m: &str| ApiError::new(ErrorCode::Unauthorized, m);
         let Some(h) = text(header::AUTHORIZATION.as_str()) else {
             return match session_cookie(headers) {
-                Some(id) => self.by_session(sessions.get(id)?, customer),
+                Some(id) => {
+                    same_origin(headers)?;
+                    self.by_session(sessions.get(id)?, customer)
+                }
                 None => Err(unauthorized(
                     "missing API key: send `Authorization: Bearer <key>`",
                 )),
@@ -436,6 +439,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// The console's session cookie.
 pub const SESSION_COOKIE: &str = "kefu_session";
+/// Sign-in attempts per minute, all callers together.
+pub const SIGN_INS_PER_MINUTE: u32 = 30;
 /// The header that carries a session's CSRF token on every change.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -449,6 +454,31 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value)
+}
+
+/// A request carrying the session cookie comes from the console's own pages: a browser names
+/// the page's origin on every cross-origin request (and on WebSocket handshakes, which no CSRF
+/// header protects), and it must be this server. SameSite=Strict already keeps the cookie off
+/// other sites' requests; this holds where a browser's SameSite does not.
+fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = header_text(headers, header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    // Behind a proxy that rewrites Host, the name the browser used is in X-Forwarded-Host.
+    let served_as = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|h| header_text(headers, h));
+    if served_as
+        .flat_map(|h| h.split(','))
+        .any(|h| h.trim().eq_ignore_ascii_case(origin_host))
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Forbidden,
+        format!("a page of {origin:?} may not use the console's session"),
+    ))
 }
 
 /// A signed-in console user.
@@ -467,6 +497,10 @@ pub struct Session {
 /// 256 random bits; the table holds ids by digest, like keys.
 pub struct Sessions {
     by_digest: Mutex<HashMap<[u8; 32], Session>>,
+    /// Sign-in attempts across all callers: guessing keys through the sign-in form goes no
+    /// faster than this, whatever the key's length. (A crowd of guesses can delay a real
+    /// sign-in by a minute; signed-in sessions and API keys are not affected.)
+    sign_ins: governor::DefaultDirectRateLimiter,
     lifetime: Duration,
     /// Beyond this many live sessions the oldest go first, so sign-ins cannot grow memory.
     max: usize,
@@ -482,9 +516,23 @@ impl Sessions {
     pub fn new(lifetime: Duration, max: usize) -> Self {
         Sessions {
             by_digest: Mutex::new(HashMap::new()),
+            sign_ins: governor::RateLimiter::direct(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(SIGN_INS_PER_MINUTE).expect("not zero"),
+            )),
             lifetime,
             max: max.max(1),
         }
+    }
+
+    /// Whether one more sign-in may be tried now; how many seconds to wait if not.
+    pub fn admit_sign_in(&self) -> Result<(), u64> {
+        use governor::clock::{Clock, DefaultClock};
+        self.sign_ins.check().map_err(|until| {
+            until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                + 1
+        })
     }
 
     /// A new session for a staff key: its id (the cookie's value) and the session.
@@ -577,6 +625,28 @@ mod tests {
             session_cookie(&headers(&[("cookie", "xkefu_session=1")])),
             None
         );
+    }
+
+    #[test]
+    fn a_session_is_used_only_from_this_servers_pages() {
+        let h = |pairs: &[(&'static str, &str)]| same_origin(&headers(pairs)).is_ok();
+        assert!(
+            h(&[("host", "127.0.0.1:8080")]),
+            "no Origin: same-origin GET"
+        );
+        assert!(h(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080")
+        ]));
+        assert!(!h(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example")
+        ]));
+        assert!(h(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "support.example.com"),
+            ("origin", "https://support.example.com")
+        ]));
     }
 
     #[test]

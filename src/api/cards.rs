@@ -14,6 +14,7 @@ use crate::knowledge::card::{CardInput, CardPatch};
 use crate::knowledge::import::{self, ImportReport, Item};
 use crate::knowledge::{CardDiff, IndexStatus};
 use crate::store::{AuditEntry, Card, CardContent, CardStatus, CardVersion, ListFilter};
+use crate::vocab::Channel;
 
 #[utoipa::path(post, path = "/v1/cards", tag = "cards", request_body = CardInput,
     responses((status = 201, description = "Created as a draft", body = Card),
@@ -42,6 +43,10 @@ pub struct ListParams {
     tag: Option<String>,
     /// Text the title or body contains (case-insensitive).
     q: Option<String>,
+    /// The card's language (`en`, `zh`, ...).
+    language: Option<String>,
+    /// Cards usable on this channel, those for every channel among them.
+    channel: Option<Channel>,
     /// At most 200; 50 by default.
     limit: Option<usize>,
     offset: Option<usize>,
@@ -83,6 +88,11 @@ pub async fn list(
         status,
         tag: p.tag.map(|t| t.trim().to_lowercase()),
         text: p.q.filter(|q| !q.trim().is_empty()),
+        language: p
+            .language
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| !l.is_empty()),
+        channel: p.channel.map(|c| c.as_str().to_string()),
         limit,
         offset,
     };

@@ -167,6 +167,19 @@ pub async fn sign_in(
     if let Some(view) = keyless(&s, &headers)? {
         return Ok(Json(view).into_response());
     }
+    if let Err(secs) = s.sessions.admit_sign_in() {
+        let mut res = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "more than {} sign-ins a minute; retry after {secs} s",
+                auth::SIGN_INS_PER_MINUTE
+            ),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(res);
+    }
     let (role, name, key) = s.keys.staff(&b.key)?;
     let (id, session) = s.sessions.open(role, name, key);
     let lifetime = Duration::from_secs(s.config.console.session_hours.max(1) * 3600);

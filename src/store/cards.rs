@@ -74,6 +74,9 @@ pub struct ListFilter {
     pub status: Option<CardStatus>,
     pub tag: Option<String>,
     pub text: Option<String>,
+    pub language: Option<String>,
+    /// Cards usable on this channel (those for every channel among them).
+    pub channel: Option<String>,
     pub limit: usize,
     pub offset: usize,
 }
@@ -285,21 +288,32 @@ impl Store {
         let conn = self.conn.lock();
         let where_sql = "WHERE (?1 IS NULL OR status = ?1)
               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(cards.tags) WHERE value = ?2))
-              AND (?3 IS NULL OR instr(lower(title), lower(?3)) > 0 OR instr(lower(body), lower(?3)) > 0)";
-        let args = params![f.status.map(CardStatus::as_str), f.tag, f.text];
+              AND (?3 IS NULL OR instr(lower(title), lower(?3)) > 0 OR instr(lower(body), lower(?3)) > 0)
+              AND (?4 IS NULL OR language = ?4)
+              AND (?5 IS NULL OR json_array_length(channels) = 0
+                   OR EXISTS (SELECT 1 FROM json_each(cards.channels) WHERE value = ?5))";
+        let args = params![
+            f.status.map(CardStatus::as_str),
+            f.tag,
+            f.text,
+            f.language,
+            f.channel
+        ];
         let total: i64 = conn.query_row(
             &format!("SELECT COUNT(*) FROM cards {where_sql}"),
             args,
             |r| r.get(0),
         )?;
         let mut stmt = conn.prepare(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards {where_sql} ORDER BY updated_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+            "SELECT {CARD_COLUMNS} FROM cards {where_sql} ORDER BY updated_at DESC, id DESC LIMIT ?6 OFFSET ?7"
         ))?;
         let rows = stmt.query_map(
             params![
                 f.status.map(CardStatus::as_str),
                 f.tag,
                 f.text,
+                f.language,
+                f.channel,
                 f.limit as i64,
                 f.offset as i64
             ],

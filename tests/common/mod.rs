@@ -558,7 +558,8 @@ fn uuid_like() -> String {
     format!("{:x}{:x}", t, std::process::id())
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
