@@ -98,7 +98,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+// A request with the session's CSRF token; a refusal becomes an ApiError.
+async function send(method, path, body) {
   const headers = {};
   const init = { method, headers, credentials: "same-origin" };
   if (body instanceof FormData) init.body = body;
@@ -118,6 +119,11 @@ async function api(method, path, body) {
     }
     throw err;
   }
+  return res;
+}
+
+async function api(method, path, body) {
+  const res = await send(method, path, body);
   if (res.status === 204) return null;
   const type = res.headers.get("content-type") || "";
   return type.includes("json") ? res.json() : res.text();
@@ -513,14 +519,7 @@ async function tryPage() {
 
 // POST /v1/answer with stream: text deltas as they come, then the whole answer.
 async function streamAnswer(body, onDelta) {
-  const headers = { "Content-Type": "application/json" };
-  if (state.session?.csrf_token) headers["X-CSRF-Token"] = state.session.csrf_token;
-  const res = await fetch("/v1/answer", { method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin" });
-  if (!res.ok) {
-    let parsed = null;
-    try { parsed = await res.json(); } catch (_) { /* not JSON */ }
-    throw new ApiError(res.status, parsed);
-  }
+  const res = await send("POST", "/v1/answer", body);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
@@ -701,10 +700,9 @@ async function analyticsPage() {
         t("analytics.csv", { name: t(`report.${name}`) }));
       const section = (name, ...body) => h("section", { id: `report-${name}`, "aria-labelledby": `h-${name}` },
         h("h2", { id: `h-${name}` }, t(`report.${name}`)), ...body, csv(name));
-      const rate = sumBy(deflection.rows, "channel", "answered").map((a) => {
-        const total = sumBy(deflection.rows, "channel", "answers").find((x) => x.label === a.label).value;
-        return { label: term("channel", a.label), value: total ? a.value / total : 0 };
-      });
+      const asked = sumBy(deflection.rows, "channel", "answers");
+      const rate = sumBy(deflection.rows, "channel", "answered").map((a, k) =>
+        ({ label: term("channel", a.label), value: asked[k].value ? a.value / asked[k].value : 0 }));
       const empty = h("p", { class: "muted" }, t("analytics.empty"));
       const chartOr = (items, draw) => (items.length ? draw(items) : empty.cloneNode(true));
       out.replaceChildren(

@@ -751,30 +751,73 @@ fn the_console_refuses_wrong_keys_agents_publishing_and_changes_without_the_csrf
 
     // The session cookie is HttpOnly (the page cannot read it) and SameSite=Strict.
     assert_eq!(b.js("return document.cookie;"), json!(""));
-    let res = s
-        .req("POST", "/console/session", None)
-        .json(&json!({"key": ADMIN}))
-        .send()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    let sign_in_over_http = |proto: &str| {
+        let res = s
+            .req("POST", "/console/session", None)
+            .header("x-forwarded-proto", proto)
+            .json(&json!({"key": ADMIN}))
+            .send()
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+        res.headers()["set-cookie"].to_str().unwrap().to_string()
+    };
+    let cookie = sign_in_over_http("http");
     for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(part), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
-    let res = s
-        .req("POST", "/console/session", None)
-        .header("x-forwarded-proto", "https")
-        .json(&json!({"key": ADMIN}))
-        .send()
-        .unwrap();
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.contains("; Secure"), "behind TLS: {cookie}");
+    let secure = sign_in_over_http("https");
+    assert!(secure.contains("; Secure"), "behind TLS: {secure}");
+    // The cookie is used only from this server's pages: another site's Origin is refused.
+    let session = cookie.split(';').next().unwrap().to_string();
+    let with_origin = |origin: Option<&str>| {
+        let mut r = s.req("GET", "/v1/cards", None).header("cookie", &session);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(with_origin(None), 200);
+    assert_eq!(with_origin(Some(&s.base)), 200);
+    assert_eq!(with_origin(Some("https://evil.example")), 403);
     // The page itself may not be framed and loads only its own scripts.
     let res = s.req("GET", "/console/", None).send().unwrap();
     let csp = res.headers()["content-security-policy"].to_str().unwrap();
     assert!(
         csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
+    );
+    // Guessing keys through the form: at most 30 sign-ins a minute, then 429 with Retry-After.
+    let refused = (0..31)
+        .map(|_| {
+            s.req("POST", "/console/session", None)
+                .json(&json!({"key": "guess"}))
+                .send()
+                .unwrap()
+        })
+        .find(|r| r.status().as_u16() == 429)
+        .expect("31 sign-ins in a row were all tried");
+    assert!(refused.headers().contains_key("retry-after"));
+}
+
+#[test]
+fn a_console_switched_off_is_not_there() {
+    let s = keys_and("none", &[("KEFU__CONSOLE__ENABLED", "false")]);
+    for (method, path) in [
+        ("GET", "/console/"),
+        ("GET", "/console/app.js"),
+        ("POST", "/console/session"),
+    ] {
+        let res = s
+            .req(method, path, None)
+            .json(&json!({"key": ADMIN}))
+            .send()
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 404, "{method} {path}");
+    }
+    assert_eq!(
+        s.call_as(ADMIN, "GET", "/v1/cards", None).0,
+        200,
+        "the API still serves"
     );
 }

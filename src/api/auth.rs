@@ -200,13 +200,19 @@ impl Keys {
         !self.by_digest.is_empty()
     }
 
-    /// The staff key's role and name, for a console sign-in.
-    pub fn staff(&self, key: &str) -> Result<(Role, String, [u8; 32]), ApiError> {
+    /// The configured key `key` is, with its digest.
+    fn entry(&self, key: &str) -> Result<(&KeyEntry, [u8; 32]), ApiError> {
         let d = digest(key.trim());
         let entry = self
             .by_digest
             .get(&d)
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown API key"))?;
+        Ok((entry, d))
+    }
+
+    /// The staff key's role and name, for a console sign-in.
+    pub fn staff(&self, key: &str) -> Result<(Role, String, [u8; 32]), ApiError> {
+        let (entry, d) = self.entry(key)?;
         if entry.role < Role::Agent {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
@@ -231,10 +237,12 @@ impl Keys {
         Ok((caller, self.by_digest.get(&session.key)))
     }
 
-    /// The caller, and its key's entry (none in keyless mode).
+    /// The caller, and its key's entry (none in keyless mode). A caller by session cookie must
+    /// come from this server's pages, and a change (`changes`) must carry the CSRF token.
     fn resolve(
         &self,
         headers: &HeaderMap,
+        changes: bool,
         sessions: &Sessions,
     ) -> Result<(Caller, Option<&KeyEntry>), ApiError> {
         let text = |name| header_text(headers, name);
@@ -257,7 +265,12 @@ impl Keys {
             return match session_cookie(headers) {
                 Some(id) => {
                     same_origin(headers)?;
-                    self.by_session(sessions.get(id)?, customer)
+                    let session = sessions.get(id)?;
+                    if changes {
+                        // The cookie rides along on its own; the token only the page has.
+                        session.check_csrf(headers)?;
+                    }
+                    self.by_session(session, customer)
                 }
                 None => Err(unauthorized(
                     "missing API key: send `Authorization: Bearer <key>`",
@@ -268,10 +281,7 @@ impl Keys {
             .strip_prefix("Bearer ")
             .or_else(|| h.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        let entry = self
-            .by_digest
-            .get(&digest(key.trim()))
-            .ok_or_else(|| unauthorized("unknown API key"))?;
+        let (entry, _) = self.entry(key)?;
         if let (Some(mac), Some(c)) = (&entry.identity, &customer) {
             let signature = text(SIGNATURE_HEADER).and_then(|s| hex::decode(s.trim()).ok());
             let mut mac = mac.clone();
@@ -347,17 +357,7 @@ pub(super) fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let resolved = state
         .keys
-        .resolve(req.headers(), &state.sessions)
-        .and_then(|resolved| {
-            // A cookie rides along on its own; a change needs the token only the page has.
-            if !req.headers().contains_key(header::AUTHORIZATION)
-                && session_cookie(req.headers()).is_some()
-                && !req.method().is_safe()
-            {
-                state.sessions.check_csrf(req.headers())?;
-            }
-            Ok(resolved)
-        });
+        .resolve(req.headers(), !req.method().is_safe(), &state.sessions);
     let (caller, entry) = match resolved {
         Ok(resolved) => resolved,
         Err(e) => return e.into_response(),
@@ -368,14 +368,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             Refusal::Quota(w) => (w, "its requests_per_day"),
         };
         let secs = wait.as_secs() + 1;
-        let mut res = ApiError::new(
-            ErrorCode::RateLimited,
-            format!("this key sent {what}; retry after {secs} s"),
-        )
-        .into_response();
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-        return res;
+        return rate_limited(secs, format!("this key sent {what}; retry after {secs} s"));
     }
     req.extensions_mut().insert(caller);
     next.run(req).await
@@ -578,15 +571,24 @@ impl Sessions {
         }
     }
 
-    /// Refuses a cookie-borne change without the session's CSRF token.
+    /// How long a sign-in lasts.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Ends the session with this id.
+    pub fn close(&self, id: &str) {
+        self.by_digest.lock().remove(&digest(id));
+    }
+}
+
+impl Session {
+    /// Refuses a change made with this session's cookie but without its CSRF token.
     pub fn check_csrf(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let session = session_cookie(headers)
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no console session"))
-            .and_then(|id| self.get(id))?;
         let sent = header_text(headers, CSRF_HEADER).unwrap_or("");
         // Compared as digests: equal digests only for equal tokens, and no early exit on the
         // token's own bytes.
-        if digest(sent) != digest(&session.csrf_token) {
+        if digest(sent) != digest(&self.csrf_token) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!(
@@ -596,11 +598,14 @@ impl Sessions {
         }
         Ok(())
     }
+}
 
-    /// Ends the session with this id.
-    pub fn close(&self, id: &str) {
-        self.by_digest.lock().remove(&digest(id));
-    }
+/// 429 with Retry-After: a caller over a limit, and when to try again.
+pub(super) fn rate_limited(secs: u64, message: String) -> Response {
+    let mut res = ApiError::new(ErrorCode::RateLimited, message).into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    res
 }
 
 #[cfg(test)]
@@ -652,16 +657,17 @@ mod tests {
     #[test]
     fn sessions_check_the_token_expire_and_stay_bounded() {
         let s = Sessions::new(Duration::from_secs(60), 2);
-        let (id, session) = s.open(Role::Admin, "a".into(), [0; 32]);
+        let (id, _) = s.open(Role::Admin, "a".into(), [0; 32]);
         let with = |token: &str| {
             headers(&[
                 ("cookie", &format!("{SESSION_COOKIE}={id}")),
                 (CSRF_HEADER, token),
             ])
         };
-        assert!(s.check_csrf(&with(&session.csrf_token)).is_ok());
-        assert!(s.check_csrf(&with("wrong")).is_err());
-        assert!(s.check_csrf(&with("")).is_err());
+        let session = s.get(&id).unwrap();
+        assert!(session.check_csrf(&with(&session.csrf_token)).is_ok());
+        assert!(session.check_csrf(&with("wrong")).is_err());
+        assert!(session.check_csrf(&with("")).is_err());
         // The third session pushes out the oldest.
         s.open(Role::Agent, "b".into(), [1; 32]);
         s.open(Role::Agent, "c".into(), [2; 32]);

@@ -194,24 +194,13 @@ pub async fn check_card(
     Admin(_admin): Admin,
     ApiJson(b): ApiJson<CheckBody>,
 ) -> ApiResult<Json<CheckResult>> {
-    if b.body.len() > s.config.limits.max_card_bytes {
-        return Err(ApiError::new(
-            ErrorCode::InvalidCard,
-            format!(
-                "body is longer than limits.max_card_bytes ({} bytes)",
-                s.config.limits.max_card_bytes
-            ),
-        ));
-    }
     let content = CardContent {
         title: b.title,
         body: b.body,
         ..Default::default()
     };
-    Ok(Json(CheckResult {
-        findings: s.knowledge.findings(&content),
-        html: crate::knowledge::card::preview_html(&content.body),
-    }))
+    let (findings, html) = s.knowledge.check_text(&content)?;
+    Ok(Json(CheckResult { findings, html }))
 }
 
 #[utoipa::path(post, path = "/v1/cards/{id}/submit", tag = "cards",

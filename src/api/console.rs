@@ -45,13 +45,6 @@ const FILES: &[(&str, &str, &str)] = &[
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-fn disabled() -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        "the console is switched off ([console] enabled = false)",
-    )
-}
-
 fn file(name: &str) -> Option<Response> {
     let (_, kind, body) = FILES.iter().find(|(n, _, _)| *n == name)?;
     let mut res = (*body).into_response();
@@ -76,24 +69,15 @@ fn file(name: &str) -> Option<Response> {
 }
 
 /// `/console`: the page's address has a slash, so its files resolve under it.
-pub async fn root(State(s): State<AppState>) -> ApiResult<Redirect> {
-    if !s.config.console.enabled {
-        return Err(disabled());
-    }
-    Ok(Redirect::permanent("/console/"))
+pub async fn root() -> Redirect {
+    Redirect::permanent("/console/")
 }
 
-pub async fn page(State(s): State<AppState>) -> ApiResult<Response> {
-    if !s.config.console.enabled {
-        return Err(disabled());
-    }
-    Ok(file("index.html").expect("index.html is built in"))
+pub async fn page() -> Response {
+    file("index.html").expect("index.html is built in")
 }
 
-pub async fn asset(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    if !s.config.console.enabled {
-        return Err(disabled());
-    }
+pub async fn asset(Path(name): Path<String>) -> ApiResult<Response> {
     file(&name).ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,
@@ -144,15 +128,33 @@ fn keyless(s: &AppState, headers: &HeaderMap) -> ApiResult<Option<SessionView>> 
 
 /// `GET /console/session`: the session the cookie names, or 401 (the page then asks for a key).
 pub async fn current(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    if !s.config.console.enabled {
-        return Err(disabled());
-    }
     if let Some(view) = keyless(&s, &headers)? {
         return Ok(Json(view).into_response());
     }
-    let id = auth::session_cookie(&headers)
+    let (_, session) = signed_in(&s, &headers)?;
+    Ok(Json(SessionView::from(session)).into_response())
+}
+
+/// The session the request's cookie names, with its id.
+fn signed_in<'h>(s: &AppState, headers: &'h HeaderMap) -> ApiResult<(&'h str, Session)> {
+    let id = auth::session_cookie(headers)
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "not signed in"))?;
-    Ok(Json(SessionView::from(s.sessions.get(id)?)).into_response())
+    Ok((id, s.sessions.get(id)?))
+}
+
+/// The session cookie; `Secure` whenever the page was reached over TLS (kefu behind a TLS
+/// proxy says so in X-Forwarded-Proto): on plain http://localhost a browser drops a Secure one.
+fn cookie(headers: &HeaderMap, value: &str, max_age: Duration) -> HeaderValue {
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        max_age.as_secs(),
+        if tls { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&cookie).expect("a hex id and digits make a valid header")
 }
 
 /// `POST /console/session {key}`: signs in with an admin or agent key.
@@ -161,58 +163,34 @@ pub async fn sign_in(
     headers: HeaderMap,
     ApiJson(b): ApiJson<SignIn>,
 ) -> ApiResult<Response> {
-    if !s.config.console.enabled {
-        return Err(disabled());
-    }
     if let Some(view) = keyless(&s, &headers)? {
         return Ok(Json(view).into_response());
     }
     if let Err(secs) = s.sessions.admit_sign_in() {
-        let mut res = ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "more than {} sign-ins a minute; retry after {secs} s",
-                auth::SIGN_INS_PER_MINUTE
-            ),
-        )
-        .into_response();
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Ok(res);
+        let limit = auth::SIGN_INS_PER_MINUTE;
+        return Ok(auth::rate_limited(
+            secs,
+            format!("more than {limit} sign-ins a minute; retry after {secs} s"),
+        ));
     }
     let (role, name, key) = s.keys.staff(&b.key)?;
     let (id, session) = s.sessions.open(role, name, key);
-    let lifetime = Duration::from_secs(s.config.console.session_hours.max(1) * 3600);
-    // Secure whenever the page was reached over TLS (kefu behind a TLS proxy says so in
-    // X-Forwarded-Proto); on plain http://localhost the browser would drop a Secure cookie.
-    let tls = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    let cookie = format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        lifetime.as_secs(),
-        if tls { "; Secure" } else { "" }
-    );
     let mut res = (StatusCode::CREATED, Json(SessionView::from(session))).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).expect("hex id and digits are a valid header"),
+        cookie(&headers, &id, s.sessions.lifetime()),
     );
     Ok(res)
 }
 
 /// `DELETE /console/session`: signs out (with the CSRF token, like every change).
 pub async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let id = auth::session_cookie(&headers)
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "not signed in"))?;
-    s.sessions.check_csrf(&headers)?;
+    let (id, session) = signed_in(&s, &headers)?;
+    session.check_csrf(&headers)?;
     s.sessions.close(id);
     let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("kefu_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    res.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&headers, "", Duration::ZERO));
     Ok(res)
 }
 
@@ -257,17 +235,32 @@ mod tests {
             n > 150,
             "only {n} strings found: the pattern no longer matches the script"
         );
-        // Keys the script builds from a value.
-        for prefix in ["editor.done.", "granularity.", "report.", "health."] {
-            assert!(en.keys().any(|k| k.starts_with(prefix)), "{prefix}*");
-        }
-        for k in [
-            "editor.new",
-            "editor.heading",
-            "report.gaps",
-            "health.store",
-        ] {
-            assert!(en.contains_key(k), "{k}");
+        // Keys the script builds from a value (`t(`report.${name}`)` and the like).
+        let built = [
+            ("editor.done.", &["submit", "publish", "archive"][..]),
+            ("granularity.", &["hour", "day", "week"]),
+            (
+                "report.",
+                &[
+                    "volume",
+                    "deflection",
+                    "handoffs",
+                    "satisfaction",
+                    "sentiment",
+                    "topics",
+                    "gaps",
+                ],
+            ),
+            (
+                "health.",
+                &["store", "embedder", "generator", "asr", "index"],
+            ),
+            ("editor.", &["new", "heading"]),
+        ];
+        for (prefix, values) in built {
+            for v in values {
+                assert!(en.contains_key(&format!("{prefix}{v}")), "{prefix}{v}");
+            }
         }
         // Chinese text is Chinese, not the English left in place.
         let same = en.iter().filter(|(k, v)| zh[*k] == **v).count();

@@ -209,21 +209,28 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
+    // Switched off ([console] enabled = false), the console is not there at all: 404.
+    let console = if state.config.console.enabled {
+        Router::new()
+            .route("/console", get(console::root))
+            .route("/console/", get(console::page))
+            .route("/console/{file}", get(console::asset))
+            .route(
+                "/console/session",
+                get(console::current)
+                    .post(console::sign_in)
+                    .delete(console::sign_out),
+            )
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route("/console", get(console::root))
-        .route("/console/", get(console::page))
-        .route("/console/{file}", get(console::asset))
-        .route(
-            "/console/session",
-            get(console::current)
-                .post(console::sign_in)
-                .delete(console::sign_out),
-        )
         .merge(v1)
+        .merge(console)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -110,15 +110,7 @@ impl CardInput {
         if body.is_empty() {
             return Err(Error::bad(ErrorCode::InvalidCard, "body must not be empty"));
         }
-        if body.len() > max_body_bytes {
-            return Err(Error::bad(
-                ErrorCode::CardTooLarge,
-                format!(
-                    "body is {} bytes, over the limit of {max_body_bytes}: split the card into smaller ones",
-                    body.len()
-                ),
-            ));
-        }
+        within_size(&body, max_body_bytes)?;
         if self.tags.len() > MAX_TAGS {
             return Err(Error::bad(
                 ErrorCode::InvalidCard,
@@ -236,6 +228,20 @@ mod tests {
     }
 }
 
+/// A card body fits `limits.max_card_bytes`.
+pub fn within_size(body: &str, max_body_bytes: usize) -> Result<(), Error> {
+    if body.len() > max_body_bytes {
+        return Err(Error::bad(
+            ErrorCode::CardTooLarge,
+            format!(
+                "body is {} bytes, over the limit of {max_body_bytes}: split the card into smaller ones",
+                body.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A card body's Markdown as HTML, for the editor's preview. Raw HTML in the body is shown as
 /// text, never passed through: a body may come from a mined conversation, that is, from a
 /// customer.
@@ -251,6 +257,7 @@ pub fn preview_html(body: &str) -> String {
     };
     let events = Parser::new(body).map(|e| match e {
         Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
+        // The link's text still shows; only where it points is dropped.
         Event::Start(Tag::Link {
             link_type,
             dest_url,

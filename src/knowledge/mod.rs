@@ -143,6 +143,19 @@ impl Knowledge {
         .await
     }
 
+    /// A text being written, before it is saved: what publishing it would find, and its body
+    /// rendered for preview. The body is held to the same size limit as a card's.
+    pub fn check_text(
+        &self,
+        content: &CardContent,
+    ) -> Result<(Vec<crate::error::Finding>, String)> {
+        card::within_size(&content.body, self.max_card_bytes)?;
+        Ok((
+            self.checker.check(content),
+            card::preview_html(&content.body),
+        ))
+    }
+
     /// What the compliance checks find in a text before it is published (a mined draft is
     /// stored with them, so the reviewer sees them first).
     pub fn findings(&self, content: &CardContent) -> Vec<crate::error::Finding> {
