@@ -21,6 +21,7 @@ Needs espeak-ng and ffmpeg (apt), and installs faster-whisper (and websockets) f
 ~/.cache/kefu/pylib-bench on first use.
 """
 import argparse
+import importlib
 import json
 import os
 import re
@@ -63,6 +64,10 @@ def wer(truth, hyp):
 
 
 def ensure_pylib():
+    # Made before it is put on sys.path: a folder missing when Python first looks is remembered as
+    # missing (sys.path_importer_cache), and the packages installed into it would not be found
+    # until the next run: the first `kefu bench compare` on a fresh machine had no peers.
+    PYLIB.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(PYLIB))
     try:
         import faster_whisper  # noqa: F401
@@ -71,6 +76,7 @@ def ensure_pylib():
         subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
                                "--disable-pip-version-check", "--target", str(PYLIB),
                                "faster-whisper==1.2.1", "websockets==15.0.1"])
+        importlib.invalidate_caches()
 
 
 def make_clips(dir_):

@@ -9,6 +9,7 @@ kefu can check both engines compute the same model.
 Installs sentence-transformers and PyTorch into ~/.cache/kefu/pylib-st on first use. PyPI's
 torch wheel for Linux is the CUDA build: with its NVIDIA libraries that is about 6 GB, though
 only the CPU is used here."""
+import importlib
 import json
 import subprocess
 import sys
@@ -16,6 +17,10 @@ import time
 from pathlib import Path
 
 PYLIB = Path.home() / ".cache/kefu/pylib-st"
+# Made before it is put on sys.path: a folder missing when Python first looks is remembered as
+# missing (sys.path_importer_cache), and the packages installed into it would not be found
+# until the next run: the first `kefu bench compare` on a fresh machine had no peers.
+PYLIB.mkdir(parents=True, exist_ok=True)
 sys.path.insert(0, str(PYLIB))
 try:
     import sentence_transformers
@@ -24,6 +29,7 @@ except ImportError:
     print(f"installing sentence-transformers and torch into {PYLIB} (about 6 GB, first use only)", file=sys.stderr)
     subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                            "--target", str(PYLIB), "sentence-transformers==6.2.0", "torch==2.15.0"])
+    importlib.invalidate_caches()
     import sentence_transformers
     import torch
 

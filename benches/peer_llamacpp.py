@@ -6,6 +6,7 @@
 
 Builds llama-cpp-python from PyPI into ~/.cache/kefu/pylib-llama on first use (several minutes;
 needs cmake and a C++ compiler)."""
+import importlib
 import json
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import time
 from pathlib import Path
 
 PYLIB = Path.home() / ".cache/kefu/pylib-llama"
+# Made before it is put on sys.path: a folder missing when Python first looks is remembered as
+# missing (sys.path_importer_cache), and the packages installed into it would not be found
+# until the next run: the first `kefu bench compare` on a fresh machine had no peers.
+PYLIB.mkdir(parents=True, exist_ok=True)
 sys.path.insert(0, str(PYLIB))
 try:
     import llama_cpp
@@ -21,6 +26,7 @@ except ImportError:
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(PYLIB)]
     subprocess.check_call(pip + ["--no-deps", "llama-cpp-python==0.3.36"])
     subprocess.check_call(pip + ["numpy", "diskcache", "jinja2", "typing-extensions"])
+    importlib.invalidate_caches()
     import llama_cpp
 
 path, threads, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -90,6 +90,10 @@ impl Row {
     }
 }
 
+/// The last lines of a failed peer's stderr that its row quotes (a Python traceback ends in
+/// the exception, a pip failure in its reason).
+const PEER_ERROR_LINES: usize = 3;
+
 /// A peer's outcome: its JSON, or why it did not run.
 type Peer = Result<Value, String>;
 
@@ -122,23 +126,54 @@ impl Bench<'_> {
         c
     }
 
-    /// Runs `python3 benches/<script> args…` (its stderr shows: first-use installs take
-    /// minutes) and reads the last JSON line it prints.
+    /// Runs `python3 benches/<script> args…` and reads the last JSON line it prints. Its
+    /// stderr shows as it runs (first-use installs take minutes) and its last lines are kept:
+    /// a peer that fails says why in its row, not only "exit status: 1".
     async fn peer(&self, script: &str, args: &[String]) -> Peer {
+        use tokio::io::AsyncBufReadExt;
         if self.o.no_peers {
             return Err("--no-peers".into());
         }
         let script = self.o.benches.join(script);
         eprintln!("peer: python3 {} {}", script.display(), args.join(" "));
-        let out = self
+        let mut child = self
             .command("python3")
             .arg(&script)
             .args(args)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("python3: {e}"))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let tail = tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut tail = std::collections::VecDeque::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("  {line}");
+                if tail.len() == PEER_ERROR_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            tail.into_iter().collect::<Vec<_>>()
+        });
+        let out = child
+            .wait_with_output()
             .await
             .map_err(|e| format!("python3: {e}"))?;
+        let tail = tail.await.unwrap_or_default();
         if !out.status.success() {
-            return Err(format!("{} exited with {}", script.display(), out.status));
+            let why = tail
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" / ");
+            return Err(format!(
+                "{} exited with {}: {why}",
+                script.display(),
+                out.status
+            ));
         }
         String::from_utf8_lossy(&out.stdout)
             .lines()
