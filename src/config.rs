@@ -654,6 +654,10 @@ pub struct Limits {
     pub gen_queue: usize,
     /// Context window cap, in tokens (prompt + answer).
     pub gen_context: usize,
+    /// Memory for the keys and values of prompts already read, in MiB, kept so that a prompt
+    /// that begins the same way (instructions, the same cards) is not read again: about 24 KB
+    /// per token with Qwen2.5 0.5B, so 256 MiB holds some 10,000 prompt tokens. 0: off.
+    pub prefix_cache_mb: usize,
     /// Most turns one conversation holds; one more is refused (409) and the frontend starts a
     /// new conversation.
     pub max_conversation_turns: usize,
@@ -729,6 +733,7 @@ impl Default for Limits {
             gen_slots: 8,
             gen_queue: 32,
             gen_context: 4096,
+            prefix_cache_mb: 256,
             max_conversation_turns: crate::store::DEFAULT_MAX_TURNS,
             rate_per_minute: 1200,
         }
@@ -1106,6 +1111,7 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("KEFU_VOICE_MAX_UPLOAD_BYTES", "voice.max_upload_bytes"),
     ("KEFU_GEN_SLOTS", "limits.gen_slots"),
     ("KEFU_GEN_QUEUE", "limits.gen_queue"),
+    ("KEFU_PREFIX_CACHE_MB", "limits.prefix_cache_mb"),
     ("KEFU_MAX_BODY_BYTES", "limits.max_body_bytes"),
     ("KEFU_MAX_CARD_BYTES", "limits.max_card_bytes"),
     ("KEFU_EMBED_QUEUE", "limits.embed_queue"),

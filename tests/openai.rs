@@ -102,6 +102,67 @@ fn eight_conversations_at_once_all_complete() {
     );
 }
 
+/// The prefix cache: the same prompt again is read from its kept keys and values (all but its
+/// last token) and gives the same greedy reply; another question that shares the chat
+/// template's opening reuses that much and reads the rest. /metrics shows the bytes held, the
+/// bound, and the hits.
+#[test]
+fn a_prompt_read_before_is_not_read_again() {
+    let s = keys_and(GEN, &[]);
+    let ask = |question: &str| {
+        let (st, r) = parts(
+            s.req("POST", "/v1/chat/completions", Some(CHANNEL))
+                .json(&json!({
+                    "model": GEN,
+                    "messages": [{"role": "user", "content": question}],
+                    "max_tokens": 24, "temperature": 0,
+                }))
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(st, 200, "{r}");
+        let text = r["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+        (text, r["usage"]["prompt_tokens"].as_u64().unwrap() as f64)
+    };
+    let counts = || {
+        let m = s.metrics();
+        let read = |name: &str, labels: &str| metric(&m, name, labels).unwrap_or(0.0);
+        [
+            read("kefu_prefix_cache_lookups_total", GEN),
+            read("kefu_prefix_cache_hits_total", GEN),
+            read("kefu_prefix_cache_reused_tokens_total", GEN),
+            read("kefu_model_tokens_total", "kind=\"prompt\""),
+        ]
+    };
+    let question = "My router keeps dropping the Wi-Fi every evening. What should I check first?";
+    let before = counts();
+    let (first, prompt) = ask(question);
+    let once = counts();
+    assert_eq!(once[0] - before[0], 1.0);
+    assert_eq!(once[3] - before[3], prompt, "the first time, the whole prompt is read");
+
+    let (again, prompt_again) = ask(question);
+    let twice = counts();
+    assert_eq!(prompt_again, prompt);
+    assert_eq!(again, first, "the same greedy reply from the kept prefix");
+    assert_eq!(twice[1] - once[1], 1.0, "a hit");
+    assert_eq!(twice[2] - once[2], prompt - 1.0, "all but the last token reused");
+    assert_eq!(twice[3] - once[3], 1.0, "one prompt token read");
+
+    let (_, other) = ask("How do I return a phone I bought last week?");
+    let thrice = counts();
+    let reused = thrice[2] - twice[2];
+    assert_eq!(thrice[1] - twice[1], 1.0, "the template's opening is shared");
+    assert!(reused >= 16.0 && reused < other, "{reused} of {other}");
+    assert_eq!(thrice[3] - twice[3], other - reused);
+
+    let m = s.metrics();
+    let held = metric(&m, "kefu_prefix_cache_bytes", GEN).unwrap();
+    let bound = metric(&m, "kefu_prefix_cache_capacity_bytes", GEN).unwrap();
+    assert_eq!(bound, (256u64 << 20) as f64);
+    assert!(held > 0.0 && held <= bound, "{held} of {bound}");
+}
+
 #[test]
 fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     // One slot and one waiting place make both effects observable.
@@ -141,19 +202,25 @@ fn a_client_that_disconnects_frees_its_slot_and_a_full_queue_answers_503() {
     // Occupy the slot and the queue place, then one more is refused at once. (1,000 tokens
     // outlast the steps below by far; were the hang-up missed, the generation would still end
     // within the client's timeout, and the cancellation check below would say what went wrong.)
+    let admitted = || {
+        metric(
+            &s.metrics(),
+            "kefu_model_inputs_total",
+            "role=\"generator\"",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = admitted();
     let mut busy = chat(&s, 1000, true);
     read_sse(&mut busy, |_| true);
     // The first chunk (the role) is sent before the worker takes the request: wait until it has
-    // (the third request the generator admitted). Not `kefu_generation_active` = 1: the worker
-    // may not yet have recorded that the short request above left its slot, and a request sent
-    // while this one still sat in the one queue place would be refused.
+    // (one more request admitted; counted from here, because the first request above may have
+    // been hung up on before the worker took it, which cancels it unadmitted). Not
+    // `kefu_generation_active` = 1: the worker may not yet have recorded that the short request
+    // above left its slot, and a request sent while this one still sat in the one queue place
+    // would be refused.
     let since = Instant::now();
-    while metric(
-        &s.metrics(),
-        "kefu_model_inputs_total",
-        "role=\"generator\"",
-    ) != Some(3.0)
-    {
+    while admitted() != before + 1.0 {
         assert!(
             since.elapsed() < Duration::from_secs(30),
             "busy request never started"

@@ -109,6 +109,11 @@ struct Families {
     generation_active: GaugeVec,
     generation_slots: GaugeVec,
     generation_cancelled: CounterVec,
+    prefix_bytes: GaugeVec,
+    prefix_capacity: GaugeVec,
+    prefix_lookups: CounterVec,
+    prefix_hits: CounterVec,
+    prefix_reused: CounterVec,
     voice_streams: GaugeVec,
     uploads: GaugeVec,
     panics: CounterVec,
@@ -171,6 +176,31 @@ impl Families {
                 "Generations stopped because the client went away",
                 model,
             ),
+            prefix_bytes: gauge(
+                "kefu_prefix_cache_bytes",
+                "Memory held by the keys and values of prompts kept for reuse",
+                model,
+            ),
+            prefix_capacity: gauge(
+                "kefu_prefix_cache_capacity_bytes",
+                "The bound on kefu_prefix_cache_bytes (limits.prefix_cache_mb)",
+                model,
+            ),
+            prefix_lookups: counter(
+                "kefu_prefix_cache_lookups_total",
+                "Prompts looked up in the prefix cache",
+                model,
+            ),
+            prefix_hits: counter(
+                "kefu_prefix_cache_hits_total",
+                "Prompts that started from a kept prefix (hit rate: hits / lookups)",
+                model,
+            ),
+            prefix_reused: counter(
+                "kefu_prefix_cache_reused_tokens_total",
+                "Prompt tokens not read again thanks to a kept prefix (against kefu_model_tokens_total{kind=\"prompt\"}, which counts the tokens read)",
+                model,
+            ),
             voice_streams: gauge("kefu_voice_streams_open", "Live voice streams open", model),
             panics: counter(
                 "kefu_model_panics_total",
@@ -211,7 +241,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 18] {
+    fn all(&self) -> [&dyn Collector; 23] {
         [
             &self.queue_depth,
             &self.batches,
@@ -222,6 +252,11 @@ impl Families {
             &self.generation_active,
             &self.generation_slots,
             &self.generation_cancelled,
+            &self.prefix_bytes,
+            &self.prefix_capacity,
+            &self.prefix_lookups,
+            &self.prefix_hits,
+            &self.prefix_reused,
             &self.voice_streams,
             &self.uploads,
             &self.panics,
@@ -316,6 +351,18 @@ impl Collector for ServiceCollector {
                 .with_label_values(&l)
                 .inc_by(counted(&gs.cancelled));
             f.panics.with_label_values(&l).inc_by(counted(&gs.panics));
+            let p = &gs.prefix;
+            f.prefix_bytes.with_label_values(&l).set(counted(&p.bytes));
+            f.prefix_capacity
+                .with_label_values(&l)
+                .set(counted(&p.capacity));
+            f.prefix_lookups
+                .with_label_values(&l)
+                .inc_by(counted(&p.lookups));
+            f.prefix_hits.with_label_values(&l).inc_by(counted(&p.hits));
+            f.prefix_reused
+                .with_label_values(&l)
+                .inc_by(counted(&p.reused_tokens));
         }
         if let Some(a) = &self.desk.asr {
             let l = [a.id(), "asr"];

