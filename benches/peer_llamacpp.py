@@ -4,16 +4,35 @@
 
     python3 benches/peer_llamacpp.py MODEL.gguf THREADS MAX_TOKENS
 
-Builds llama-cpp-python from PyPI into ~/.cache/kefu/pylib-llama on first use (several minutes;
-needs cmake and a C++ compiler)."""
+Builds llama-cpp-python from PyPI into ~/.cache/kefu/pylib-llama-noamx on first use (several
+minutes; needs cmake and a C++ compiler), for the SIMD this CPU has, AMX left out."""
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-PYLIB = Path.home() / ".cache/kefu/pylib-llama"
+PYLIB = Path.home() / ".cache/kefu/pylib-llama-noamx"
+# ggml's own flags for the instruction sets /proc/cpuinfo lists, instead of -march=native: a
+# CPU that lists AMX may run where the kernel does not grant AMX tile state (a VM), and the
+# native build then dies of SIGILL at its first tile load (seen on a 2-core Xeon VM). AMX
+# only speeds up batches on large models; decode speed comes from AVX-512/AVX2 here.
+GGML_FLAGS = {"avx": "AVX", "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "bmi2": "BMI2",
+              "avx512f": "AVX512", "avx512vbmi": "AVX512_VBMI", "avx512_vnni": "AVX512_VNNI",
+              "avx512_bf16": "AVX512_BF16", "avx_vnni": "AVX_VNNI"}
+
+
+def cmake_args():
+    try:
+        have = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        return "-DGGML_NATIVE=OFF"
+    flags = " ".join(f"-DGGML_{g}={'ON' if f in have else 'OFF'}" for f, g in GGML_FLAGS.items())
+    return f"-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF {flags}"
+
+
 # Made before it is put on sys.path: a folder missing when Python first looks is remembered as
 # missing (sys.path_importer_cache), and the packages installed into it would not be found
 # until the next run: the first `kefu bench compare` on a fresh machine had no peers.
@@ -24,7 +43,10 @@ try:
 except ImportError:
     print(f"building llama-cpp-python into {PYLIB} (first use only, several minutes)", file=sys.stderr)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(PYLIB)]
-    subprocess.check_call(pip + ["--no-deps", "llama-cpp-python==0.3.36"])
+    env = dict(os.environ, CMAKE_ARGS=cmake_args())
+    print(f"CMAKE_ARGS={env['CMAKE_ARGS']}", file=sys.stderr)
+    # No pip cache: a wheel it built earlier with other flags would be taken as is.
+    subprocess.check_call(pip + ["--no-deps", "--no-cache-dir", "llama-cpp-python==0.3.36"], env=env)
     subprocess.check_call(pip + ["numpy", "diskcache", "jinja2", "typing-extensions"])
     importlib.invalidate_caches()
     import llama_cpp

@@ -150,6 +150,10 @@ impl Bench<'_> {
             let mut tail = std::collections::VecDeque::new();
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("  {line}");
+                // pip says this on every install as root: never the reason a peer failed.
+                if line.starts_with("WARNING: Running pip as the 'root' user") {
+                    continue;
+                }
                 if tail.len() == PEER_ERROR_LINES {
                     tail.pop_front();
                 }
