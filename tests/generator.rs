@@ -78,7 +78,11 @@ fn argmax(v: &[f32]) -> usize {
 fn agreement(a: &[f32], b: &[f32]) -> (f32, f32) {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
     (dot / (norm(a) * norm(b)), diff / scale)
 }
@@ -105,11 +109,20 @@ fn sequences_read_together_get_what_each_gets_alone() {
     // activations differently), so close rather than equal.
     let reference = l
         .reference
-        .forward(&Tensor::new(a.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap(), 0)
+        .forward(
+            &Tensor::new(a.as_slice(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            0,
+        )
         .unwrap();
     let reference: Vec<f32> = reference.flatten_all().unwrap().to_vec1().unwrap();
     let (cos, diff) = agreement(&reference, &logits_a);
-    assert!(cos > 0.995 && diff < 0.1, "against candle's llama: cosine {cos}, {diff}");
+    assert!(
+        cos > 0.995 && diff < 0.1,
+        "against candle's llama: cosine {cos}, {diff}"
+    );
     assert_eq!(argmax(&reference), argmax(&logits_a));
 
     // Read in chunks, a prompt's logits are not bit for bit those of reading it whole: the
@@ -143,7 +156,11 @@ fn sequences_read_together_get_what_each_gets_alone() {
         },
     ];
     let out1 = l.lm.forward_parts(&mut round1).unwrap().unwrap();
-    assert_eq!(out1.dims(), &[1, logits_a.len()], "one row: the part that asked");
+    assert_eq!(
+        out1.dims(),
+        &[1, logits_a.len()],
+        "one row: the part that asked"
+    );
     let (cos, _) = agreement(&logits_b, &row(&out1, 0));
     assert!(cos > 0.9999, "b read beside a: cosine {cos}");
     let mut round2 = [
@@ -160,9 +177,15 @@ fn sequences_read_together_get_what_each_gets_alone() {
     ];
     let out2 = l.lm.forward_parts(&mut round2).unwrap().unwrap();
     let (cos, diff) = agreement(&a_in_two, &row(&out2, 0));
-    assert!(cos > 0.99999 && diff < 1e-3, "a beside b: cosine {cos}, {diff}");
+    assert!(
+        cos > 0.99999 && diff < 1e-3,
+        "a beside b: cosine {cos}, {diff}"
+    );
     let (cos, diff) = agreement(&logits_b_next, &row(&out2, 1));
-    assert!(cos > 0.99999 && diff < 1e-3, "b's decode step beside a: cosine {cos}, {diff}");
+    assert!(
+        cos > 0.99999 && diff < 1e-3,
+        "b's decode step beside a: cosine {cos}, {diff}"
+    );
     assert_eq!(ca.len(), a.len());
     assert_eq!(cb.len(), b.len() + 1);
 
@@ -172,6 +195,9 @@ fn sequences_read_together_get_what_each_gets_alone() {
     assert!(from_prefix.bytes() < cache_a.bytes());
     let resumed = alone(&l, &a[a.len() - 1..], &mut from_prefix);
     let (cos, diff) = agreement(&chunked(a.len() - 1), &resumed);
-    assert!(cos > 0.99999 && diff < 1e-3, "resumed from a prefix: cosine {cos}, {diff}");
+    assert!(
+        cos > 0.99999 && diff < 1e-3,
+        "resumed from a prefix: cosine {cos}, {diff}"
+    );
     assert_eq!(argmax(&logits_a), argmax(&resumed));
 }

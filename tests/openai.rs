@@ -121,7 +121,10 @@ fn a_prompt_read_before_is_not_read_again() {
                 .unwrap(),
         );
         assert_eq!(st, 200, "{r}");
-        let text = r["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+        let text = r["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
         (text, r["usage"]["prompt_tokens"].as_u64().unwrap() as f64)
     };
     let counts = || {
@@ -139,20 +142,32 @@ fn a_prompt_read_before_is_not_read_again() {
     let (first, prompt) = ask(question);
     let once = counts();
     assert_eq!(once[0] - before[0], 1.0);
-    assert_eq!(once[3] - before[3], prompt, "the first time, the whole prompt is read");
+    assert_eq!(
+        once[3] - before[3],
+        prompt,
+        "the first time, the whole prompt is read"
+    );
 
     let (again, prompt_again) = ask(question);
     let twice = counts();
     assert_eq!(prompt_again, prompt);
     assert_eq!(again, first, "the same greedy reply from the kept prefix");
     assert_eq!(twice[1] - once[1], 1.0, "a hit");
-    assert_eq!(twice[2] - once[2], prompt - 1.0, "all but the last token reused");
+    assert_eq!(
+        twice[2] - once[2],
+        prompt - 1.0,
+        "all but the last token reused"
+    );
     assert_eq!(twice[3] - once[3], 1.0, "one prompt token read");
 
     let (_, other) = ask("How do I return a phone I bought last week?");
     let thrice = counts();
     let reused = thrice[2] - twice[2];
-    assert_eq!(thrice[1] - twice[1], 1.0, "the template's opening is shared");
+    assert_eq!(
+        thrice[1] - twice[1],
+        1.0,
+        "the template's opening is shared"
+    );
     assert!(reused >= 16.0 && reused < other, "{reused} of {other}");
     assert_eq!(thrice[3] - twice[3], other - reused);
 

@@ -93,7 +93,11 @@ impl PrefixCache {
             return;
         }
         self.clock += 1;
-        if let Some(e) = self.entries.iter_mut().find(|e| e.tokens.starts_with(tokens)) {
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.tokens.starts_with(tokens))
+        {
             e.used = self.clock;
             return;
         }
@@ -152,7 +156,10 @@ mod tests {
         let (n, cache) = c.lookup(&q).unwrap().unwrap();
         assert_eq!(n, 60);
         assert_eq!(cache.len(), 60);
-        assert_eq!(cache.key_values(), q[..60].iter().map(|&t| t as f32).collect::<Vec<_>>());
+        assert_eq!(
+            cache.key_values(),
+            q[..60].iter().map(|&t| t as f32).collect::<Vec<_>>()
+        );
         // The whole prompt kept: all but its last token.
         let (n, _) = c.lookup(&a).unwrap().unwrap();
         assert_eq!(n, a.len() - 1);
@@ -191,7 +198,11 @@ mod tests {
         let long = ids(60, 0);
         c.insert(&short, &kv(&short));
         c.insert(&long, &kv(&long));
-        assert_eq!(c.bytes(), kv(&long).bytes(), "the longer replaces the shorter");
+        assert_eq!(
+            c.bytes(),
+            kv(&long).bytes(),
+            "the longer replaces the shorter"
+        );
         c.insert(&short, &kv(&short));
         assert_eq!(c.bytes(), kv(&long).bytes(), "the shorter adds nothing");
         assert_eq!(c.lookup(&short).unwrap().unwrap().0, 29);
