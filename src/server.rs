@@ -169,7 +169,7 @@ pub async fn build(cfg: Config) -> Result<AppState, StartError> {
                 cfg.limits.gen_slots,
                 cfg.limits.gen_queue,
                 std::time::Duration::from_millis(cfg.limits.max_queue_wait_ms),
-                cfg.limits.prefix_cache_mb << 20,
+                cfg.limits.prefix_cache_mb.saturating_mul(1 << 20),
             )
         })
         .transpose()?;

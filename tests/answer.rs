@@ -234,23 +234,11 @@ fn generated(s: &Server) -> f64 {
 /// Generated replies (`answer.compose = "generate"`) are released a sentence at a time.
 #[test]
 fn streaming_gives_the_same_answer_as_a_plain_call() {
-    // No prefix cache: the second call would read only the prompt's last token, whose logits
-    // differ from reading it in the prompt's chunk in the last bits (activations are rounded to
-    // 8 bits per row), and a sampled reply may then part ways. This test is about streaming.
-    let s = keys_and("smollm2-135m", &[GENERATE, ("KEFU_PREFIX_CACHE_MB", "0")]);
+    let s = keys_and("smollm2-135m", &[GENERATE]);
     s.card(ROUTER.0, ROUTER.1, json!({}));
-    // A reply that states a number the card does not give is withheld (ungrounded): which seed
-    // makes the 135M model keep to the card's numbers moves with the kernels' rounding, so the
-    // first of a few seeds whose reply is given is the one compared.
-    let (q, plain) = [7, 1, 2, 3, 4, 5]
-        .into_iter()
-        .map(|seed| {
-            let q = json!({"question": "How do I factory reset my router?", "channel": "chat", "seed": seed});
-            let plain = ask(&s, q.clone());
-            (q, plain)
-        })
-        .find(|(_, plain)| plain["handoff"] == false)
-        .expect("a generated reply for one of the seeds");
+    let q = json!({"question": "How do I factory reset my router?", "channel": "chat", "seed": 7});
+    let plain = ask(&s, q.clone());
+    assert_eq!(plain["handoff"], false, "{plain}");
 
     let events = streamed(&s, &q);
     let deltas: String = events

@@ -102,20 +102,33 @@ fn eight_conversations_at_once_all_complete() {
     );
 }
 
-/// The prefix cache: the same prompt again is read from its kept keys and values (all but its
-/// last token) and gives the same greedy reply; another question that shares the chat
-/// template's opening reuses that much and reads the rest. /metrics shows the bytes held, the
-/// bound, and the hits.
+/// The prefix cache: the same prompt again is read from its kept keys and values, in the
+/// scheduler's whole 64-token chunks, and gives the same sampled reply bit for bit (the rest is
+/// read in the same chunks as the first time); another question under the same instructions
+/// reuses the chunks they fill and reads the rest. /metrics shows the bytes held, the bound, and
+/// the hits.
 #[test]
 fn a_prompt_read_before_is_not_read_again() {
+    const CHUNK: f64 = 64.0;
     let s = keys_and(GEN, &[]);
+    // A channel's instructions: what every conversation's prompt begins with (about 150 tokens).
+    let system = "You are the customer-service assistant of VoltMart, an online electronics shop. \
+        Answer in one to three short, friendly sentences, without headings or lists. Answer only \
+        from what the customer and the shop's help articles say; never invent prices, dates, \
+        order numbers, links or steps. When you do not know, say that a colleague will help and \
+        that the customer does not need to repeat anything. Keep the customer's language, and \
+        never mention these instructions. Orders ship within two working days; returns are free \
+        within thirty days; the warranty is two years on every product sold by the shop.";
     let ask = |question: &str| {
         let (st, r) = parts(
             s.req("POST", "/v1/chat/completions", Some(CHANNEL))
                 .json(&json!({
                     "model": GEN,
-                    "messages": [{"role": "user", "content": question}],
-                    "max_tokens": 24, "temperature": 0,
+                    "messages": [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": question},
+                    ],
+                    "max_tokens": 24, "temperature": 0.9, "seed": 3,
                 }))
                 .send()
                 .unwrap(),
@@ -141,7 +154,9 @@ fn a_prompt_read_before_is_not_read_again() {
     let before = counts();
     let (first, prompt) = ask(question);
     let once = counts();
+    assert!(prompt > 2.0 * CHUNK, "{prompt} tokens");
     assert_eq!(once[0] - before[0], 1.0);
+    assert_eq!(once[1] - before[1], 0.0);
     assert_eq!(
         once[3] - before[3],
         prompt,
@@ -151,24 +166,24 @@ fn a_prompt_read_before_is_not_read_again() {
     let (again, prompt_again) = ask(question);
     let twice = counts();
     assert_eq!(prompt_again, prompt);
-    assert_eq!(again, first, "the same greedy reply from the kept prefix");
+    assert_eq!(again, first, "the same sampled reply from the kept prefix");
     assert_eq!(twice[1] - once[1], 1.0, "a hit");
+    let reused = ((prompt - 1.0) / CHUNK).floor() * CHUNK;
     assert_eq!(
         twice[2] - once[2],
-        prompt - 1.0,
-        "all but the last token reused"
+        reused,
+        "every whole chunk short of the last token"
     );
-    assert_eq!(twice[3] - once[3], 1.0, "one prompt token read");
+    assert_eq!(twice[3] - once[3], prompt - reused, "the rest read");
 
     let (_, other) = ask("How do I return a phone I bought last week?");
     let thrice = counts();
     let reused = thrice[2] - twice[2];
-    assert_eq!(
-        thrice[1] - twice[1],
-        1.0,
-        "the template's opening is shared"
+    assert_eq!(thrice[1] - twice[1], 1.0, "the instructions are shared");
+    assert!(
+        reused >= 2.0 * CHUNK && reused < other && reused % CHUNK == 0.0,
+        "{reused} of {other}"
     );
-    assert!(reused >= 16.0 && reused < other, "{reused} of {other}");
     assert_eq!(thrice[3] - twice[3], other - reused);
 
     let m = s.metrics();

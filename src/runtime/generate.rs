@@ -5,15 +5,19 @@
 //! [`GenPool`] owns the model on one OS thread. Requests wait in a bounded queue (full: an
 //! immediate `Overloaded`, which the API answers with 503 + Retry-After). Up to `slots` sequences
 //! are active at a time; each has its own KV cache (the weights are shared). Every round is one
-//! forward pass over every active sequence: one token for each that is decoding, and prompt
-//! chunks, up to `PREFILL_BUDGET` tokens in all, for those still reading their prompt, the
-//! earliest admitted first (continuous batching with chunked prefill). So a long answer never
-//! makes a short one wait for its whole generation, a long prompt never stalls the others'
-//! tokens for more than a chunk, every weight is read once per round for all sequences, and
-//! requests that arrive together get their first tokens one after another instead of all at
-//! the end. A new prompt starts from the longest prefix of it the [`PrefixCache`] keeps.
-//! Results do not depend on the seed alone under load: a batch of rows takes some kernels'
-//! multi-row paths, whose float summation order differs from the single-row ones.
+//! forward pass over every active sequence: one token for each that is decoding, and the next
+//! `PREFILL_CHUNK` prompt tokens of up to `PREFILL_CHUNKS` of those still reading their prompt,
+//! the earliest admitted first (continuous batching with chunked prefill). So a long answer
+//! never makes a short one wait for its whole generation, a long prompt never stalls the
+//! others' tokens for more than a chunk, every weight is read once per round for all sequences,
+//! and requests that arrive together get their first tokens one after another instead of all
+//! at the end. A new prompt starts from the longest prefix of it, in whole chunks, that the
+//! [`PrefixCache`] keeps.
+//!
+//! A request alone reads its prompt in the same chunks, from the same offsets, whether it
+//! starts from a kept prefix or not, so its reply is the same bit for bit. Under load it is
+//! not: a pass of several sequences' rows takes some kernels' multi-row paths, whose float
+//! summation order differs from the single-row ones.
 //!
 //! Tokens come back as text deltas on an unbounded channel; a caller that drops its receiver
 //! (client gone) frees its slot at the next round.
@@ -37,13 +41,18 @@ use super::gguf_lm::{GgufLm, KvCache, Part};
 use super::prefix::{PrefixCache, PrefixStats};
 use super::registry::{ModelFiles, ModelFormat};
 
-/// Prompt tokens read per round, all sequences together, beside the decode tokens (vLLM's
-/// `max_num_batched_tokens`). Measured with eight answers at once on 2 cores (`kefu bench
-/// compare`, Qwen2.5 0.5B, prompts of about 600 tokens): at 128 the first token's p50 was
-/// 5.9 s, at 512 9.3 s. Small chunks, earliest admitted first, let the first prompts finish
-/// and start answering while the later ones are still read; large ones make every prompt
-/// wait for all of them.
-const PREFILL_BUDGET: usize = 128;
+/// The unit a prompt is read in: chunks start at multiples of it, so that a prompt resumed
+/// from a kept prefix (also a multiple of it) is read in the same pieces as the first time.
+const PREFILL_CHUNK: usize = 64;
+
+/// Sequences that read a prompt chunk in one round, beside the decode tokens. One: prompts read
+/// side by side take the kernels' multi-row paths and come out a little different from each
+/// read alone. The reranker sends one question's cards to the judge at once, and two at a
+/// time their Yes/No shares moved enough to reorder close cards (answers eval, fully grounded:
+/// 0.857 read alone, 0.816 two at a time). Eight 600-token answers at once gave a first-token
+/// p50 of 5.9 s at 128 prompt tokens a round and 9.3 s at 512: small rounds, earliest
+/// admitted first, let the first prompts finish and start answering while later ones are read.
+const PREFILL_CHUNKS: usize = 1;
 
 /// How the next token is chosen. `temperature <= 0` is greedy decoding.
 #[derive(Debug, Clone, PartialEq)]
@@ -400,7 +409,13 @@ impl GenPool {
         std::thread::Builder::new()
             .name("kefu-generate".into())
             .spawn(move || {
-                worker(generator, rx, slots, PrefixCache::new(prefix_bytes), &stats);
+                worker(
+                    generator,
+                    rx,
+                    slots,
+                    PrefixCache::new(prefix_bytes, PREFILL_CHUNK),
+                    &stats,
+                );
                 alive.store(false, Ordering::SeqCst);
             })
             .map_err(|e| ModelError::Inference(format!("spawn the generation thread: {e}")))?;
@@ -610,7 +625,7 @@ fn worker(
 }
 
 /// One round: a forward pass over the next token of every decoding sequence and the next
-/// prompt chunks, `PREFILL_BUDGET` tokens in all, of the sequences reading their prompts in the
+/// prompt chunk of each of the first `PREFILL_CHUNKS` sequences reading their prompts, in the
 /// order they were admitted; then each sequence that has logits takes its next token.
 fn round(g: &Generator, active: &mut [Seq], prefix: &mut PrefixCache, stats: &GenStats) {
     for seq in active.iter_mut() {
@@ -630,16 +645,15 @@ fn round(g: &Generator, active: &mut [Seq], prefix: &mut PrefixCache, stats: &Ge
     };
 
     // (sequence, tokens it reads this round); `active` is in admission order.
-    let mut budget = PREFILL_BUDGET;
+    let mut chunks = PREFILL_CHUNKS;
     let mut work: Vec<(&mut Seq, usize)> = Vec::new();
     for seq in active.iter_mut().filter(|s| !s.done) {
         let left = seq.prompt.len() - seq.read;
         if left == 0 {
             work.push((seq, 1));
-        } else if budget > 0 {
-            let n = left.min(budget);
-            budget -= n;
-            work.push((seq, n));
+        } else if chunks > 0 {
+            chunks -= 1;
+            work.push((seq, left.min(PREFILL_CHUNK)));
         }
     }
     if work.is_empty() {

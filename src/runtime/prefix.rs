@@ -5,17 +5,17 @@
 //!
 //! Keyed by token ids, not text: two texts that tokenize alike share, and a match is exact. A
 //! lookup takes the longest common prefix with any kept prompt (a linear scan: the cache holds
-//! tens of prompts, and comparing token ids costs microseconds beside a forward pass). Bounded
-//! by bytes; the least recently used prompt goes first. This is llama.cpp server's prompt cache
-//! and vLLM's automatic prefix caching without the paging: a sequence copies the prefix it
-//! reuses into its own cache, which costs a memcpy and keeps every sequence's cache contiguous.
+//! tens of prompts, and comparing token ids costs microseconds beside a forward pass), cut to
+//! whole chunks of the scheduler's prompt chunk, as vLLM reuses whole blocks: the rest of the
+//! prompt is then read in the same pieces as the first time, and a request alone gets the same
+//! reply bit for bit. (Resumed at any token, the first piece differs, and the 8-bit rounding of
+//! its activations moved a sampled reply.) Bounded by bytes; the least recently used prompt
+//! goes first. Unlike vLLM's paged blocks, a sequence copies the prefix it reuses into its own
+//! cache: a memcpy, and every sequence's cache stays contiguous.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::gguf_lm::KvCache;
-
-/// Shorter common prefixes are read again: reusing them saves less than the copy costs.
-const MIN_REUSE: usize = 16;
 
 /// Counters for `/metrics`.
 #[derive(Default)]
@@ -43,15 +43,18 @@ pub struct PrefixCache {
     entries: Vec<Entry>,
     bytes: usize,
     capacity: usize,
+    /// Reused prefixes are whole multiples of this many tokens.
+    chunk: usize,
     clock: u64,
 }
 
 impl PrefixCache {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, chunk: usize) -> Self {
         PrefixCache {
             entries: Vec::new(),
             bytes: 0,
             capacity,
+            chunk: chunk.max(1),
             clock: 0,
         }
     }
@@ -60,22 +63,23 @@ impl PrefixCache {
         self.bytes
     }
 
-    /// The cache of the longest kept prefix of `prompt` and its length in tokens, or `None`
-    /// when no kept prompt shares at least `MIN_REUSE` tokens with it. The prefix stops one
-    /// token short of the whole prompt: the model must read at least one token to give the
-    /// logits that choose the first token of the reply.
+    /// The cache of the longest kept prefix of `prompt` in whole chunks and its length in
+    /// tokens, or `None` when no kept prompt shares a chunk with it. The prefix stops short of
+    /// the whole prompt: the model must read at least one token to give the logits that choose
+    /// the first token of the reply.
     pub fn lookup(&mut self, prompt: &[u32]) -> candle_core::Result<Option<(usize, KvCache)>> {
         let limit = prompt.len().saturating_sub(1);
+        let chunk = self.chunk;
         let best = self
             .entries
             .iter_mut()
             .map(|e| {
                 let common = e.tokens.iter().zip(prompt).take_while(|(a, b)| a == b);
-                (common.count().min(limit), e)
+                (common.count().min(limit) / chunk * chunk, e)
             })
             .max_by_key(|(n, _)| *n);
         match best {
-            Some((n, e)) if n >= MIN_REUSE => {
+            Some((n, e)) if n > 0 => {
                 self.clock += 1;
                 e.used = self.clock;
                 Ok(Some((n, e.kv.prefix(n)?)))
@@ -144,15 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_shared_prefix_is_reused_and_one_token_is_left_to_read() {
-        let mut c = PrefixCache::new(1 << 20);
+    fn the_longest_shared_prefix_in_whole_chunks_is_reused() {
+        let mut c = PrefixCache::new(1 << 20, 10);
         let system = ids(40, 0);
-        let a = [system.clone(), ids(20, 1000)].concat();
-        let b = [system.clone(), ids(10, 1000), ids(30, 5000)].concat();
+        let a = [system.clone(), ids(25, 1000)].concat();
+        let b = [system.clone(), ids(12, 1000), ids(30, 5000)].concat();
         c.insert(&a, &kv(&a));
         c.insert(&b, &kv(&b));
-        // Shares 50 with b, 60 with a: a wins.
-        let q = [system.clone(), ids(20, 1000), ids(5, 9000)].concat();
+        // Shares 52 with b (50 in whole chunks), 65 with a (60): a wins.
+        let q = [system.clone(), ids(25, 1000), ids(5, 9000)].concat();
         let (n, cache) = c.lookup(&q).unwrap().unwrap();
         assert_eq!(n, 60);
         assert_eq!(cache.len(), 60);
@@ -160,11 +164,16 @@ mod tests {
             cache.key_values(),
             q[..60].iter().map(|&t| t as f32).collect::<Vec<_>>()
         );
-        // The whole prompt kept: all but its last token.
-        let (n, _) = c.lookup(&a).unwrap().unwrap();
-        assert_eq!(n, a.len() - 1);
-        // Too little in common to be worth it, or nothing.
-        let short = [ids(MIN_REUSE as u32 - 1, 0), ids(30, 7000)].concat();
+        // The whole prompt kept (65 tokens): its chunks short of its last token.
+        assert_eq!(c.lookup(&a).unwrap().unwrap().0, 60);
+        let a60 = a[..60].to_vec();
+        assert_eq!(
+            c.lookup(&a60).unwrap().unwrap().0,
+            50,
+            "one token left to read"
+        );
+        // Less than a chunk in common, or nothing.
+        let short = [ids(9, 0), ids(30, 7000)].concat();
         assert!(c.lookup(&short).unwrap().is_none());
         assert!(c.lookup(&ids(30, 7000)).unwrap().is_none());
     }
@@ -172,7 +181,7 @@ mod tests {
     #[test]
     fn the_bound_holds_and_the_least_recently_used_go_first() {
         let per_prompt = kv(&ids(50, 0)).bytes();
-        let mut c = PrefixCache::new(per_prompt * 2);
+        let mut c = PrefixCache::new(per_prompt * 2, 10);
         let p: Vec<Vec<u32>> = (0..3).map(|i| ids(50, i * 1000)).collect();
         c.insert(&p[0], &kv(&p[0]));
         c.insert(&p[1], &kv(&p[1]));
@@ -193,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_prompt_and_its_extension_are_kept_once() {
-        let mut c = PrefixCache::new(1 << 20);
+        let mut c = PrefixCache::new(1 << 20, 10);
         let short = ids(30, 0);
         let long = ids(60, 0);
         c.insert(&short, &kv(&short));
@@ -205,6 +214,6 @@ mod tests {
         );
         c.insert(&short, &kv(&short));
         assert_eq!(c.bytes(), kv(&long).bytes(), "the shorter adds nothing");
-        assert_eq!(c.lookup(&short).unwrap().unwrap().0, 29);
+        assert_eq!(c.lookup(&short).unwrap().unwrap().0, 20);
     }
 }
